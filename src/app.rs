@@ -1,0 +1,55 @@
+//! The shared application state handed to every handler.
+
+use std::sync::Arc;
+
+use crate::clock::{Clock, SystemClock};
+use crate::config::Config;
+use crate::oauth::consent::NonceGuard;
+use crate::secrets::Keys;
+use crate::store::{CodeStore, MemoryCodeStore, Store};
+
+/// Everything a request may need: configuration, stores, keys and the clock.
+pub struct AppState {
+    /// The validated configuration.
+    pub config: Config,
+    /// Clients, consents and refresh tokens.
+    pub store: Arc<dyn Store>,
+    /// Authorization codes.
+    pub codes: Arc<dyn CodeStore>,
+    /// The time source.
+    pub clock: Arc<dyn Clock>,
+    /// Keys derived from `jwtSecret`.
+    pub keys: Keys,
+    /// Consent tickets already used.
+    pub consent_nonces: NonceGuard,
+}
+
+impl AppState {
+    /// State with in-memory codes and the system clock.
+    pub fn new(config: Config, store: Arc<dyn Store>) -> Self {
+        Self::with_clock(config, store, Arc::new(SystemClock))
+    }
+
+    /// State with a given clock (tests move it forward).
+    pub fn with_clock(config: Config, store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Self {
+        let keys = Keys::derive(config.jwt_secret.expose());
+        Self {
+            config,
+            store,
+            codes: Arc::new(MemoryCodeStore::new()),
+            clock,
+            keys,
+            consent_nonces: NonceGuard::default(),
+        }
+    }
+
+    /// Whether state changes can still be made durable.
+    pub fn store_is_healthy(&self) -> bool {
+        self.store.is_healthy()
+    }
+
+    /// Seconds since the epoch.
+    pub fn now(&self) -> u64 {
+        self.clock.now()
+    }
+}

@@ -1,0 +1,349 @@
+//! The command line (SPEC §3): `serve`, `check`, `gen-secret`, `clients add|list|remove`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+
+use crate::app::AppState;
+use crate::config::Config;
+use crate::oauth::register;
+use crate::secrets::random_token;
+use crate::store::file::{StateError, parse_document, read_state};
+use crate::store::{Registration, StateDocument, StateStore, Store};
+
+/// Environment variable naming the state file.
+pub const STATE_PATH_ENV: &str = "MCP_AUTH_SERVER_PATH";
+/// Environment variable holding the state inline (read-only).
+pub const STATE_INLINE_ENV: &str = "MCP_AUTH_SERVER_CONFIG";
+
+/// OAuth 2.1 authorization server for remote MCP servers behind an SSO reverse proxy.
+#[derive(Debug, Parser)]
+#[command(name = "mcp-authd", version, about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the authorization server.
+    Serve {
+        /// The configuration file (reads `serverAuth.oauthAs`).
+        #[arg(long, env = "MCP_CONFIG", default_value = "./servers.json")]
+        config: PathBuf,
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: SocketAddr,
+        /// Allow listening on a non-loopback address.
+        #[arg(long)]
+        insecure: bool,
+    },
+    /// Validate the configuration and state, print a summary, and exit.
+    Check {
+        /// The configuration file.
+        #[arg(long, env = "MCP_CONFIG", default_value = "./servers.json")]
+        config: PathBuf,
+    },
+    /// Print a fresh random secret (32 bytes, base64url) for `jwtSecret`.
+    GenSecret,
+    /// Manage pre-provisioned clients.
+    Clients {
+        /// The configuration file (its directory holds the state file).
+        #[arg(
+            long,
+            env = "MCP_CONFIG",
+            default_value = "./servers.json",
+            global = true
+        )]
+        config: PathBuf,
+        /// The clients subcommand.
+        #[command(subcommand)]
+        command: ClientsCommand,
+    },
+}
+
+/// `mcp-authd clients …`.
+#[derive(Debug, Subcommand)]
+pub enum ClientsCommand {
+    /// Add a confidential client; prints its client_id and client_secret once.
+    Add {
+        /// Display name.
+        #[arg(long)]
+        name: String,
+        /// A redirect URI (repeat for several).
+        #[arg(long = "redirect-uri", required = true)]
+        redirect_uris: Vec<String>,
+    },
+    /// List registered clients.
+    List,
+    /// Remove a client, its consents and its refresh tokens.
+    Remove {
+        /// The client to remove.
+        client_id: String,
+    },
+}
+
+/// Where the state lives.
+enum StateSource {
+    File(PathBuf),
+    Inline(String),
+}
+
+fn state_source(config_path: &Path) -> StateSource {
+    if let Ok(inline) = std::env::var(STATE_INLINE_ENV) {
+        return StateSource::Inline(inline);
+    }
+    match std::env::var_os(STATE_PATH_ENV) {
+        Some(path) => StateSource::File(PathBuf::from(path)),
+        None => StateSource::File(Config::default_state_path(config_path)),
+    }
+}
+
+fn inline_origin() -> PathBuf {
+    PathBuf::from(STATE_INLINE_ENV)
+}
+
+fn fail(lines: impl IntoIterator<Item = String>) -> ExitCode {
+    for line in lines {
+        eprintln!("error: {line}");
+    }
+    ExitCode::FAILURE
+}
+
+/// Runs a parsed command line.
+pub fn run(cli: Cli) -> ExitCode {
+    match cli.command {
+        Command::Serve {
+            config,
+            listen,
+            insecure,
+        } => serve(&config, listen, insecure),
+        Command::Check { config } => check(&config),
+        Command::GenSecret => {
+            println!("{}", random_token(32));
+            ExitCode::SUCCESS
+        }
+        Command::Clients { config, command } => clients(&config, command),
+    }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn serve(config_path: &Path, listen: SocketAddr, insecure: bool) -> ExitCode {
+    init_logging();
+    let config = match Config::load(config_path) {
+        Ok(c) => c,
+        Err(e) => return fail(e.0),
+    };
+    if !listen.ip().is_loopback() && !insecure {
+        return fail([format!(
+            "refusing to listen on {listen}: not a loopback address (put mcp-authd behind its reverse proxy on loopback, or pass --insecure)"
+        )]);
+    }
+    for warning in &config.warnings {
+        tracing::warn!("{warning}");
+    }
+    let store: Arc<dyn Store> = match state_source(config_path) {
+        StateSource::File(path) => match StateStore::open(&path) {
+            Ok(store) => {
+                tracing::info!(state_path = %path.display(), "state loaded");
+                Arc::new(store)
+            }
+            Err(e) => return fail([e.to_string()]),
+        },
+        StateSource::Inline(text) => match parse_document(&text, &inline_origin()) {
+            Ok(doc) => {
+                tracing::warn!(
+                    "state comes from {STATE_INLINE_ENV} and is never written: registrations, consents and refresh tokens made now are lost on restart"
+                );
+                Arc::new(StateStore::in_memory(doc))
+            }
+            Err(e) => return fail([e.to_string()]),
+        },
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => return fail([format!("cannot start the async runtime: {e}")]),
+    };
+    let issuer = config.issuer.clone();
+    let state = Arc::new(AppState::new(config, store));
+    let result = runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(listen).await?;
+        let local = listener.local_addr()?;
+        tracing::info!("mcp-authd listening on http://{local} (issuer {issuer})");
+        crate::http::serve(listener, state, shutdown_signal()).await
+    });
+    match result {
+        Ok(()) => {
+            tracing::info!("stopped");
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail([format!("cannot serve on {listen}: {e}")]),
+    }
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutting down: finishing in-flight requests");
+}
+
+fn load_state_read_only(config_path: &Path) -> Result<(String, StateDocument), StateError> {
+    match state_source(config_path) {
+        StateSource::File(path) => Ok((path.display().to_string(), read_state(&path)?.0)),
+        StateSource::Inline(text) => Ok((
+            format!("{STATE_INLINE_ENV} (inline, read-only)"),
+            parse_document(&text, &inline_origin())?,
+        )),
+    }
+}
+
+fn check(config_path: &Path) -> ExitCode {
+    let mut errors = Vec::new();
+    let config = Config::load(config_path)
+        .map_err(|e| errors.extend(e.0))
+        .ok();
+    let state = load_state_read_only(config_path)
+        .map_err(|e| errors.push(e.to_string()))
+        .ok();
+    if !errors.is_empty() {
+        return fail(errors);
+    }
+    let (Some(config), Some((origin, doc))) = (config, state) else {
+        return ExitCode::FAILURE;
+    };
+    let provisioned = doc
+        .clients
+        .values()
+        .filter(|c| c.registration == Registration::Provisioned)
+        .count();
+    println!("config:            {} (ok)", config_path.display());
+    println!("issuer:            {}", config.issuer);
+    println!("resource:          {}", config.resource);
+    println!("trusted sources:   {}", config.trusted_sources_display());
+    println!("redirect patterns: {}", config.redirect_allowlist.len());
+    println!("consent:           {:?}", config.consent);
+    println!(
+        "token lifetimes:   access {}s, refresh {}s, code {}s",
+        config.access_token_ttl, config.refresh_token_ttl, config.code_ttl
+    );
+    println!("state:             {origin} (ok)");
+    println!(
+        "clients:           {} ({provisioned} pre-provisioned)",
+        doc.clients.len()
+    );
+    println!("refresh families:  {}", doc.refresh_tokens.len());
+    for warning in &config.warnings {
+        println!("warning: {warning}");
+    }
+    ExitCode::SUCCESS
+}
+
+fn clients(config_path: &Path, command: ClientsCommand) -> ExitCode {
+    if let ClientsCommand::List = command {
+        return match load_state_read_only(config_path) {
+            Ok((_, doc)) => {
+                for c in doc.clients.values() {
+                    let kind = match c.registration {
+                        Registration::Dynamic => "dynamic",
+                        Registration::Provisioned => "provisioned",
+                    };
+                    println!(
+                        "{}\t{kind}\t{}\t{}\t{}",
+                        c.client_id,
+                        c.token_endpoint_auth_method.as_str(),
+                        c.client_name,
+                        c.redirect_uris.join(" ")
+                    );
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail([e.to_string()]),
+        };
+    }
+    let path = match state_source(config_path) {
+        StateSource::File(path) => path,
+        StateSource::Inline(_) => {
+            return fail([format!(
+                "the state comes from {STATE_INLINE_ENV} and is read-only; edit that JSON instead"
+            )]);
+        }
+    };
+    let store = match StateStore::open(&path) {
+        Ok(s) => s,
+        Err(e) => return fail([e.to_string()]),
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => return fail([format!("cannot start the async runtime: {e}")]),
+    };
+    let now = crate::clock::Clock::now(&crate::clock::SystemClock);
+    runtime.block_on(async {
+        match command {
+            ClientsCommand::Add {
+                name,
+                redirect_uris,
+            } => {
+                let new = match register::provision(&name, redirect_uris, now) {
+                    Ok(n) => n,
+                    Err(e) => return fail([e.description.into_owned()]),
+                };
+                let (id, secret) = (
+                    new.client.client_id.clone(),
+                    new.secret.clone().unwrap_or_default(),
+                );
+                if store.put_client(new.client).await.is_err() {
+                    return fail([format!("could not write {}", path.display())]);
+                }
+                println!("client_id: {id}");
+                println!("client_secret: {secret}");
+                eprintln!("Store the secret now: only its hash is kept, it cannot be shown again.");
+                ExitCode::SUCCESS
+            }
+            ClientsCommand::Remove { client_id } => match store.remove_client(&client_id).await {
+                Ok(true) => {
+                    println!("removed {client_id}");
+                    ExitCode::SUCCESS
+                }
+                Ok(false) => fail([format!("no client {client_id}")]),
+                Err(_) => fail([format!("could not write {}", path.display())]),
+            },
+            ClientsCommand::List => ExitCode::SUCCESS,
+        }
+    })
+}

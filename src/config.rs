@@ -1,0 +1,486 @@
+//! `servers.json` → [`Config`]: parsed and validated once at boot.
+//!
+//! Only `serverAuth.oauthAs` is read; other top-level keys belong to the MCP server that shares
+//! the file. Every problem is collected, so `check` and `serve` print one line per fix.
+
+use std::path::{Path, PathBuf};
+
+use axum::http::HeaderName;
+use serde::Deserialize;
+
+use crate::oauth::redirect::RedirectPattern;
+use crate::proxy_trust::TrustedSources;
+
+/// The shortest accepted `jwtSecret`, in bytes (RFC 7518 §3.2: HS256 keys ≥ 256 bits).
+pub const MIN_SECRET_BYTES: usize = 32;
+
+/// When the consent page is shown (SPEC §6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ConsentMode {
+    /// A dynamically registered client needs each user's approval once.
+    Dynamic,
+    /// Every authorization asks.
+    Always,
+    /// Never ask (only safe when every client is trusted).
+    Never,
+}
+
+/// The `serverAuth.oauthAs` object exactly as written.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RawOauthAs {
+    issuer_url: Option<String>,
+    jwt_secret: Option<String>,
+    trusted_user_header: Option<String>,
+    trusted_groups_header: Option<String>,
+    trusted_source_cidrs: Option<Vec<String>>,
+    access_token_ttl_seconds: Option<u64>,
+    refresh_token_ttl_seconds: Option<u64>,
+    authorization_code_ttl_seconds: Option<u64>,
+    scopes_supported: Option<Vec<String>>,
+    redirect_uri_allowlist: Option<Vec<String>>,
+    injected_roles: Option<Vec<String>>,
+    resource_url: Option<String>,
+    consent: Option<ConsentMode>,
+}
+
+/// A secret that never prints.
+#[derive(Clone)]
+pub struct Secret(Vec<u8>);
+
+impl Secret {
+    /// The secret bytes.
+    pub fn expose(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+/// The validated configuration. Every field holds a value that has been checked.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `issuerUrl`, without a trailing slash.
+    pub issuer: String,
+    /// The path part of the issuer (`""` or `/something`), where the endpoints live.
+    pub issuer_path: String,
+    /// `jwtSecret`.
+    pub jwt_secret: Secret,
+    /// `trustedUserHeader`.
+    pub user_header: HeaderName,
+    /// `trustedGroupsHeader`.
+    pub groups_header: HeaderName,
+    /// `trustedSourceCidrs`.
+    pub trusted_sources: TrustedSources,
+    /// `accessTokenTtlSeconds`.
+    pub access_token_ttl: u64,
+    /// `refreshTokenTtlSeconds`.
+    pub refresh_token_ttl: u64,
+    /// `authorizationCodeTtlSeconds`.
+    pub code_ttl: u64,
+    /// `scopesSupported`.
+    pub scopes_supported: Vec<String>,
+    /// `redirectUriAllowlist`.
+    pub redirect_allowlist: Vec<RedirectPattern>,
+    /// `injectedRoles`.
+    pub injected_roles: Vec<String>,
+    /// `resourceUrl` (default: issuer + `/mcp`).
+    pub resource: String,
+    /// `consent`.
+    pub consent: ConsentMode,
+    /// Things that are allowed but deserve the operator's attention.
+    pub warnings: Vec<String>,
+}
+
+/// Every problem found in a configuration, one line each.
+#[derive(Debug, thiserror::Error)]
+#[error("{}", .0.join("\n"))]
+pub struct ConfigErrors(pub Vec<String>);
+
+impl Config {
+    /// Reads and validates `path`.
+    pub fn load(path: &Path) -> Result<Self, ConfigErrors> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigErrors(vec![format!("cannot read {}: {e}", path.display())]))?;
+        Self::parse(&text, |name| std::env::var(name).ok())
+    }
+
+    /// Parses and validates the text of a `servers.json`; `env` resolves `${NAME}` secrets.
+    pub fn parse(text: &str, env: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigErrors> {
+        let doc: serde_json::Value = serde_json::from_str(text)
+            .map_err(|e| ConfigErrors(vec![format!("servers.json is not valid JSON: {e}")]))?;
+        let section = doc
+            .get("serverAuth")
+            .and_then(|s| s.get("oauthAs"))
+            .ok_or_else(|| {
+                ConfigErrors(vec![
+                    "servers.json has no serverAuth.oauthAs section".into(),
+                ])
+            })?;
+        let raw: RawOauthAs = serde_json::from_value(section.clone())
+            .map_err(|e| ConfigErrors(vec![format!("oauthAs: {e}")]))?;
+        validate(raw, env)
+    }
+
+    /// Where refresh tokens and clients are stored when `MCP_AUTH_SERVER_PATH` is not set:
+    /// `auth_server.json` beside the configuration file.
+    pub fn default_state_path(config_path: &Path) -> PathBuf {
+        let dir = config_path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        dir.join("auth_server.json")
+    }
+
+    /// The trusted networks, for display.
+    pub fn trusted_sources_display(&self) -> String {
+        self.trusted_sources.to_string()
+    }
+
+    /// An endpoint URL under the issuer, e.g. `endpoint("/oauth/token")`.
+    pub fn endpoint(&self, path: &str) -> String {
+        format!("{}{path}", self.issuer)
+    }
+}
+
+fn validate(raw: RawOauthAs, env: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigErrors> {
+    let mut errors = Vec::new();
+    let mut warnings = Vec::new();
+
+    let (issuer, issuer_path) = match raw.issuer_url.as_deref() {
+        None => {
+            errors.push("oauthAs.issuerUrl is required (the public URL clients reach, e.g. https://mcp.example.com)".into());
+            (String::new(), String::new())
+        }
+        Some(url) => match check_public_url("issuerUrl", url, &mut warnings) {
+            Ok(path) => (url.to_string(), path),
+            Err(e) => {
+                errors.push(e);
+                (String::new(), String::new())
+            }
+        },
+    };
+
+    let jwt_secret = match raw.jwt_secret.as_deref() {
+        None => {
+            errors.push(
+                "oauthAs.jwtSecret is required (generate one with `mcp-authd gen-secret`)".into(),
+            );
+            Secret(Vec::new())
+        }
+        Some(value) => match resolve_secret(value, &env) {
+            Ok(secret) if secret.len() >= MIN_SECRET_BYTES => Secret(secret.into_bytes()),
+            Ok(_) => {
+                errors.push("oauthAs.jwtSecret must be at least 32 bytes".into());
+                Secret(Vec::new())
+            }
+            Err(e) => {
+                errors.push(e);
+                Secret(Vec::new())
+            }
+        },
+    };
+
+    let user_header = header_name(
+        raw.trusted_user_header.as_deref(),
+        "x-forwarded-user",
+        "trustedUserHeader",
+        &mut errors,
+    );
+    let groups_header = header_name(
+        raw.trusted_groups_header.as_deref(),
+        "x-forwarded-groups",
+        "trustedGroupsHeader",
+        &mut errors,
+    );
+
+    let trusted_sources =
+        match TrustedSources::parse(raw.trusted_source_cidrs.as_deref().unwrap_or_default()) {
+            Ok((sources, cidr_warnings)) => {
+                warnings.extend(cidr_warnings);
+                Some(sources)
+            }
+            Err(e) => {
+                errors.push(e);
+                None
+            }
+        };
+
+    let access_token_ttl = positive(
+        "accessTokenTtlSeconds",
+        raw.access_token_ttl_seconds,
+        3600,
+        &mut errors,
+    );
+    let refresh_token_ttl = positive(
+        "refreshTokenTtlSeconds",
+        raw.refresh_token_ttl_seconds,
+        2_592_000,
+        &mut errors,
+    );
+    let code_ttl = positive(
+        "authorizationCodeTtlSeconds",
+        raw.authorization_code_ttl_seconds,
+        60,
+        &mut errors,
+    );
+    if code_ttl > 600 {
+        errors.push(
+            "oauthAs.authorizationCodeTtlSeconds must be at most 600 (OAuth 2.1 §4.1.2)".into(),
+        );
+    }
+
+    let scopes_supported = raw.scopes_supported.unwrap_or_default();
+    for scope in &scopes_supported {
+        if scope.is_empty() || scope.contains(' ') {
+            errors.push(format!(
+                "oauthAs.scopesSupported: {scope:?} is not a single scope token"
+            ));
+        }
+    }
+
+    let redirect_allowlist: Vec<RedirectPattern> = match raw.redirect_uri_allowlist {
+        None => {
+            errors.push("oauthAs.redirectUriAllowlist is required (patterns clients may register; a trailing * matches any suffix)".into());
+            Vec::new()
+        }
+        Some(patterns) => {
+            for pattern in &patterns {
+                if pattern.is_empty() || pattern == "*" {
+                    errors.push(format!(
+                        "oauthAs.redirectUriAllowlist: {pattern:?} would allow any redirect URI"
+                    ));
+                }
+            }
+            patterns.iter().map(|p| RedirectPattern::parse(p)).collect()
+        }
+    };
+
+    let resource = match raw.resource_url {
+        Some(url) => match check_public_url("resourceUrl", &url, &mut warnings) {
+            Ok(_) => url,
+            Err(e) => {
+                errors.push(e);
+                String::new()
+            }
+        },
+        None => format!("{issuer}/mcp"),
+    };
+
+    let consent = raw.consent.unwrap_or(ConsentMode::Dynamic);
+    if consent == ConsentMode::Never {
+        warnings.push(
+            "oauthAs.consent is \"never\": any dynamically registered client can obtain a code for a signed-in user from a link"
+                .into(),
+        );
+    }
+
+    match (errors.is_empty(), trusted_sources) {
+        (true, Some(trusted_sources)) => Ok(Config {
+            issuer,
+            issuer_path,
+            jwt_secret,
+            user_header,
+            groups_header,
+            trusted_sources,
+            access_token_ttl,
+            refresh_token_ttl,
+            code_ttl,
+            scopes_supported,
+            redirect_allowlist,
+            injected_roles: raw.injected_roles.unwrap_or_default(),
+            resource,
+            consent,
+            warnings,
+        }),
+        _ => Err(ConfigErrors(errors)),
+    }
+}
+
+/// Checks an advertised URL; returns its path ("" for the root).
+fn check_public_url(
+    field: &str,
+    value: &str,
+    warnings: &mut Vec<String>,
+) -> Result<String, String> {
+    let url = url::Url::parse(value)
+        .map_err(|_| format!("oauthAs.{field}: {value:?} is not an absolute URL"))?;
+    if value.ends_with('/') {
+        return Err(format!(
+            "oauthAs.{field} must not end with a slash (clients compare it byte for byte)"
+        ));
+    }
+    if url.query().is_some() || url.fragment().is_some() || !url.username().is_empty() {
+        return Err(format!(
+            "oauthAs.{field} must not have a query, fragment or userinfo"
+        ));
+    }
+    // Clients compare the issuer byte for byte with what they derive, so it must already be in
+    // the form the `url` crate (and browsers) would print.
+    let canonical = url.as_str().trim_end_matches('/');
+    if canonical != value {
+        return Err(format!(
+            "oauthAs.{field} must be written in canonical form: {canonical}"
+        ));
+    }
+    match url.scheme() {
+        "https" => {}
+        "http" => {
+            let is_loopback = matches!(url.host_str(), Some("localhost" | "127.0.0.1" | "[::1]"));
+            if is_loopback {
+                warnings.push(format!(
+                    "oauthAs.{field} uses http on loopback: fine for development only"
+                ));
+            } else {
+                return Err(format!(
+                    "oauthAs.{field} must use https (http is only allowed for localhost)"
+                ));
+            }
+        }
+        _ => return Err(format!("oauthAs.{field} must be an https URL")),
+    }
+    Ok(url.path().trim_end_matches('/').to_string())
+}
+
+/// Expands `"${NAME}"` from the environment; any other value is the secret itself.
+fn resolve_secret(value: &str, env: &impl Fn(&str) -> Option<String>) -> Result<String, String> {
+    match value.strip_prefix("${").and_then(|v| v.strip_suffix('}')) {
+        Some(name) => env(name)
+            .ok_or_else(|| format!("oauthAs.jwtSecret refers to ${{{name}}}, which is not set")),
+        None => Ok(value.to_string()),
+    }
+}
+
+fn header_name(
+    value: Option<&str>,
+    default: &'static str,
+    field: &str,
+    errors: &mut Vec<String>,
+) -> HeaderName {
+    let value = value.unwrap_or(default);
+    match HeaderName::try_from(value.to_ascii_lowercase()) {
+        Ok(name) => name,
+        Err(_) => {
+            errors.push(format!(
+                "oauthAs.{field}: {value:?} is not a valid header name"
+            ));
+            HeaderName::from_static(default)
+        }
+    }
+}
+
+fn positive(field: &str, value: Option<u64>, default: u64, errors: &mut Vec<String>) -> u64 {
+    match value {
+        Some(0) => {
+            errors.push(format!("oauthAs.{field} must be greater than 0"));
+            default
+        }
+        Some(v) => v,
+        None => default,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(oauth_as: serde_json::Value) -> Result<Config, ConfigErrors> {
+        let doc = serde_json::json!({"mcpServers": {}, "serverAuth": {"bearer": {}, "oauthAs": oauth_as}});
+        Config::parse(&doc.to_string(), |name| {
+            (name == "JWT").then(|| "e".repeat(40))
+        })
+    }
+
+    fn minimal() -> serde_json::Value {
+        serde_json::json!({
+            "issuerUrl": "https://mcp.example.com",
+            "jwtSecret": "${JWT}",
+            "trustedSourceCidrs": ["10.0.0.0/8"],
+            "redirectUriAllowlist": ["http://localhost:*"]
+        })
+    }
+
+    #[test]
+    fn defaults_are_applied() {
+        let c = config(minimal()).unwrap();
+        assert_eq!(c.access_token_ttl, 3600);
+        assert_eq!(c.refresh_token_ttl, 2_592_000);
+        assert_eq!(c.code_ttl, 60);
+        assert_eq!(c.resource, "https://mcp.example.com/mcp");
+        assert_eq!(c.user_header, "x-forwarded-user");
+        assert_eq!(c.consent, ConsentMode::Dynamic);
+        assert_eq!(c.jwt_secret.expose().len(), 40);
+    }
+
+    #[test]
+    fn short_secret_and_empty_cidrs_give_the_documented_lines() {
+        let mut raw = minimal();
+        raw["jwtSecret"] = "short".into();
+        raw["trustedSourceCidrs"] = serde_json::json!([]);
+        let errors = config(raw).unwrap_err().0;
+        assert!(
+            errors.contains(&"oauthAs.jwtSecret must be at least 32 bytes".to_string()),
+            "{errors:?}"
+        );
+        assert!(
+            errors.contains(&"oauthAs.trustedSourceCidrs must list at least one CIDR".to_string()),
+            "{errors:?}"
+        );
+    }
+
+    #[test]
+    fn unknown_keys_inside_oauth_as_are_errors() {
+        let mut raw = minimal();
+        raw["issuerURL"] = "x".into();
+        let errors = config(raw).unwrap_err().0;
+        assert!(
+            errors[0].contains("unknown field `issuerURL`"),
+            "{errors:?}"
+        );
+    }
+
+    #[test]
+    fn issuer_must_be_canonical_without_trailing_slash() {
+        for bad in [
+            "https://mcp.example.com/",
+            "ftp://x.example",
+            "http://mcp.example.com",
+            "HTTPS://MCP.example.com",
+        ] {
+            let mut raw = minimal();
+            raw["issuerUrl"] = bad.into();
+            assert!(config(raw).is_err(), "{bad}");
+        }
+        let mut raw = minimal();
+        raw["issuerUrl"] = "http://127.0.0.1:8080".into();
+        assert_eq!(config(raw).unwrap().warnings.len(), 1);
+    }
+
+    #[test]
+    fn unset_env_secret_is_named() {
+        let mut raw = minimal();
+        raw["jwtSecret"] = "${NOPE}".into();
+        let errors = config(raw).unwrap_err().0;
+        assert_eq!(
+            errors,
+            vec!["oauthAs.jwtSecret refers to ${NOPE}, which is not set".to_string()]
+        );
+    }
+
+    #[test]
+    fn issuer_path_is_kept() {
+        let mut raw = minimal();
+        raw["issuerUrl"] = "https://sso.example.com/mcp-auth".into();
+        let c = config(raw).unwrap();
+        assert_eq!(c.issuer_path, "/mcp-auth");
+        assert_eq!(
+            c.endpoint("/oauth/token"),
+            "https://sso.example.com/mcp-auth/oauth/token"
+        );
+    }
+}

@@ -1,0 +1,58 @@
+//! Discovery documents (RFC 8414, RFC 9728) and the health check.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use serde_json::{Value, json};
+
+use super::{Shared, paths};
+use crate::config::Config;
+
+/// The RFC 8414 authorization server metadata.
+pub fn authorization_server_document(config: &Config) -> Value {
+    json!({
+        "issuer": config.issuer,
+        "authorization_endpoint": config.endpoint(paths::AUTHORIZE),
+        "token_endpoint": config.endpoint(paths::TOKEN),
+        "registration_endpoint": config.endpoint(paths::REGISTER),
+        "revocation_endpoint": config.endpoint(paths::REVOKE),
+        "response_types_supported": ["code"],
+        "response_modes_supported": ["query"],
+        "grant_types_supported": ["authorization_code", "refresh_token"],
+        "code_challenge_methods_supported": ["S256"],
+        "token_endpoint_auth_methods_supported": ["none", "client_secret_basic", "client_secret_post"],
+        "revocation_endpoint_auth_methods_supported": ["none", "client_secret_basic", "client_secret_post"],
+        "scopes_supported": config.scopes_supported,
+        "authorization_response_iss_parameter_supported": true,
+    })
+}
+
+/// The RFC 9728 protected resource metadata for the MCP server.
+pub fn protected_resource_document(config: &Config) -> Value {
+    json!({
+        "resource": config.resource,
+        "authorization_servers": [config.issuer],
+        "scopes_supported": config.scopes_supported,
+        "bearer_methods_supported": ["header"],
+    })
+}
+
+/// `GET /.well-known/oauth-authorization-server` (and its aliases).
+pub async fn authorization_server(State(app): State<Shared>) -> Json<Value> {
+    Json(authorization_server_document(&app.config))
+}
+
+/// `GET /.well-known/oauth-protected-resource[/<path>]`.
+pub async fn protected_resource(State(app): State<Shared>) -> Json<Value> {
+    Json(protected_resource_document(&app.config))
+}
+
+/// `GET /healthz`: 200 while state can be written, 503 once the writer has failed.
+pub async fn healthz(State(app): State<Shared>) -> impl IntoResponse {
+    if app.store_is_healthy() {
+        (StatusCode::OK, "ok\n")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "state storage failed\n")
+    }
+}

@@ -1,0 +1,141 @@
+//! The two HTML pages: errors on browser endpoints and the consent page.
+//!
+//! Every value shown is escaped; the pages forbid framing (RFC 9700 §4.16) and send no
+//! referrer, so a code or ticket never leaks through `Referer` (RFC 9700 §4.2).
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+
+/// Headers every page carries.
+fn page_headers() -> [(header::HeaderName, HeaderValue); 5] {
+    [
+        (header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")),
+        (
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(
+                "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'",
+            ),
+        ),
+        (
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("no-referrer"),
+        ),
+        (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
+        (
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ),
+    ]
+}
+
+/// Escapes text for HTML element content and quoted attribute values.
+pub fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+const STYLE: &str = "body{font-family:system-ui,sans-serif;max-width:34rem;margin:3rem auto;padding:0 1rem;color:#1f2328}\
+h1{font-size:1.3rem}dl{display:grid;grid-template-columns:max-content 1fr;gap:.4rem 1rem}dt{color:#59636e}\
+dd{margin:0;word-break:break-all}.warn{background:#fff8c5;border:1px solid #d4a72c;padding:.6rem;border-radius:6px}\
+button{font-size:1rem;padding:.5rem 1.2rem;margin-right:.6rem;border-radius:6px;border:1px solid #8c959f;cursor:pointer}\
+button.approve{background:#1f883d;color:#fff;border-color:#1f883d}";
+
+fn document(title: &str, body: &str) -> String {
+    format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\">\
+<title>{}</title><style>{STYLE}</style></head><body>{body}</body></html>",
+        escape(title)
+    )
+}
+
+/// An error page for the browser endpoints.
+pub fn error_page(status: StatusCode, message: &str) -> Response {
+    let body = format!("<h1>Sign-in failed</h1><p>{}</p>", escape(message));
+    (
+        status,
+        page_headers(),
+        Html(document("Sign-in failed", &body)),
+    )
+        .into_response()
+}
+
+/// What the consent page shows.
+pub struct ConsentView<'a> {
+    /// The client's self-asserted name.
+    pub client_name: &'a str,
+    /// Whether the client registered itself (its name is unverified).
+    pub is_unverified: bool,
+    /// Where the user will be sent.
+    pub redirect_host: &'a str,
+    /// The scope requested.
+    pub scope: &'a str,
+    /// The signed-in user.
+    pub user: &'a str,
+    /// Where the form posts.
+    pub action: &'a str,
+    /// The sealed consent ticket.
+    pub ticket: &'a str,
+}
+
+/// The consent page.
+pub fn consent_page(view: &ConsentView<'_>) -> Response {
+    let warning = if view.is_unverified {
+        "<p class=\"warn\">This application registered itself; its name is <strong>unverified</strong>. \
+Only approve if you just started signing in to it.</p>"
+    } else {
+        ""
+    };
+    let scope = if view.scope.is_empty() {
+        "(none requested)"
+    } else {
+        view.scope
+    };
+    let body = format!(
+        "<h1>Allow {name} to access your MCP servers?</h1>{warning}<dl>\
+<dt>Application</dt><dd>{name}{unverified}</dd><dt>Redirects to</dt><dd>{host}</dd>\
+<dt>Permissions</dt><dd>{scope}</dd><dt>Signed in as</dt><dd>{user}</dd></dl>\
+<form method=\"post\" action=\"{action}\"><input type=\"hidden\" name=\"ticket\" value=\"{ticket}\">\
+<button class=\"approve\" type=\"submit\" name=\"decision\" value=\"approve\">Approve</button>\
+<button type=\"submit\" name=\"decision\" value=\"deny\">Deny</button></form>",
+        name = escape(view.client_name),
+        unverified = if view.is_unverified {
+            " <em>(unverified)</em>"
+        } else {
+            ""
+        },
+        host = escape(view.redirect_host),
+        scope = escape(scope),
+        user = escape(view.user),
+        action = escape(view.action),
+        ticket = escape(view.ticket),
+    );
+    (
+        StatusCode::OK,
+        page_headers(),
+        Html(document("Approve access", &body)),
+    )
+        .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn markup_is_escaped() {
+        assert_eq!(
+            escape("<script>\"x\"&'"),
+            "&lt;script&gt;&quot;x&quot;&amp;&#39;"
+        );
+    }
+}

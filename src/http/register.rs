@@ -1,0 +1,49 @@
+//! `POST /oauth/register` (RFC 7591).
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+use super::Shared;
+use super::error::no_store;
+use crate::oauth::OAuthError;
+use crate::oauth::register::{RegistrationRequest, register_dynamic};
+
+/// Registers a client.
+pub async fn register(
+    State(app): State<Shared>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, OAuthError> {
+    let is_json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.split(';')
+                .next()
+                .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"))
+        });
+    if !is_json {
+        return Err(OAuthError::invalid_client_metadata(
+            "the registration request must be application/json",
+        ));
+    }
+    let request: RegistrationRequest = serde_json::from_slice(&body).map_err(|e| {
+        OAuthError::invalid_client_metadata(format!("the registration request is not valid: {e}"))
+    })?;
+    let new = register_dynamic(
+        request,
+        &app.config.redirect_allowlist,
+        &app.config.scopes_supported,
+        app.now(),
+    )?;
+    let response = new.response();
+    app.store
+        .put_client(new.client)
+        .await
+        .map_err(|_| OAuthError::storage_unavailable())?;
+    tracing::info!(target: "audit", client_id = %response.client_id, client_name = %response.client_name, "client registered");
+    Ok((StatusCode::CREATED, no_store(), Json(response)).into_response())
+}

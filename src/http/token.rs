@@ -1,0 +1,68 @@
+//! `POST /oauth/token` and `POST /oauth/revoke`.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+use super::Shared;
+use super::error::no_store;
+use crate::oauth::params::Params;
+use crate::oauth::{OAuthError, client_auth, token as grants};
+use crate::store::Client;
+
+/// Parses a form body and authenticates the client.
+async fn form_and_client(
+    app: &Shared,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<(Params, Client), OAuthError> {
+    let is_form = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.split(';').next().is_some_and(|t| {
+                t.trim()
+                    .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+            })
+        });
+    if !is_form {
+        return Err(OAuthError::invalid_request(
+            "the body must be application/x-www-form-urlencoded",
+        ));
+    }
+    let form = Params::parse(body).map_err(OAuthError::invalid_request)?;
+    let authorization = match headers.get(header::AUTHORIZATION) {
+        None => None,
+        Some(v) => Some(
+            v.to_str()
+                .map_err(|_| OAuthError::invalid_client("malformed Authorization header"))?,
+        ),
+    };
+    let creds = client_auth::extract(authorization, &form)?;
+    let client = client_auth::authenticate(app.store.as_ref(), &creds).await?;
+    Ok((form, client))
+}
+
+/// The token endpoint.
+pub async fn token(
+    State(app): State<Shared>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, OAuthError> {
+    let (form, client) = form_and_client(&app, &headers, &body).await?;
+    let response = grants::exchange(&app, &client, &form).await?;
+    Ok((StatusCode::OK, no_store(), Json(response)).into_response())
+}
+
+/// The revocation endpoint (RFC 7009): 200 whether or not the token was known.
+pub async fn revoke(
+    State(app): State<Shared>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, OAuthError> {
+    let (form, client) = form_and_client(&app, &headers, &body).await?;
+    grants::revoke(&app, &client, &form).await?;
+    Ok((StatusCode::OK, no_store()).into_response())
+}

@@ -1,0 +1,264 @@
+//! The authorization endpoint's rules (OAuth 2.1 §4.1.1, RFC 8252, RFC 8707, RFC 9207).
+//!
+//! Errors come in two kinds. Until the client and redirect URI are known to be good, nothing
+//! may be sent to the redirect URI (an attacker chose it): those errors are pages. After that,
+//! errors go back to the client by redirect, with `state` and `iss`.
+
+use serde::{Deserialize, Serialize};
+
+use super::params::Params;
+use super::scope::Scope;
+use super::{ErrorCode, OAuthError, pkce, redirect, resource};
+use crate::app::AppState;
+use crate::config::ConsentMode;
+use crate::secrets::{random_token, sha256_b64};
+use crate::store::{Client, CodeGrant, Grant, Registration};
+
+/// A validated authorization request, before the user's decision.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingAuthorization {
+    /// The client.
+    pub client_id: String,
+    /// The redirect URI exactly as requested.
+    pub redirect_uri: String,
+    /// The client's `state`, echoed back exactly.
+    pub state: Option<String>,
+    /// The scope to grant, space-separated.
+    pub scope: String,
+    /// The resource (token audience).
+    pub resource: String,
+    /// The S256 PKCE challenge.
+    pub code_challenge: String,
+}
+
+/// Why an authorization request failed, and where the answer goes.
+#[derive(Debug)]
+pub enum AuthorizeError {
+    /// Shown to the user as a page; never redirected.
+    Page {
+        /// HTTP status.
+        status: u16,
+        /// What went wrong, in words the user can act on.
+        message: String,
+    },
+    /// Sent back to the client's (validated) redirect URI.
+    Redirect {
+        /// The validated redirect URI.
+        redirect_uri: String,
+        /// The client's `state`.
+        state: Option<String>,
+        /// The error.
+        error: OAuthError,
+    },
+}
+
+impl AuthorizeError {
+    /// An error page.
+    pub fn page(status: u16, message: impl Into<String>) -> Self {
+        Self::Page {
+            status,
+            message: message.into(),
+        }
+    }
+}
+
+/// Validates an authorization request and returns the client with the pending authorization.
+pub async fn validate(
+    app: &AppState,
+    params: &Params,
+) -> Result<(Client, PendingAuthorization), AuthorizeError> {
+    let client_id = params
+        .non_empty("client_id")
+        .ok_or_else(|| AuthorizeError::page(400, "The request has no client_id."))?;
+    let client = app.store.client(client_id).await.ok_or_else(|| {
+        AuthorizeError::page(
+            400,
+            "This application is not registered with the sign-in server (unknown client_id). Reconnect it from the application so it can register again.",
+        )
+    })?;
+    let redirect_uri = params
+        .non_empty("redirect_uri")
+        .ok_or_else(|| AuthorizeError::page(400, "The request has no redirect_uri."))?;
+    if !client
+        .redirect_uris
+        .iter()
+        .any(|r| redirect::matches_registered(r, redirect_uri))
+    {
+        return Err(AuthorizeError::page(
+            400,
+            format!(
+                "redirect_uri rejected: {} is not registered for this application.",
+                super::error::printable(redirect_uri)
+            ),
+        ));
+    }
+    let state = params.get("state").map(str::to_string);
+    let fail = |error: OAuthError| AuthorizeError::Redirect {
+        redirect_uri: redirect_uri.to_string(),
+        state: state.clone(),
+        error,
+    };
+
+    match params.get("response_type") {
+        Some("code") => {}
+        None => {
+            return Err(fail(OAuthError::invalid_request(
+                "response_type is required and must be code",
+            )));
+        }
+        Some(_) => {
+            return Err(fail(OAuthError::new(
+                ErrorCode::UnsupportedResponseType,
+                "only response_type=code is supported",
+            )));
+        }
+    }
+    pkce::validate_challenge(
+        params.non_empty("code_challenge"),
+        params.non_empty("code_challenge_method"),
+    )
+    .map_err(|why| fail(OAuthError::invalid_request(why)))?;
+
+    let scope = match params.get("scope") {
+        Some(raw) => Scope::parse(raw),
+        None => Scope::parse(&client.scope),
+    };
+    if scope.has_invalid_characters() {
+        return Err(fail(OAuthError::invalid_scope(
+            "scope contains characters RFC 6749 §3.3 forbids",
+        )));
+    }
+    if !scope.is_allowed_by(&app.config.scopes_supported) {
+        return Err(fail(OAuthError::invalid_scope(format!(
+            "scope must be a subset of: {}",
+            app.config.scopes_supported.join(" ")
+        ))));
+    }
+
+    if let Some(requested) = params.get("resource")
+        && !resource::matches(requested, &app.config.resource)
+    {
+        return Err(fail(OAuthError::invalid_target(format!(
+            "this server issues tokens only for {}",
+            app.config.resource
+        ))));
+    }
+
+    let pending = PendingAuthorization {
+        client_id: client.client_id.clone(),
+        redirect_uri: redirect_uri.to_string(),
+        state,
+        scope: scope.to_string(),
+        resource: app.config.resource.clone(),
+        code_challenge: params.get("code_challenge").unwrap_or_default().to_string(),
+    };
+    Ok((client, pending))
+}
+
+/// Whether the user must approve this client first (SPEC §6 "Consent").
+pub fn needs_consent(mode: ConsentMode, client: &Client, has_consented: bool) -> bool {
+    match mode {
+        ConsentMode::Always => true,
+        ConsentMode::Never => false,
+        ConsentMode::Dynamic => client.registration == Registration::Dynamic && !has_consented,
+    }
+}
+
+/// Issues a code for an approved request and returns the redirect URL carrying it.
+pub fn issue_code(
+    app: &AppState,
+    pending: &PendingAuthorization,
+    sub: &str,
+    groups: Vec<String>,
+) -> String {
+    let code = random_token(32);
+    let now = app.now();
+    app.codes.insert(
+        sha256_b64(code.as_bytes()),
+        CodeGrant {
+            grant: Grant {
+                client_id: pending.client_id.clone(),
+                sub: sub.to_string(),
+                groups,
+                scope: pending.scope.clone(),
+                resource: pending.resource.clone(),
+            },
+            redirect_uri: pending.redirect_uri.clone(),
+            code_challenge: pending.code_challenge.clone(),
+            expires_at: now.saturating_add(app.config.code_ttl),
+        },
+        now,
+    );
+    response_url(
+        &pending.redirect_uri,
+        &[("code", &code)],
+        pending.state.as_deref(),
+        &app.config.issuer,
+    )
+}
+
+/// The redirect URL for an error.
+pub fn error_url(
+    redirect_uri: &str,
+    error: &OAuthError,
+    state: Option<&str>,
+    issuer: &str,
+) -> String {
+    response_url(
+        redirect_uri,
+        &[
+            ("error", error.code.as_str()),
+            ("error_description", &error.description),
+        ],
+        state,
+        issuer,
+    )
+}
+
+/// Appends response parameters, `state` and `iss` (RFC 9207) to a redirect URI.
+fn response_url(
+    redirect_uri: &str,
+    pairs: &[(&str, &str)],
+    state: Option<&str>,
+    issuer: &str,
+) -> String {
+    let mut query = url::form_urlencoded::Serializer::new(String::new());
+    for (k, v) in pairs {
+        query.append_pair(k, v);
+    }
+    if let Some(state) = state {
+        query.append_pair("state", state);
+    }
+    query.append_pair("iss", issuer);
+    let separator = if redirect_uri.contains('?') { '&' } else { '?' };
+    format!("{redirect_uri}{separator}{}", query.finish())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn response_parameters_are_appended_with_iss() {
+        let url = response_url(
+            "http://127.0.0.1:1/cb?x=1",
+            &[("code", "c")],
+            Some("a b&"),
+            "https://as",
+        );
+        assert_eq!(
+            url,
+            "http://127.0.0.1:1/cb?x=1&code=c&state=a+b%26&iss=https%3A%2F%2Fas"
+        );
+        let url = error_url(
+            "cursor://a/cb",
+            &OAuthError::new(ErrorCode::AccessDenied, "no"),
+            None,
+            "https://as",
+        );
+        assert_eq!(
+            url,
+            "cursor://a/cb?error=access_denied&error_description=no&iss=https%3A%2F%2Fas"
+        );
+    }
+}

@@ -1,0 +1,268 @@
+//! The token endpoint's grants (OAuth 2.1 §4.1.3, §4.3) and the revocation rule (RFC 7009).
+
+use serde::Serialize;
+
+use super::params::Params;
+use super::scope::Scope;
+use super::{ErrorCode, OAuthError, pkce, refresh, resource};
+use crate::app::AppState;
+use crate::jwt::{AccessTokenClaims, mint_access_token};
+use crate::secrets::{random_token, sha256_b64};
+use crate::store::{Client, Grant, RedeemOutcome, RefreshFamily, RefreshOutcome};
+
+/// A successful token response (OAuth 2.1 §3.2.3).
+#[derive(Debug, Serialize)]
+pub struct TokenResponse {
+    /// The JWT access token.
+    pub access_token: String,
+    /// Always `Bearer`.
+    pub token_type: &'static str,
+    /// Access token lifetime in seconds.
+    pub expires_in: u64,
+    /// The refresh token; always present.
+    pub refresh_token: String,
+    /// The granted scope, when there is one.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub scope: String,
+}
+
+/// Runs the grant named by `grant_type` for an authenticated client.
+pub async fn exchange(
+    app: &AppState,
+    client: &Client,
+    form: &Params,
+) -> Result<TokenResponse, OAuthError> {
+    let grant_type = form
+        .non_empty("grant_type")
+        .ok_or_else(|| OAuthError::invalid_request("grant_type is required"))?;
+    if !client.grant_types.iter().any(|g| g == grant_type)
+        && matches!(grant_type, "authorization_code" | "refresh_token")
+    {
+        return Err(OAuthError::new(
+            ErrorCode::UnauthorizedClient,
+            "this client did not register that grant type",
+        ));
+    }
+    match grant_type {
+        "authorization_code" => authorization_code(app, client, form).await,
+        "refresh_token" => refresh_token(app, client, form).await,
+        _ => Err(OAuthError::new(
+            ErrorCode::UnsupportedGrantType,
+            "grant_type must be authorization_code or refresh_token",
+        )),
+    }
+}
+
+async fn authorization_code(
+    app: &AppState,
+    client: &Client,
+    form: &Params,
+) -> Result<TokenResponse, OAuthError> {
+    let code = form
+        .non_empty("code")
+        .ok_or_else(|| OAuthError::invalid_request("code is required"))?;
+    let redirect_uri = form
+        .non_empty("redirect_uri")
+        .ok_or_else(|| OAuthError::invalid_request("redirect_uri is required"))?;
+    let verifier = form
+        .non_empty("code_verifier")
+        .ok_or_else(|| OAuthError::invalid_request("code_verifier is required (PKCE)"))?;
+    let requested_resource = form.get("resource");
+
+    let code_hash = sha256_b64(code.as_bytes());
+    let (family_id, refresh_token) = refresh::new_family_token();
+    let now = app.now();
+    // Every check runs before the code is consumed, so a client that got one parameter wrong
+    // can retry with the same code (RFC 9700 decision recorded in ARCHITECTURE.md).
+    let check = |issued: &crate::store::CodeGrant| {
+        if issued.grant.client_id != client.client_id {
+            return Err(OAuthError::invalid_grant(
+                "the code was issued to another client",
+            ));
+        }
+        if issued.redirect_uri != redirect_uri {
+            return Err(OAuthError::invalid_grant(
+                "redirect_uri does not match the authorization request",
+            ));
+        }
+        if !pkce::verify_s256(verifier, &issued.code_challenge) {
+            return Err(OAuthError::invalid_grant("PKCE verifier mismatch"));
+        }
+        if requested_resource.is_some_and(|r| !resource::matches(r, &issued.grant.resource)) {
+            return Err(OAuthError::invalid_target(
+                "resource differs from the authorization request",
+            ));
+        }
+        Ok(())
+    };
+    let issued = match app.codes.redeem(&code_hash, now, &family_id, &check) {
+        RedeemOutcome::Redeemed(issued) => issued,
+        RedeemOutcome::Rejected(e) => return Err(e),
+        RedeemOutcome::Invalid => {
+            return Err(OAuthError::invalid_grant(
+                "authorization code is invalid or expired",
+            ));
+        }
+        RedeemOutcome::Replayed { family_id } => {
+            app.store
+                .revoke_family(&family_id)
+                .await
+                .map_err(|_| OAuthError::storage_unavailable())?;
+            tracing::warn!(target: "audit", client_id = %client.client_id, "authorization code replayed; revoked the tokens it issued");
+            return Err(OAuthError::invalid_grant(
+                "authorization code already used; the tokens issued from it have been revoked",
+            ));
+        }
+    };
+
+    let family = RefreshFamily {
+        grant: issued.grant.clone(),
+        current_hash: refresh::hash(&refresh_token),
+        previous_hash: None,
+        rotated_at: None,
+        created_at: now,
+        expires_at: now.saturating_add(app.config.refresh_token_ttl),
+    };
+    app.store
+        .put_family(&family_id, family)
+        .await
+        .map_err(|_| OAuthError::storage_unavailable())?;
+    if app.codes.was_replayed(&code_hash) {
+        // A replay arrived while the family was being stored: it could not revoke what did
+        // not exist yet, so revoke it now.
+        app.store
+            .revoke_family(&family_id)
+            .await
+            .map_err(|_| OAuthError::storage_unavailable())?;
+        return Err(OAuthError::invalid_grant(
+            "authorization code already used; the tokens issued from it have been revoked",
+        ));
+    }
+    tracing::info!(target: "audit", client_id = %client.client_id, user = %issued.grant.sub, "tokens issued for an authorization code");
+    respond(app, &issued.grant, &issued.grant.scope, refresh_token, now)
+}
+
+async fn refresh_token(
+    app: &AppState,
+    client: &Client,
+    form: &Params,
+) -> Result<TokenResponse, OAuthError> {
+    let presented = form
+        .non_empty("refresh_token")
+        .ok_or_else(|| OAuthError::invalid_request("refresh_token is required"))?;
+    let invalid = || OAuthError::invalid_grant("refresh token is invalid, expired or revoked");
+    let family_id = refresh::family_of(presented).ok_or_else(invalid)?;
+    let family = app.store.family(family_id).await.ok_or_else(invalid)?;
+
+    // Checks that must not consume the token.
+    if family.grant.client_id != client.client_id {
+        return Err(OAuthError::invalid_grant(
+            "the refresh token was issued to another client",
+        ));
+    }
+    let granted = Scope::parse(&family.grant.scope);
+    let scope = match form.get("scope") {
+        Some(raw) => {
+            let requested = Scope::parse(raw);
+            if !requested.is_subset_of(&granted) {
+                return Err(OAuthError::invalid_scope(
+                    "a refresh may narrow the scope but never widen it",
+                ));
+            }
+            requested
+        }
+        None => granted,
+    };
+    if form
+        .get("resource")
+        .is_some_and(|r| !resource::matches(r, &family.grant.resource))
+    {
+        return Err(OAuthError::invalid_target(
+            "resource differs from the original authorization",
+        ));
+    }
+
+    let successor = refresh::successor(presented, family_id, &app.keys.refresh_successor);
+    let now = app.now();
+    let outcome = app
+        .store
+        .use_refresh_token(
+            family_id,
+            &refresh::hash(presented),
+            &refresh::hash(&successor),
+            now,
+            app.config.refresh_token_ttl,
+        )
+        .await
+        .map_err(|_| OAuthError::storage_unavailable())?;
+    match outcome {
+        RefreshOutcome::Rotated(grant) | RefreshOutcome::Grace(grant) => {
+            respond(app, &grant, &scope.to_string(), successor, now)
+        }
+        RefreshOutcome::Reused => {
+            tracing::warn!(target: "audit", client_id = %client.client_id, user = %family.grant.sub, "refresh token reused; family revoked");
+            Err(OAuthError::invalid_grant(
+                "refresh token was already used; all tokens of this sign-in have been revoked",
+            ))
+        }
+        RefreshOutcome::Expired => Err(OAuthError::invalid_grant(
+            "refresh token expired; sign in again",
+        )),
+        RefreshOutcome::Unknown => Err(invalid()),
+    }
+}
+
+fn respond(
+    app: &AppState,
+    grant: &Grant,
+    scope: &str,
+    refresh_token: String,
+    now: u64,
+) -> Result<TokenResponse, OAuthError> {
+    let claims = AccessTokenClaims {
+        iss: app.config.issuer.clone(),
+        sub: grant.sub.clone(),
+        aud: grant.resource.clone(),
+        client_id: grant.client_id.clone(),
+        scope: scope.to_string(),
+        groups: grant.groups.clone(),
+        roles: app.config.injected_roles.clone(),
+        iat: now,
+        exp: now.saturating_add(app.config.access_token_ttl),
+        jti: random_token(16),
+    };
+    let access_token = mint_access_token(&claims, &app.keys.jwt).map_err(|e| {
+        tracing::error!("signing an access token failed: {e}");
+        OAuthError::new(ErrorCode::ServerError, "could not sign the access token")
+    })?;
+    Ok(TokenResponse {
+        access_token,
+        token_type: "Bearer",
+        expires_in: app.config.access_token_ttl,
+        refresh_token,
+        scope: scope.to_string(),
+    })
+}
+
+/// Revokes a refresh token's family if it belongs to `client` (RFC 7009 §2.1). Unknown tokens
+/// and access tokens are ignored: the response is the same, so revocation reveals nothing.
+pub async fn revoke(app: &AppState, client: &Client, form: &Params) -> Result<(), OAuthError> {
+    let token = form
+        .get("token")
+        .ok_or_else(|| OAuthError::invalid_request("token is required"))?;
+    let Some(family_id) = refresh::family_of(token) else {
+        return Ok(());
+    };
+    if let Some(family) = app.store.family(family_id).await
+        && family.grant.client_id == client.client_id
+        && refresh::decide(&family, &refresh::hash(token), app.now())
+            != refresh::RefreshDecision::Reuse
+    {
+        app.store
+            .revoke_family(family_id)
+            .await
+            .map_err(|_| OAuthError::storage_unavailable())?;
+        tracing::info!(target: "audit", client_id = %client.client_id, "refresh token revoked by its client");
+    }
+    Ok(())
+}

@@ -1,0 +1,102 @@
+//! Random values, hashing and keyed derivations.
+//!
+//! Only SHA-256 hashes of secrets and refresh tokens reach disk; plaintext values exist only in
+//! the response that hands them out. Sub-keys for different purposes are derived from
+//! `jwtSecret` with HMAC and a fixed label, so one configured secret never signs two kinds of
+//! thing with the same key.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use hmac::{Hmac, Mac};
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// `n` bytes from the operating-system-seeded CSPRNG, base64url without padding.
+pub fn random_token(n: usize) -> String {
+    let mut buf = vec![0u8; n];
+    rand::rng().fill_bytes(&mut buf);
+    URL_SAFE_NO_PAD.encode(&buf)
+}
+
+/// SHA-256 of `input`, base64url without padding: the at-rest form of every secret.
+pub fn sha256_b64(input: &[u8]) -> String {
+    URL_SAFE_NO_PAD.encode(Sha256::digest(input))
+}
+
+/// HMAC-SHA256 of `input` under `key`, base64url without padding.
+pub fn hmac_b64(key: &[u8], input: &[u8]) -> String {
+    URL_SAFE_NO_PAD.encode(hmac_raw(key, input))
+}
+
+/// HMAC-SHA256 of `input` under `key`.
+pub fn hmac_raw(key: &[u8], input: &[u8]) -> [u8; 32] {
+    // HMAC accepts keys of any length (long keys are hashed first), so this cannot fail.
+    #[allow(clippy::expect_used)]
+    let mut mac = HmacSha256::new_from_slice(key).expect("HMAC accepts any key length");
+    mac.update(input);
+    mac.finalize().into_bytes().into()
+}
+
+/// Constant-time equality of two byte strings (length is not secret).
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && bool::from(a.ct_eq(b))
+}
+
+/// The keys mcp-authd derives from the configured `jwtSecret`.
+#[derive(Clone)]
+pub struct Keys {
+    /// Signs access tokens (HS256). This is `jwtSecret` itself, because the MCP server
+    /// verifies with the same configured value.
+    pub jwt: Vec<u8>,
+    /// Derives a refresh token's successor from the token itself (SPEC §6, grace window).
+    pub refresh_successor: [u8; 32],
+    /// Signs consent tickets (CSRF protection for the consent form).
+    pub consent: [u8; 32],
+}
+
+impl Keys {
+    /// Derives every purpose key from the configured secret.
+    pub fn derive(jwt_secret: &[u8]) -> Self {
+        Self {
+            jwt: jwt_secret.to_vec(),
+            refresh_successor: hmac_raw(jwt_secret, b"mcp-authd/v1/refresh-successor"),
+            consent: hmac_raw(jwt_secret, b"mcp-authd/v1/consent-ticket"),
+        }
+    }
+}
+
+impl std::fmt::Debug for Keys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Keys(<redacted>)")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn random_tokens_have_the_requested_entropy_and_differ() {
+        let a = random_token(32);
+        let b = random_token(32);
+        assert_eq!(a.len(), 43);
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn purpose_keys_differ_from_each_other_and_from_the_secret() {
+        let keys = Keys::derive(&[7u8; 32]);
+        assert_ne!(keys.refresh_successor, keys.consent);
+        assert_ne!(keys.refresh_successor.as_slice(), keys.jwt.as_slice());
+    }
+
+    #[test]
+    fn constant_time_eq_compares_content_and_length() {
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd"));
+        assert!(!constant_time_eq(b"abc", b"abcd"));
+    }
+}

@@ -1,0 +1,138 @@
+//! The persisted state document and the one function that changes it.
+//!
+//! The live store, the journal replay at boot and the tests all go through
+//! [`StateDocument::apply`], so what is replayed is exactly what was done.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::{Deserialize, Serialize};
+
+use super::{Client, RefreshFamily};
+
+/// The state file format version this build reads and writes.
+pub const STATE_VERSION: u32 = 1;
+
+fn current_version() -> u32 {
+    STATE_VERSION
+}
+
+/// The content of `auth_server.json`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StateDocument {
+    /// The format version.
+    #[serde(default = "current_version")]
+    pub version: u32,
+    /// The sequence number of the last mutation included.
+    #[serde(default)]
+    pub seq: u64,
+    /// Registered clients by id.
+    #[serde(default)]
+    pub clients: BTreeMap<String, Client>,
+    /// Consents: client id → user → when approved.
+    #[serde(default)]
+    pub consents: BTreeMap<String, BTreeMap<String, u64>>,
+    /// Refresh-token families by family id.
+    #[serde(default)]
+    pub refresh_tokens: HashMap<String, RefreshFamily>,
+}
+
+/// One change to the state, as journaled.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Mutation {
+    /// Adds or replaces a client.
+    PutClient {
+        /// The client.
+        client: Client,
+    },
+    /// Removes a client with its consents and families.
+    RemoveClient {
+        /// The client id.
+        client_id: String,
+    },
+    /// Records a user's approval of a client.
+    GrantConsent {
+        /// The client id.
+        client_id: String,
+        /// The user.
+        sub: String,
+        /// When.
+        at: u64,
+    },
+    /// Starts a refresh-token family.
+    PutFamily {
+        /// The family id.
+        family_id: String,
+        /// The family.
+        family: RefreshFamily,
+    },
+    /// Rotates a family to a new live token.
+    Rotate {
+        /// The family id.
+        family_id: String,
+        /// Hash of the new live token.
+        current_hash: String,
+        /// Hash of the token it replaces.
+        previous_hash: String,
+        /// When.
+        rotated_at: u64,
+        /// When the new token expires.
+        expires_at: u64,
+    },
+    /// Revokes a family.
+    RevokeFamily {
+        /// The family id.
+        family_id: String,
+    },
+}
+
+impl StateDocument {
+    /// Applies one mutation.
+    pub fn apply(&mut self, mutation: &Mutation) {
+        match mutation {
+            Mutation::PutClient { client } => {
+                self.clients
+                    .insert(client.client_id.clone(), client.clone());
+            }
+            Mutation::RemoveClient { client_id } => {
+                self.clients.remove(client_id);
+                self.consents.remove(client_id);
+                self.refresh_tokens
+                    .retain(|_, f| &f.grant.client_id != client_id);
+            }
+            Mutation::GrantConsent { client_id, sub, at } => {
+                self.consents
+                    .entry(client_id.clone())
+                    .or_default()
+                    .insert(sub.clone(), *at);
+            }
+            Mutation::PutFamily { family_id, family } => {
+                self.refresh_tokens
+                    .insert(family_id.clone(), family.clone());
+            }
+            Mutation::Rotate {
+                family_id,
+                current_hash,
+                previous_hash,
+                rotated_at,
+                expires_at,
+            } => {
+                if let Some(family) = self.refresh_tokens.get_mut(family_id) {
+                    family.previous_hash = Some(previous_hash.clone());
+                    family.current_hash = current_hash.clone();
+                    family.rotated_at = Some(*rotated_at);
+                    family.expires_at = *expires_at;
+                }
+            }
+            Mutation::RevokeFamily { family_id } => {
+                self.refresh_tokens.remove(family_id);
+            }
+        }
+    }
+
+    /// Drops families whose live token expired before `now`.
+    pub fn prune_expired(&mut self, now: u64) {
+        self.refresh_tokens.retain(|_, f| f.expires_at > now);
+    }
+}

@@ -1,0 +1,578 @@
+//! The default [`Store`]: the whole state in memory, made durable in `auth_server.json` plus an
+//! append-only journal beside it (`auth_server.json.journal`).
+//!
+//! Every mutation is applied in memory under one lock, given the next sequence number, and
+//! handed to a single writer thread. The writer appends whatever has queued up as one batch,
+//! `fdatasync`s once, and then publishes the highest durable sequence number; each request
+//! waits until its own number is durable (group commit). When the journal grows past a
+//! threshold proportional to the state, the writer compacts: it writes a full snapshot to a
+//! temporary file, fsyncs it, renames it over `auth_server.json`, fsyncs the directory and
+//! empties the journal. A crash at any point leaves a snapshot plus a journal whose entries
+//! with `seq` at or below the snapshot's are skipped on load.
+//!
+//! If a write fails, the store stops accepting mutations (every later one fails with
+//! [`StoreUnavailable`]) rather than hand out anything that might not survive a restart.
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read as _, Write as _};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+
+use super::document::STATE_VERSION;
+use super::{
+    Client, Mutation, RefreshFamily, RefreshOutcome, StateDocument, Store, StoreUnavailable,
+};
+use crate::oauth::refresh::{RefreshDecision, decide};
+
+/// Compaction happens once the journal holds this many entries, or twice the number of
+/// records in the state, whichever is larger, so its cost per mutation stays constant.
+const COMPACT_MIN_ENTRIES: u64 = 20_000;
+
+/// At most this many queued mutations go into one journal write.
+const MAX_BATCH: usize = 8192;
+
+/// Why the state could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    /// The file or journal cannot be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// The content is not a valid state document; nothing was changed.
+    #[error("{path} is corrupt ({detail}); it was left untouched: fix it or move it aside")]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        detail: String,
+    },
+    /// Another process holds the lock.
+    #[error("{path} is in use by another mcp-authd process (lock {lock} is held); stop it first")]
+    Locked {
+        /// The state file.
+        path: PathBuf,
+        /// The lock file.
+        lock: PathBuf,
+    },
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Durability {
+    seq: u64,
+    has_failed: bool,
+}
+
+struct Shared {
+    doc: StateDocument,
+    /// The writer's queue; `None` when nothing is written (inline or in-memory state).
+    queue: Option<mpsc::Sender<(u64, Vec<u8>)>>,
+}
+
+/// The journaled JSON-file store (and, without a path, a purely in-memory one).
+pub struct StateStore {
+    shared: Arc<Mutex<Shared>>,
+    durable: watch::Receiver<Durability>,
+    durable_tx: Arc<watch::Sender<Durability>>,
+    is_persistent: bool,
+    _lock: Option<File>,
+}
+
+#[derive(Serialize)]
+struct EntryOut<'a> {
+    seq: u64,
+    m: &'a Mutation,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EntryIn {
+    seq: u64,
+    m: Mutation,
+}
+
+/// The journal that belongs to a state file.
+pub fn journal_path(state: &Path) -> PathBuf {
+    let mut name = state.as_os_str().to_owned();
+    name.push(".journal");
+    PathBuf::from(name)
+}
+
+fn lock_path(state: &Path) -> PathBuf {
+    let mut name = state.as_os_str().to_owned();
+    name.push(".lock");
+    PathBuf::from(name)
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> StateError + '_ {
+    move |source| StateError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Parses a state document's text (a snapshot, or inline `MCP_AUTH_SERVER_CONFIG`).
+pub fn parse_document(text: &str, origin: &Path) -> Result<StateDocument, StateError> {
+    let doc: StateDocument = serde_json::from_str(text).map_err(|e| StateError::Corrupt {
+        path: origin.to_path_buf(),
+        detail: e.to_string(),
+    })?;
+    if doc.version != STATE_VERSION {
+        return Err(StateError::Corrupt {
+            path: origin.to_path_buf(),
+            detail: format!(
+                "version {} is not supported (expected {STATE_VERSION})",
+                doc.version
+            ),
+        });
+    }
+    Ok(doc)
+}
+
+/// Reads the snapshot and replays the journal, changing nothing on disk. Returns the state and
+/// whether the journal had anything in it.
+pub fn read_state(path: &Path) -> Result<(StateDocument, bool), StateError> {
+    let mut doc = match std::fs::read_to_string(path) {
+        Ok(text) => parse_document(&text, path)?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => StateDocument::default(),
+        Err(e) => return Err(io_err(path)(e)),
+    };
+    let journal = journal_path(path);
+    let mut bytes = Vec::new();
+    match File::open(&journal) {
+        Ok(mut f) => {
+            f.read_to_end(&mut bytes).map_err(io_err(&journal))?;
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io_err(&journal)(e)),
+    }
+    let has_journal = !bytes.is_empty();
+    replay(&mut doc, &bytes, &journal)?;
+    Ok((doc, has_journal))
+}
+
+/// Applies journal entries newer than the snapshot. A damaged tail (a batch that was being
+/// written when the process died, never acknowledged) is ignored; damage followed by valid
+/// entries is corruption.
+fn replay(doc: &mut StateDocument, bytes: &[u8], journal: &Path) -> Result<(), StateError> {
+    let corrupt = |detail: String| StateError::Corrupt {
+        path: journal.to_path_buf(),
+        detail,
+    };
+    let mut lines = bytes.split(|b| *b == b'\n').enumerate().peekable();
+    while let Some((index, line)) = lines.next() {
+        if line.is_empty() {
+            continue;
+        }
+        let is_last = lines.peek().is_none();
+        let entry = match serde_json::from_slice::<EntryIn>(line) {
+            Ok(entry) if !is_last => entry,
+            // The final line has no newline: it was cut off mid-write.
+            Ok(_) => break,
+            Err(e) => {
+                let rest_has_entries = lines
+                    .any(|(_, l)| !l.is_empty() && serde_json::from_slice::<EntryIn>(l).is_ok());
+                if rest_has_entries {
+                    return Err(corrupt(format!("line {}: {e}", index + 1)));
+                }
+                break;
+            }
+        };
+        if entry.seq <= doc.seq {
+            continue;
+        }
+        if entry.seq != doc.seq + 1 {
+            return Err(corrupt(format!(
+                "line {}: sequence jumps from {} to {}",
+                index + 1,
+                doc.seq,
+                entry.seq
+            )));
+        }
+        doc.apply(&entry.m);
+        doc.seq = entry.seq;
+    }
+    Ok(())
+}
+
+/// Writes `doc` to `path` atomically: temporary file (0600), fsync, rename, fsync directory.
+pub fn write_snapshot(path: &Path, doc: &StateDocument) -> std::io::Result<()> {
+    let bytes = serde_json::to_vec(doc).map_err(std::io::Error::other)?;
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let mut tmp_name = path.as_os_str().to_owned();
+    tmp_name.push(".tmp");
+    let tmp = PathBuf::from(tmp_name);
+    {
+        let mut file = owner_only()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&tmp)?;
+        file.write_all(&bytes)?;
+        file.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)?;
+    File::open(dir)?.sync_all()
+}
+
+fn owner_only() -> OpenOptions {
+    let mut options = OpenOptions::new();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.mode(0o600);
+    }
+    options
+}
+
+impl StateStore {
+    /// Opens the state at `path` for reading and writing: takes the lock, loads the snapshot
+    /// and journal, folds the journal into a fresh snapshot, and starts the writer.
+    pub fn open(path: &Path) -> Result<Self, StateError> {
+        let lock_file = lock_path(path);
+        let lock = owner_only()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&lock_file)
+            .map_err(io_err(&lock_file))?;
+        if lock.try_lock().is_err() {
+            return Err(StateError::Locked {
+                path: path.to_path_buf(),
+                lock: lock_file,
+            });
+        }
+        let (doc, has_journal) = read_state(path)?;
+        if has_journal || !path.exists() {
+            write_snapshot(path, &doc).map_err(io_err(path))?;
+        }
+        let journal = journal_path(path);
+        // Append mode, so writes after a compaction's `set_len(0)` start at the new end
+        // instead of leaving a hole at the old offset.
+        let journal_file = owner_only()
+            .append(true)
+            .create(true)
+            .open(&journal)
+            .map_err(io_err(&journal))?;
+        journal_file.set_len(0).map_err(io_err(&journal))?;
+        journal_file.sync_all().map_err(io_err(&journal))?;
+
+        let seq = doc.seq;
+        let (queue, rx) = mpsc::channel();
+        let store = Self::build(doc, Some(queue), Some(lock));
+        let writer = Writer {
+            shared: store.shared.clone(),
+            durable: store.durable_tx.clone(),
+            path: path.to_path_buf(),
+            journal: journal_file,
+            journal_entries: 0,
+            snapshot_seq: seq,
+        };
+        std::thread::Builder::new()
+            .name("state-writer".into())
+            .spawn(move || writer.run(rx))
+            .map_err(io_err(path))?;
+        Ok(store)
+    }
+
+    /// A store whose changes live in memory only: for inline `MCP_AUTH_SERVER_CONFIG` state
+    /// (nothing is ever written) and for tests.
+    pub fn in_memory(doc: StateDocument) -> Self {
+        Self::build(doc, None, None)
+    }
+
+    fn build(
+        doc: StateDocument,
+        queue: Option<mpsc::Sender<(u64, Vec<u8>)>>,
+        lock: Option<File>,
+    ) -> Self {
+        let (tx, rx) = watch::channel(Durability {
+            seq: doc.seq,
+            has_failed: false,
+        });
+        Self {
+            is_persistent: queue.is_some(),
+            shared: Arc::new(Mutex::new(Shared { doc, queue })),
+            durable: rx,
+            durable_tx: Arc::new(tx),
+            _lock: lock,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Shared> {
+        // A panic while holding the lock cannot leave the document half-changed (apply only
+        // inserts and removes whole values), so a poisoned lock is still usable.
+        self.shared.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A copy of the whole document (for `check`, `clients list` and tests).
+    pub fn snapshot(&self) -> StateDocument {
+        self.lock().doc.clone()
+    }
+
+    /// Applies `mutations` under the lock already held and queues them; returns the last
+    /// sequence number to wait for.
+    fn commit(shared: &mut Shared, mutations: &[Mutation]) -> u64 {
+        for mutation in mutations {
+            shared.doc.apply(mutation);
+            shared.doc.seq += 1;
+            if let Some(queue) = &shared.queue {
+                // Serialising a derived type into a Vec cannot fail.
+                let mut line = serde_json::to_vec(&EntryOut {
+                    seq: shared.doc.seq,
+                    m: mutation,
+                })
+                .unwrap_or_default();
+                line.push(b'\n');
+                // A send error means the writer is gone; waiting will then report failure.
+                let _ = queue.send((shared.doc.seq, line));
+            }
+        }
+        shared.doc.seq
+    }
+
+    /// Waits until `seq` is durable.
+    async fn wait(&self, seq: u64) -> Result<(), StoreUnavailable> {
+        if !self.is_persistent {
+            // Nothing is written, so a change is as durable as it will ever be.
+            return Ok(());
+        }
+        let mut rx = self.durable.clone();
+        match rx.wait_for(|d| d.seq >= seq || d.has_failed).await {
+            Ok(d) if d.seq >= seq => Ok(()),
+            _ => Err(StoreUnavailable),
+        }
+    }
+
+    async fn mutate(&self, mutations: &[Mutation]) -> Result<(), StoreUnavailable> {
+        let seq = {
+            let mut shared = self.lock();
+            if self.durable.borrow().has_failed {
+                return Err(StoreUnavailable);
+            }
+            Self::commit(&mut shared, mutations)
+        };
+        self.wait(seq).await
+    }
+}
+
+#[async_trait]
+impl Store for StateStore {
+    async fn client(&self, client_id: &str) -> Option<Client> {
+        self.lock().doc.clients.get(client_id).cloned()
+    }
+
+    async fn clients(&self) -> Vec<Client> {
+        self.lock().doc.clients.values().cloned().collect()
+    }
+
+    async fn put_client(&self, client: Client) -> Result<(), StoreUnavailable> {
+        self.mutate(&[Mutation::PutClient { client }]).await
+    }
+
+    async fn remove_client(&self, client_id: &str) -> Result<bool, StoreUnavailable> {
+        let existed = self.lock().doc.clients.contains_key(client_id);
+        if existed {
+            self.mutate(&[Mutation::RemoveClient {
+                client_id: client_id.to_string(),
+            }])
+            .await?;
+        }
+        Ok(existed)
+    }
+
+    async fn has_consent(&self, sub: &str, client_id: &str) -> bool {
+        self.lock()
+            .doc
+            .consents
+            .get(client_id)
+            .is_some_and(|users| users.contains_key(sub))
+    }
+
+    async fn record_consent(
+        &self,
+        sub: &str,
+        client_id: &str,
+        at: u64,
+    ) -> Result<(), StoreUnavailable> {
+        self.mutate(&[Mutation::GrantConsent {
+            client_id: client_id.to_string(),
+            sub: sub.to_string(),
+            at,
+        }])
+        .await
+    }
+
+    async fn put_family(
+        &self,
+        family_id: &str,
+        family: RefreshFamily,
+    ) -> Result<(), StoreUnavailable> {
+        self.mutate(&[Mutation::PutFamily {
+            family_id: family_id.to_string(),
+            family,
+        }])
+        .await
+    }
+
+    async fn family(&self, family_id: &str) -> Option<RefreshFamily> {
+        self.lock().doc.refresh_tokens.get(family_id).cloned()
+    }
+
+    async fn use_refresh_token(
+        &self,
+        family_id: &str,
+        presented_hash: &str,
+        successor_hash: &str,
+        now: u64,
+        ttl: u64,
+    ) -> Result<RefreshOutcome, StoreUnavailable> {
+        let (outcome, seq) = {
+            let mut shared = self.lock();
+            if self.durable.borrow().has_failed {
+                return Err(StoreUnavailable);
+            }
+            let Some(family) = shared.doc.refresh_tokens.get(family_id) else {
+                return Ok(RefreshOutcome::Unknown);
+            };
+            let grant = family.grant.clone();
+            match decide(family, presented_hash, now) {
+                RefreshDecision::Rotate => {
+                    let mutation = Mutation::Rotate {
+                        family_id: family_id.to_string(),
+                        current_hash: successor_hash.to_string(),
+                        previous_hash: presented_hash.to_string(),
+                        rotated_at: now,
+                        expires_at: now.saturating_add(ttl),
+                    };
+                    (
+                        RefreshOutcome::Rotated(grant),
+                        Self::commit(&mut shared, &[mutation]),
+                    )
+                }
+                // The successor handed out again must itself be durable: wait for whatever
+                // is pending, which includes the rotation that created it.
+                RefreshDecision::Grace => (RefreshOutcome::Grace(grant), shared.doc.seq),
+                RefreshDecision::Reuse => {
+                    let mutation = Mutation::RevokeFamily {
+                        family_id: family_id.to_string(),
+                    };
+                    (
+                        RefreshOutcome::Reused,
+                        Self::commit(&mut shared, &[mutation]),
+                    )
+                }
+                RefreshDecision::Expired => return Ok(RefreshOutcome::Expired),
+            }
+        };
+        self.wait(seq).await?;
+        Ok(outcome)
+    }
+
+    async fn revoke_family(&self, family_id: &str) -> Result<bool, StoreUnavailable> {
+        let seq = {
+            let mut shared = self.lock();
+            if !shared.doc.refresh_tokens.contains_key(family_id) {
+                return Ok(false);
+            }
+            Self::commit(
+                &mut shared,
+                &[Mutation::RevokeFamily {
+                    family_id: family_id.to_string(),
+                }],
+            )
+        };
+        self.wait(seq).await?;
+        Ok(true)
+    }
+
+    fn is_healthy(&self) -> bool {
+        !self.durable.borrow().has_failed
+    }
+}
+
+/// The single thread that writes the journal and snapshots.
+struct Writer {
+    shared: Arc<Mutex<Shared>>,
+    durable: Arc<watch::Sender<Durability>>,
+    path: PathBuf,
+    journal: File,
+    journal_entries: u64,
+    snapshot_seq: u64,
+}
+
+impl Writer {
+    fn run(mut self, rx: mpsc::Receiver<(u64, Vec<u8>)>) {
+        let mut buf = Vec::with_capacity(64 * 1024);
+        while let Ok(first) = rx.recv() {
+            buf.clear();
+            let mut last_seq = 0;
+            let mut count = 0u64;
+            for (seq, line) in std::iter::once(first)
+                .chain(std::iter::from_fn(|| rx.try_recv().ok()))
+                .take(MAX_BATCH)
+            {
+                last_seq = seq;
+                // Entries already folded into a snapshot need not be journaled again.
+                if seq > self.snapshot_seq {
+                    buf.extend_from_slice(&line);
+                    count += 1;
+                }
+            }
+            let written = self
+                .journal
+                .write_all(&buf)
+                .and_then(|()| self.journal.sync_data());
+            if let Err(e) = written {
+                self.fail(&e);
+                return;
+            }
+            self.journal_entries += count;
+            self.durable.send_modify(|d| d.seq = d.seq.max(last_seq));
+            if let Err(e) = self.maybe_compact() {
+                self.fail(&e);
+                return;
+            }
+        }
+    }
+
+    fn maybe_compact(&mut self) -> std::io::Result<()> {
+        let (doc, seq) = {
+            let mut shared = self.shared.lock().unwrap_or_else(|e| e.into_inner());
+            let records = (shared.doc.refresh_tokens.len() + shared.doc.clients.len()) as u64;
+            if self.journal_entries < COMPACT_MIN_ENTRIES.max(2 * records) {
+                return Ok(());
+            }
+            let now = crate::clock::Clock::now(&crate::clock::SystemClock);
+            shared.doc.prune_expired(now);
+            (shared.doc.clone(), shared.doc.seq)
+        };
+        write_snapshot(&self.path, &doc)?;
+        self.snapshot_seq = seq;
+        self.journal.set_len(0)?;
+        self.journal.sync_all()?;
+        self.journal_entries = 0;
+        self.durable.send_modify(|d| d.seq = d.seq.max(seq));
+        Ok(())
+    }
+
+    fn fail(&self, error: &std::io::Error) {
+        tracing::error!(
+            target: "audit",
+            state_path = %self.path.display(),
+            "writing the state failed ({error}); refusing further changes until restarted"
+        );
+        self.durable.send_modify(|d| d.has_failed = true);
+    }
+}

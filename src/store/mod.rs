@@ -1,0 +1,189 @@
+//! State behind small traits: clients, consents and refresh-token families ([`Store`]), and
+//! authorization codes ([`CodeStore`]).
+//!
+//! The single-use operations are atomic inside the store: [`Store::use_refresh_token`] decides
+//! and rotates under one lock, and [`CodeStore::redeem`] validates and consumes a code under
+//! one lock. Every mutation is durable before the call returns, so a handler never answers
+//! with something the store could lose.
+
+pub mod codes;
+pub mod document;
+pub mod file;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+pub use codes::{CodeGrant, CodeStore, MemoryCodeStore, RedeemOutcome};
+pub use document::{Mutation, StateDocument};
+pub use file::{StateError, StateStore};
+
+/// How a client authenticates at the token endpoint (RFC 7591 `token_endpoint_auth_method`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthMethod {
+    /// A public client: no secret, PKCE only.
+    None,
+    /// A confidential client sending `client_secret` in the form body.
+    ClientSecretPost,
+    /// A confidential client using HTTP Basic.
+    ClientSecretBasic,
+}
+
+impl AuthMethod {
+    /// The RFC 7591 string.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::ClientSecretPost => "client_secret_post",
+            Self::ClientSecretBasic => "client_secret_basic",
+        }
+    }
+
+    /// Whether clients of this kind hold a secret.
+    pub fn is_confidential(self) -> bool {
+        self != Self::None
+    }
+}
+
+/// How a client came to exist, which decides whether users must approve it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Registration {
+    /// Registered by anyone through `/oauth/register`; its metadata is self-asserted.
+    Dynamic,
+    /// Added by an administrator with `mcp-authd clients add`.
+    Provisioned,
+}
+
+/// A registered OAuth client.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Client {
+    /// The server-generated identifier.
+    pub client_id: String,
+    /// The display name (self-asserted for dynamic clients).
+    pub client_name: String,
+    /// Registered redirect URIs, byte-exact.
+    pub redirect_uris: Vec<String>,
+    /// How it authenticates at the token endpoint.
+    pub token_endpoint_auth_method: AuthMethod,
+    /// Allowed grant types.
+    pub grant_types: Vec<String>,
+    /// Allowed response types.
+    pub response_types: Vec<String>,
+    /// The scope registered, used when an authorization request names none.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub scope: String,
+    /// SHA-256 of the client secret, for confidential clients.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_hash: Option<String>,
+    /// When it was registered, seconds since the epoch.
+    pub client_id_issued_at: u64,
+    /// Dynamic or provisioned.
+    pub registration: Registration,
+}
+
+/// What a user authorized: who, for which client, with what scope, for which resource.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Grant {
+    /// The client.
+    pub client_id: String,
+    /// The user.
+    pub sub: String,
+    /// The user's groups at authorization time.
+    pub groups: Vec<String>,
+    /// The granted scope, space-separated.
+    pub scope: String,
+    /// The resource (token audience).
+    pub resource: String,
+}
+
+/// A chain of refresh tokens descending from one authorization code (RFC 9700 §4.14.2).
+///
+/// Only the current token and the one it replaced are remembered, as SHA-256 hashes; the
+/// family id travels inside every token of the chain, so reuse of any older token is still
+/// recognised as reuse.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RefreshFamily {
+    /// What the tokens of this family grant.
+    pub grant: Grant,
+    /// SHA-256 of the live refresh token.
+    pub current_hash: String,
+    /// SHA-256 of the token the live one replaced, kept for the grace window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_hash: Option<String>,
+    /// When the live token replaced the previous one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rotated_at: Option<u64>,
+    /// When the family was created (the user's authorization).
+    pub created_at: u64,
+    /// When the live token expires.
+    pub expires_at: u64,
+}
+
+/// The result of presenting a refresh token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RefreshOutcome {
+    /// The live token was used; the family now holds the successor.
+    Rotated(Grant),
+    /// The previous token was presented again inside the grace window, while its successor
+    /// is unused; the successor stays live.
+    Grace(Grant),
+    /// An older token was presented: the family has been revoked.
+    Reused,
+    /// The token has expired.
+    Expired,
+    /// No such family.
+    Unknown,
+}
+
+/// The state store failed to make a change durable.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("state storage is unavailable")]
+pub struct StoreUnavailable;
+
+/// Clients, consents and refresh-token families.
+#[async_trait]
+pub trait Store: Send + Sync {
+    /// The client with this id.
+    async fn client(&self, client_id: &str) -> Option<Client>;
+    /// Every client, in id order.
+    async fn clients(&self) -> Vec<Client>;
+    /// Adds or replaces a client.
+    async fn put_client(&self, client: Client) -> Result<(), StoreUnavailable>;
+    /// Removes a client with its consents and refresh-token families; whether it existed.
+    async fn remove_client(&self, client_id: &str) -> Result<bool, StoreUnavailable>;
+    /// Whether `sub` has approved `client_id`.
+    async fn has_consent(&self, sub: &str, client_id: &str) -> bool;
+    /// Remembers that `sub` approved `client_id`.
+    async fn record_consent(
+        &self,
+        sub: &str,
+        client_id: &str,
+        at: u64,
+    ) -> Result<(), StoreUnavailable>;
+    /// Starts a refresh-token family.
+    async fn put_family(
+        &self,
+        family_id: &str,
+        family: RefreshFamily,
+    ) -> Result<(), StoreUnavailable>;
+    /// The family with this id.
+    async fn family(&self, family_id: &str) -> Option<RefreshFamily>;
+    /// Presents a refresh token: decides by [`crate::oauth::refresh::decide`] and applies the
+    /// decision atomically. On rotation the family's live token becomes `successor_hash`,
+    /// valid until `now + ttl`.
+    async fn use_refresh_token(
+        &self,
+        family_id: &str,
+        presented_hash: &str,
+        successor_hash: &str,
+        now: u64,
+        ttl: u64,
+    ) -> Result<RefreshOutcome, StoreUnavailable>;
+    /// Revokes a family; whether it existed.
+    async fn revoke_family(&self, family_id: &str) -> Result<bool, StoreUnavailable>;
+    /// Whether the store can still make changes durable.
+    fn is_healthy(&self) -> bool;
+}
