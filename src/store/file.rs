@@ -73,13 +73,17 @@ struct Durability {
 
 struct Shared {
     doc: StateDocument,
-    /// The writer's queue; `None` when nothing is written (inline or in-memory state).
-    queue: Option<mpsc::Sender<(u64, Vec<u8>)>>,
 }
+
+type Queue = mpsc::Sender<(u64, Vec<u8>)>;
 
 /// The journaled JSON-file store (and, without a path, a purely in-memory one).
 pub struct StateStore {
     shared: Arc<Mutex<Shared>>,
+    /// The writer's queue; `None` when nothing is written (inline or in-memory state). Sent to
+    /// only while `shared` is locked, so the journal order is the sequence order. Dropping the
+    /// store closes it, which ends the writer thread.
+    queue: Option<Queue>,
     durable: watch::Receiver<Durability>,
     durable_tx: Arc<watch::Sender<Durability>>,
     is_persistent: bool,
@@ -294,7 +298,7 @@ impl StateStore {
 
     fn build(
         doc: StateDocument,
-        queue: Option<mpsc::Sender<(u64, Vec<u8>)>>,
+        queue: Option<Queue>,
         lock: Option<File>,
     ) -> Self {
         let (tx, rx) = watch::channel(Durability {
@@ -303,7 +307,8 @@ impl StateStore {
         });
         Self {
             is_persistent: queue.is_some(),
-            shared: Arc::new(Mutex::new(Shared { doc, queue })),
+            queue,
+            shared: Arc::new(Mutex::new(Shared { doc })),
             durable: rx,
             durable_tx: Arc::new(tx),
             _lock: lock,
@@ -323,11 +328,11 @@ impl StateStore {
 
     /// Applies `mutations` under the lock already held and queues them; returns the last
     /// sequence number to wait for.
-    fn commit(shared: &mut Shared, mutations: &[Mutation]) -> u64 {
+    fn commit(&self, shared: &mut Shared, mutations: &[Mutation]) -> u64 {
         for mutation in mutations {
             shared.doc.apply(mutation);
             shared.doc.seq += 1;
-            if let Some(queue) = &shared.queue {
+            if let Some(queue) = &self.queue {
                 // Serialising a derived type into a Vec cannot fail.
                 let mut line = serde_json::to_vec(&EntryOut {
                     seq: shared.doc.seq,
@@ -361,7 +366,7 @@ impl StateStore {
             if self.durable.borrow().has_failed {
                 return Err(StoreUnavailable);
             }
-            Self::commit(&mut shared, mutations)
+            self.commit(&mut shared, mutations)
         };
         self.wait(seq).await
     }
@@ -458,7 +463,7 @@ impl Store for StateStore {
                     };
                     (
                         RefreshOutcome::Rotated(grant),
-                        Self::commit(&mut shared, &[mutation]),
+                        self.commit(&mut shared, &[mutation]),
                     )
                 }
                 // The successor handed out again must itself be durable: wait for whatever
@@ -470,7 +475,7 @@ impl Store for StateStore {
                     };
                     (
                         RefreshOutcome::Reused,
-                        Self::commit(&mut shared, &[mutation]),
+                        self.commit(&mut shared, &[mutation]),
                     )
                 }
                 RefreshDecision::Expired => return Ok(RefreshOutcome::Expired),
@@ -486,7 +491,7 @@ impl Store for StateStore {
             if !shared.doc.refresh_tokens.contains_key(family_id) {
                 return Ok(false);
             }
-            Self::commit(
+            self.commit(
                 &mut shared,
                 &[Mutation::RevokeFamily {
                     family_id: family_id.to_string(),

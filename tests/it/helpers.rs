@@ -1,0 +1,296 @@
+//! `TestApp`: a server on `127.0.0.1:0` with a temporary state directory, a manual clock, and
+//! typed helpers for the steps of an OAuth flow.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use mcp_authd::app::AppState;
+use mcp_authd::clock::ManualClock;
+use mcp_authd::config::Config;
+use mcp_authd::store::{StateStore, Store};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use tokio::sync::oneshot;
+
+/// The user the proxy signs in.
+pub const USER: &str = "alice@example.com";
+/// A fixed PKCE verifier.
+pub const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+/// A redirect URI on loopback.
+pub const REDIRECT: &str = "http://127.0.0.1:33418/callback";
+/// The secret every test server uses.
+pub const SECRET: &str = "test-secret-test-secret-test-secret-0123";
+
+/// S256 challenge of `verifier`.
+pub fn challenge(verifier: &str) -> String {
+    URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()))
+}
+
+/// The `oauthAs` section used by tests, for an issuer at `issuer`.
+pub fn oauth_as(issuer: &str) -> Value {
+    json!({
+        "issuerUrl": issuer,
+        "jwtSecret": SECRET,
+        "trustedSourceCidrs": ["127.0.0.1/32"],
+        "redirectUriAllowlist": [
+            "http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*",
+            "https://claude.ai/api/mcp/auth_callback",
+            "https://chatgpt.com/connector_platform_oauth_redirect",
+            "cursor://anysphere.cursor-mcp/oauth/callback"
+        ],
+        "injectedRoles": ["mcp-user"],
+        "scopesSupported": []
+    })
+}
+
+/// A running server.
+pub struct TestApp {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// `http://127.0.0.1:PORT`, also the issuer.
+    pub base: String,
+    /// A client that does not follow redirects.
+    pub http: reqwest::Client,
+    /// The server's clock.
+    pub clock: Arc<ManualClock>,
+    /// The state file.
+    pub state_path: PathBuf,
+    /// The application state (for inspecting the store).
+    pub state: Arc<AppState>,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// Options for [`TestApp::spawn_with`].
+pub struct Options<'a> {
+    /// Changes to the `oauthAs` section.
+    pub configure: &'a dyn Fn(&mut Value),
+    /// The state directory (a fresh one when `None`).
+    pub dir: Option<&'a Path>,
+    /// Bind this exact address (restart on the same port).
+    pub addr: Option<SocketAddr>,
+}
+
+impl Default for Options<'_> {
+    fn default() -> Self {
+        Self { configure: &|_| {}, dir: None, addr: None }
+    }
+}
+
+impl TestApp {
+    /// A server with the default test configuration and a fresh state directory (which is
+    /// kept alive by the returned guard).
+    pub async fn spawn() -> (Self, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let app = Self::spawn_with(Options { dir: Some(dir.path()), ..Default::default() }).await;
+        (app, dir)
+    }
+
+    /// A server with options.
+    pub async fn spawn_with(options: Options<'_>) -> Self {
+        let listener = tokio::net::TcpListener::bind(options.addr.unwrap_or_else(|| "127.0.0.1:0".parse().unwrap()))
+            .await
+            .unwrap();
+        let addr = listener.local_addr().unwrap();
+        let base = format!("http://{addr}");
+        let mut section = oauth_as(&base);
+        (options.configure)(&mut section);
+        let doc = json!({"mcpServers": {}, "serverAuth": {"oauthAs": section}});
+        let config = Config::parse(&doc.to_string(), |_| None).expect("test config is valid");
+        let dir = options.dir.expect("a state directory");
+        let state_path = dir.join("auth_server.json");
+        let store: Arc<dyn Store> = Arc::new(StateStore::open(&state_path).unwrap());
+        let clock = Arc::new(ManualClock::new(1_800_000_000));
+        let state = Arc::new(AppState::with_clock(config, store, clock.clone()));
+        let (tx, rx) = oneshot::channel::<()>();
+        let serving = state.clone();
+        let task = tokio::spawn(async move {
+            mcp_authd::http::serve(listener, serving, async {
+                let _ = rx.await;
+            })
+            .await
+            .unwrap();
+        });
+        Self {
+            addr,
+            base,
+            http: client(None),
+            clock,
+            state_path,
+            state,
+            shutdown: Some(tx),
+            task: Some(task),
+        }
+    }
+
+    /// Stops the server and waits until its state is released.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.unwrap();
+        }
+    }
+
+    /// An absolute URL on this server.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Registers a client with `body`; returns the response.
+    pub async fn register_raw(&self, body: Value) -> reqwest::Response {
+        self.http.post(self.url("/oauth/register")).json(&body).send().await.unwrap()
+    }
+
+    /// Registers a public client for `redirect`; returns its client_id.
+    pub async fn register_public(&self, redirect: &str) -> String {
+        let response = self
+            .register_raw(json!({"client_name": "Test client", "redirect_uris": [redirect], "token_endpoint_auth_method": "none"}))
+            .await;
+        assert_eq!(response.status(), 201);
+        let body: Value = response.json().await.unwrap();
+        body["client_id"].as_str().unwrap().to_string()
+    }
+
+    /// Standard authorize query parameters for `client_id`.
+    pub fn authorize_params(client_id: &str, redirect: &str) -> Vec<(String, String)> {
+        [
+            ("response_type", "code"),
+            ("client_id", client_id),
+            ("redirect_uri", redirect),
+            ("code_challenge", &challenge(VERIFIER)),
+            ("code_challenge_method", "S256"),
+            ("state", "xyz"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+    }
+
+    /// GET /oauth/authorize as the proxy would send it, signed in as `user`.
+    pub async fn authorize_as(&self, user: Option<&str>, params: &[(String, String)]) -> reqwest::Response {
+        let mut request = self.http.get(self.url("/oauth/authorize")).query(params);
+        if let Some(user) = user {
+            request = request.header("X-Forwarded-User", user).header("X-Forwarded-Groups", "eng,ops");
+        }
+        request.send().await.unwrap()
+    }
+
+    /// Answers the consent page in `page` with `decision`, as `user`.
+    pub async fn answer_consent(&self, page: &str, user: &str, decision: &str) -> reqwest::Response {
+        let ticket = consent_ticket(page);
+        self.http
+            .post(self.url("/oauth/authorize/consent"))
+            .header("X-Forwarded-User", user)
+            .header("X-Forwarded-Groups", "eng,ops")
+            .form(&[("ticket", ticket.as_str()), ("decision", decision)])
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Runs authorize (approving consent if asked) and returns the code.
+    pub async fn code_for(&self, client_id: &str, redirect: &str) -> String {
+        let params = Self::authorize_params(client_id, redirect);
+        let mut response = self.authorize_as(Some(USER), &params).await;
+        if response.status() == 200 {
+            let page = response.text().await.unwrap();
+            response = self.answer_consent(&page, USER, "approve").await;
+            assert_eq!(response.status(), 303);
+        } else {
+            assert_eq!(response.status(), 302);
+        }
+        let location = location(&response);
+        let query = query_of(&location);
+        assert_eq!(query.get("state").map(String::as_str), Some("xyz"));
+        assert_eq!(query.get("iss"), Some(&self.base));
+        query.get("code").cloned().expect("a code in the redirect")
+    }
+
+    /// POST /oauth/token with `form`.
+    pub async fn token(&self, form: &[(&str, &str)]) -> reqwest::Response {
+        self.http.post(self.url("/oauth/token")).form(form).send().await.unwrap()
+    }
+
+    /// Exchanges `code` for tokens as a public client.
+    pub async fn exchange(&self, client_id: &str, code: &str, redirect: &str) -> reqwest::Response {
+        self.token(&[
+            ("grant_type", "authorization_code"),
+            ("client_id", client_id),
+            ("code", code),
+            ("redirect_uri", redirect),
+            ("code_verifier", VERIFIER),
+        ])
+        .await
+    }
+
+    /// Refreshes as a public client.
+    pub async fn refresh(&self, client_id: &str, refresh_token: &str) -> reqwest::Response {
+        self.token(&[("grant_type", "refresh_token"), ("client_id", client_id), ("refresh_token", refresh_token)])
+            .await
+    }
+
+    /// Register + authorize + consent + exchange; returns (client_id, token response body).
+    pub async fn signed_in_client(&self) -> (String, Value) {
+        let client_id = self.register_public(REDIRECT).await;
+        let code = self.code_for(&client_id, REDIRECT).await;
+        let response = self.exchange(&client_id, &code, REDIRECT).await;
+        assert_eq!(response.status(), 200);
+        (client_id, response.json().await.unwrap())
+    }
+
+    /// The token verification expectations for this server.
+    pub fn expectations(&self) -> mcp_authd::TokenExpectations {
+        mcp_authd::TokenExpectations {
+            issuer: self.base.clone(),
+            audience: format!("{}/mcp", self.base),
+            secret: SECRET.as_bytes().to_vec(),
+            leeway_seconds: 0,
+        }
+    }
+}
+
+/// A reqwest client that never follows redirects, optionally bound to a local address.
+pub fn client(local: Option<std::net::IpAddr>) -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .local_address(local)
+        .build()
+        .unwrap()
+}
+
+/// The `Location` header.
+pub fn location(response: &reqwest::Response) -> String {
+    response
+        .headers()
+        .get("location")
+        .expect("a Location header")
+        .to_str()
+        .unwrap()
+        .to_string()
+}
+
+/// The query parameters of a URL.
+pub fn query_of(url: &str) -> std::collections::HashMap<String, String> {
+    url::Url::parse(url).unwrap().query_pairs().into_owned().collect()
+}
+
+/// The consent ticket in a consent page.
+pub fn consent_ticket(page: &str) -> String {
+    let start = page.find("name=\"ticket\" value=\"").expect("a consent form") + "name=\"ticket\" value=\"".len();
+    let end = start + page[start..].find('"').unwrap();
+    page[start..end].to_string()
+}
+
+/// Asserts an OAuth JSON error and returns its description.
+pub async fn assert_oauth_error(response: reqwest::Response, status: u16, code: &str) -> String {
+    assert_eq!(response.status(), status, "status");
+    assert_eq!(response.headers().get("cache-control").map(|v| v.to_str().unwrap()), Some("no-store"));
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"], code, "{body}");
+    body["error_description"].as_str().unwrap_or_default().to_string()
+}
