@@ -1,1 +1,850 @@
-//! placeholder
+//! The real `mcp-authd` binary (SPEC §3, §4, §9): every test runs it as a child process in a
+//! temporary directory holding its own `servers.json`, with the state environment variables
+//! cleared so that nothing from the developer's shell leaks in. Every child is bounded in time
+//! and killed if a test fails while it runs.
+
+use std::fs::File;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use crate::helpers::{VERIFIER, challenge, query_of};
+
+/// The binary under test.
+const BIN: &str = env!("CARGO_BIN_EXE_mcp-authd");
+/// A literal `jwtSecret` long enough to be accepted.
+const JWT_SECRET: &str = "cli-test-secret-cli-test-secret-0123456789";
+/// The redirect URI Gemini Enterprise uses.
+const GEMINI_REDIRECT: &str = "https://vertexaisearch.cloud.google.com/oauth-redirect";
+/// Environment variables that select the configuration or the state.
+const STATE_ENV: [&str; 3] = ["MCP_AUTH_SERVER_PATH", "MCP_AUTH_SERVER_CONFIG", "MCP_CONFIG"];
+/// How long a command that is expected to finish on its own may take.
+const RUN_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long `serve` may take to answer `/healthz`.
+const READY_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long `serve` may take to exit after SIGTERM.
+const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A complete `servers.json` whose `oauthAs` section is valid for `issuer`, with the keys that
+/// belong to the MCP server around it (which mcp-authd must ignore).
+fn servers_json(issuer: &str) -> Value {
+    json!({
+        "mcpServers": {"sentry": {"url": "http://127.0.0.1:9000/mcp"}},
+        "serverAuth": {
+            "bearer": {"tokens": ["not-for-mcp-authd"]},
+            "oauthAs": {
+                "issuerUrl": issuer,
+                "jwtSecret": JWT_SECRET,
+                "trustedSourceCidrs": ["127.0.0.1/32"],
+                "redirectUriAllowlist": [
+                    "http://127.0.0.1:*",
+                    "http://localhost:*",
+                    GEMINI_REDIRECT
+                ]
+            }
+        }
+    })
+}
+
+/// `servers_json` with `change` applied to its `oauthAs` section.
+fn servers_json_with(issuer: &str, change: impl FnOnce(&mut Value)) -> Value {
+    let mut doc = servers_json(issuer);
+    change(&mut doc["serverAuth"]["oauthAs"]);
+    doc
+}
+
+/// Writes `doc` as `servers.json` in `dir`; returns its path.
+fn write_config(dir: &Path, doc: &Value) -> PathBuf {
+    let path = dir.join("servers.json");
+    std::fs::write(&path, serde_json::to_vec_pretty(doc).unwrap()).unwrap();
+    path
+}
+
+/// A directory with a valid `servers.json` for an issuer on `port`.
+fn config_dir(port: u16) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &servers_json(&issuer(port)));
+    (dir, config)
+}
+
+fn issuer(port: u16) -> String {
+    format!("http://127.0.0.1:{port}")
+}
+
+/// The binary, run in `dir`, with every state/config variable removed from its environment.
+fn mcp_authd(dir: &Path) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.current_dir(dir).stdin(Stdio::null()).env_remove("RUST_LOG");
+    for var in STATE_ENV {
+        cmd.env_remove(var);
+    }
+    cmd
+}
+
+/// `mcp-authd serve --config CONFIG --listen 127.0.0.1:PORT`.
+fn serve_cmd(dir: &Path, config: &Path, port: u16) -> Command {
+    let mut cmd = mcp_authd(dir);
+    cmd.arg("serve")
+        .arg("--config")
+        .arg(config)
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{port}"));
+    cmd
+}
+
+/// `mcp-authd ARGS… --config CONFIG` for a one-shot subcommand.
+fn one_shot(dir: &Path, config: &Path, args: &[&str]) -> Command {
+    let mut cmd = mcp_authd(dir);
+    cmd.args(args).arg("--config").arg(config);
+    cmd
+}
+
+/// What a finished command did.
+struct Outcome {
+    status: ExitStatus,
+    stdout: String,
+    stderr: String,
+}
+
+impl Outcome {
+    fn assert_success(&self) -> &Self {
+        assert!(
+            self.status.success(),
+            "expected success, got {}\nstdout:\n{}\nstderr:\n{}",
+            self.status,
+            self.stdout,
+            self.stderr
+        );
+        self
+    }
+
+    fn assert_failure(&self) -> &Self {
+        assert!(
+            !self.status.success(),
+            "expected a non-zero exit, got {}\nstdout:\n{}\nstderr:\n{}",
+            self.status,
+            self.stdout,
+            self.stderr
+        );
+        self
+    }
+
+    /// Asserts that some line of stderr ends with exactly `message`.
+    fn assert_stderr_line(&self, message: &str) -> &Self {
+        assert!(
+            self.stderr
+                .lines()
+                .any(|line| line.trim_end().ends_with(message)),
+            "no stderr line ends with {message:?}\nstderr:\n{}",
+            self.stderr
+        );
+        self
+    }
+
+    fn assert_stderr_contains(&self, needle: &str) -> &Self {
+        assert!(
+            self.stderr.contains(needle),
+            "stderr does not mention {needle:?}\nstderr:\n{}",
+            self.stderr
+        );
+        self
+    }
+}
+
+/// Runs `cmd` to completion; kills it and fails if it takes longer than [`RUN_TIMEOUT`].
+fn run(cmd: &mut Command) -> Outcome {
+    let child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(RUN_TIMEOUT) {
+        Ok(output) => {
+            let output = output.unwrap();
+            Outcome {
+                status: output.status,
+                stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+                stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+            }
+        }
+        Err(_) => {
+            // The waiting thread has not reaped the child, so the pid is still ours.
+            let _ = Command::new("kill")
+                .arg("-KILL")
+                .arg(pid.to_string())
+                .status();
+            panic!("{cmd:?} did not finish within {RUN_TIMEOUT:?}");
+        }
+    }
+}
+
+/// A port that was free a moment ago.
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A reqwest client that does not follow redirects.
+fn http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap()
+}
+
+/// A running `serve` child; killed on drop unless it has already exited.
+struct Server {
+    child: Child,
+    /// `http://127.0.0.1:PORT`, where health checks go.
+    base: String,
+    log: PathBuf,
+    _logs: tempfile::TempDir,
+}
+
+impl Server {
+    /// Spawns `cmd` (a `serve` command listening on `port`), stderr to a log file outside the
+    /// configuration directory.
+    fn start(mut cmd: Command, port: u16) -> Self {
+        let logs = tempfile::tempdir().unwrap();
+        let log = logs.path().join("stderr.log");
+        let child = cmd
+            .stdout(Stdio::null())
+            .stderr(File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        Self {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+            log,
+            _logs: logs,
+        }
+    }
+
+    fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Polls `/healthz` until it answers 200; fails if the process exits or time runs out.
+    async fn wait_ready(&mut self) {
+        let http = http();
+        let deadline = Instant::now() + READY_TIMEOUT;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                panic!(
+                    "serve exited before becoming ready ({status})\nstderr:\n{}",
+                    self.stderr()
+                );
+            }
+            if let Ok(response) = http.get(format!("{}/healthz", self.base)).send().await
+                && response.status() == 200
+            {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "serve did not answer /healthz within {READY_TIMEOUT:?}\nstderr:\n{}",
+                self.stderr()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Sends SIGTERM and waits for the exit status.
+    async fn terminate(&mut self) -> ExitStatus {
+        let sent = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(sent.success(), "kill -TERM failed");
+        let deadline = Instant::now() + STOP_TIMEOUT;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "serve did not exit within {STOP_TIMEOUT:?} of SIGTERM\nstderr:\n{}",
+                self.stderr()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// SHA-256 of `secret` in the encodings a state file could reasonably use.
+fn sha256_forms(secret: &str) -> [String; 3] {
+    let digest = Sha256::digest(secret.as_bytes());
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    [
+        URL_SAFE_NO_PAD.encode(digest),
+        base64::engine::general_purpose::STANDARD.encode(digest),
+        hex,
+    ]
+}
+
+/// The bytes of the state file and its journal, concatenated (the journal may be absent).
+fn state_bytes(state: &Path) -> String {
+    let mut text = std::fs::read_to_string(state).unwrap();
+    text.push_str(
+        &std::fs::read_to_string(mcp_authd::store::file::journal_path(state)).unwrap_or_default(),
+    );
+    text
+}
+
+/// Asserts that `path` is readable and writable by its owner only.
+fn assert_owner_only(path: &Path) {
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "{} has mode {mode:o}", path.display());
+}
+
+/// The names in `dir`, sorted.
+fn listing(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// `clients add` for Gemini; returns (client_id, client_secret).
+fn add_gemini(dir: &Path, config: &Path) -> (String, String) {
+    let out = run(one_shot(
+        dir,
+        config,
+        &[
+            "clients",
+            "add",
+            "--name",
+            "Gemini",
+            "--redirect-uri",
+            GEMINI_REDIRECT,
+        ],
+    )
+    .env_remove("MCP_AUTH_JWT_SECRET"));
+    out.assert_success();
+    let field = |name: &str| {
+        out.stdout
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}: ")))
+            .unwrap_or_else(|| panic!("no `{name}: …` line in\n{}", out.stdout))
+            .trim()
+            .to_string()
+    };
+    let (id, secret) = (field("client_id"), field("client_secret"));
+    assert!(!id.is_empty() && !secret.is_empty());
+    (id, secret)
+}
+
+#[test]
+fn gen_secret_prints_fresh_base64url_with_at_least_32_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut secrets = Vec::new();
+    for _ in 0..2 {
+        let out = run(mcp_authd(dir.path()).arg("gen-secret"));
+        out.assert_success();
+        let secret = out.stdout.trim().to_string();
+        let bytes = URL_SAFE_NO_PAD
+            .decode(&secret)
+            .unwrap_or_else(|e| panic!("{secret:?} is not unpadded base64url: {e}"));
+        assert!(bytes.len() >= 32, "{secret:?} decodes to {} bytes", bytes.len());
+        // Usable as jwtSecret as printed.
+        assert!(secret.len() >= 32);
+        secrets.push(secret);
+    }
+    assert_ne!(secrets[0], secrets[1], "gen-secret repeated itself");
+}
+
+#[test]
+fn check_accepts_a_valid_config_and_prints_a_summary() {
+    let (dir, config) = config_dir(8080);
+    let out = run(&mut one_shot(dir.path(), &config, &["check"]));
+    out.assert_success();
+    assert!(
+        out.stdout.contains("http://127.0.0.1:8080"),
+        "the summary names the issuer:\n{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("127.0.0.1/32"),
+        "the summary names the trusted sources:\n{}",
+        out.stdout
+    );
+}
+
+#[test]
+fn check_accepts_the_example_config_with_its_secret_from_the_environment() {
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/servers.example.json");
+    let example_dir = example.parent().unwrap().to_path_buf();
+    let before = listing(&example_dir);
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(one_shot(dir.path(), &example, &["check"])
+        .env("MCP_AUTH_JWT_SECRET", JWT_SECRET)
+        .env("MCP_AUTH_SERVER_PATH", dir.path().join("auth_server.json")));
+    out.assert_success();
+    assert!(
+        out.stdout.contains("https://mcp.example.com"),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(
+        listing(&example_dir),
+        before,
+        "nothing may be written beside the example"
+    );
+
+    // Without the variable, the same file names it.
+    let out = run(one_shot(dir.path(), &example, &["check"])
+        .env_remove("MCP_AUTH_JWT_SECRET")
+        .env("MCP_AUTH_SERVER_PATH", dir.path().join("auth_server.json")));
+    out.assert_failure()
+        .assert_stderr_contains("MCP_AUTH_JWT_SECRET");
+}
+
+/// Boots `serve` with `doc` as its configuration; it must fail before listening.
+fn serve_with_config(doc: &Value) -> Outcome {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), doc);
+    let out = run(&mut serve_cmd(dir.path(), &config, free_port()));
+    out.assert_failure();
+    out
+}
+
+#[test]
+fn serve_refuses_a_short_jwt_secret() {
+    let doc = servers_json_with(&issuer(8080), |s| s["jwtSecret"] = json!("too-short"));
+    serve_with_config(&doc).assert_stderr_line("oauthAs.jwtSecret must be at least 32 bytes");
+}
+
+#[test]
+fn serve_refuses_empty_trusted_source_cidrs() {
+    let doc = servers_json_with(&issuer(8080), |s| s["trustedSourceCidrs"] = json!([]));
+    serve_with_config(&doc)
+        .assert_stderr_line("oauthAs.trustedSourceCidrs must list at least one CIDR");
+}
+
+#[test]
+fn serve_names_an_unknown_key_inside_oauth_as() {
+    let doc = servers_json_with(&issuer(8080), |s| s["issuerURL"] = json!("https://x.example"));
+    serve_with_config(&doc).assert_stderr_contains("issuerURL");
+}
+
+#[test]
+fn serve_names_an_unset_secret_variable() {
+    let doc = servers_json_with(&issuer(8080), |s| {
+        s["jwtSecret"] = json!("${MCP_AUTHD_TEST_UNSET_SECRET}")
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &doc);
+    let out = run(serve_cmd(dir.path(), &config, free_port()).env_remove("MCP_AUTHD_TEST_UNSET_SECRET"));
+    out.assert_failure()
+        .assert_stderr_contains("MCP_AUTHD_TEST_UNSET_SECRET");
+}
+
+#[test]
+fn serve_refuses_wildcard_trusted_sources() {
+    for wildcard in ["0.0.0.0/0", "::/0"] {
+        let doc = servers_json_with(&issuer(8080), |s| {
+            s["trustedSourceCidrs"] = json!(["127.0.0.1/32", wildcard])
+        });
+        serve_with_config(&doc).assert_stderr_contains(wildcard);
+    }
+}
+
+#[test]
+fn serve_and_check_print_every_problem_at_once() {
+    let doc = servers_json_with(&issuer(8080), |s| {
+        s["jwtSecret"] = json!("too-short");
+        s["trustedSourceCidrs"] = json!([]);
+    });
+    let serve = serve_with_config(&doc);
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &doc);
+    let check = run(&mut one_shot(dir.path(), &config, &["check"]));
+    check.assert_failure();
+    for out in [&serve, &check] {
+        out.assert_stderr_line("oauthAs.jwtSecret must be at least 32 bytes")
+            .assert_stderr_line("oauthAs.trustedSourceCidrs must list at least one CIDR");
+    }
+}
+
+#[test]
+fn serve_refuses_a_non_loopback_listen_address_without_insecure() {
+    let (dir, config) = config_dir(8080);
+    for listen in ["0.0.0.0:0", "[::]:0"] {
+        let out = run(mcp_authd(dir.path()).args([
+            "serve",
+            "--config",
+            config.to_str().unwrap(),
+            "--listen",
+            listen,
+        ]));
+        out.assert_failure();
+        assert!(!out.stderr.is_empty(), "the refusal is explained");
+    }
+}
+
+#[tokio::test]
+async fn serve_on_a_non_loopback_address_with_insecure() {
+    let port = free_port();
+    let (dir, config) = config_dir(port);
+    let mut cmd = mcp_authd(dir.path());
+    cmd.args(["serve", "--insecure", "--listen", &format!("0.0.0.0:{port}")])
+        .arg("--config")
+        .arg(&config);
+    let mut server = Server::start(cmd, port);
+    server.wait_ready().await;
+    let status = server.terminate().await;
+    assert!(status.success(), "{status}\n{}", server.stderr());
+}
+
+#[tokio::test]
+async fn serve_answers_health_and_metadata_then_stops_cleanly_on_sigterm() {
+    let port = free_port();
+    let (dir, config) = config_dir(port);
+    let mut server = Server::start(serve_cmd(dir.path(), &config, port), port);
+    server.wait_ready().await;
+
+    let http = http();
+    let response = http
+        .get(format!("{}/.well-known/oauth-authorization-server", server.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let metadata: Value = response.json().await.unwrap();
+    assert_eq!(metadata["issuer"], issuer(port));
+    assert_eq!(
+        metadata["token_endpoint"],
+        format!("{}/oauth/token", issuer(port))
+    );
+
+    let status = server.terminate().await;
+    assert!(
+        status.success(),
+        "SIGTERM must end serve with exit 0, got {status}\nstderr:\n{}",
+        server.stderr()
+    );
+}
+
+#[tokio::test]
+async fn a_second_serve_on_the_same_state_is_refused() {
+    let port = free_port();
+    let (dir, config) = config_dir(port);
+    let mut first = Server::start(serve_cmd(dir.path(), &config, port), port);
+    first.wait_ready().await;
+
+    let out = run(&mut serve_cmd(dir.path(), &config, free_port()));
+    out.assert_failure();
+    let stderr = out.stderr.to_lowercase();
+    assert!(
+        stderr.contains("lock") || stderr.contains("in use"),
+        "the refusal names the lock:\n{}",
+        out.stderr
+    );
+
+    // The first one is unaffected.
+    let health = http()
+        .get(format!("{}/healthz", first.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+    let status = first.terminate().await;
+    assert!(status.success(), "{status}");
+}
+
+#[test]
+fn clients_add_list_remove() {
+    let (dir, config) = config_dir(8080);
+    let state = dir.path().join("auth_server.json");
+    let (id, secret) = add_gemini(dir.path(), &config);
+
+    // Listed as pre-provisioned, with its name and redirect URI.
+    let out = run(&mut one_shot(dir.path(), &config, &["clients", "list"]));
+    out.assert_success();
+    let line = out
+        .stdout
+        .lines()
+        .find(|l| l.contains(&id))
+        .unwrap_or_else(|| panic!("{id} is not listed:\n{}", out.stdout));
+    assert!(line.contains("provisioned"), "{line}");
+    assert!(line.contains("Gemini") && line.contains(GEMINI_REDIRECT), "{line}");
+
+    // On disk: the hash, never the secret; owner-only files.
+    let on_disk = state_bytes(&state);
+    assert!(!on_disk.contains(&secret), "the plaintext secret reached disk");
+    assert!(
+        sha256_forms(&secret).iter().any(|h| on_disk.contains(h)),
+        "no SHA-256 of the secret in the state"
+    );
+    let (doc, _) = mcp_authd::store::file::read_state(&state).unwrap();
+    assert!(doc.clients[&id].secret_hash.is_some());
+    assert_owner_only(&state);
+    let journal = mcp_authd::store::file::journal_path(&state);
+    if journal.exists() {
+        assert_owner_only(&journal);
+    }
+
+    // A second client, so that removal is seen to remove only the one named.
+    let (other, _) = add_gemini(dir.path(), &config);
+    assert_ne!(other, id);
+    let out = run(&mut one_shot(dir.path(), &config, &["clients", "remove", &id]));
+    out.assert_success();
+    let out = run(&mut one_shot(dir.path(), &config, &["clients", "list"]));
+    out.assert_success();
+    assert!(!out.stdout.contains(&id), "{}", out.stdout);
+    assert!(out.stdout.contains(&other), "{}", out.stdout);
+
+    // Removing it again, or any unknown id, fails.
+    for unknown in [id.as_str(), "no-such-client"] {
+        let out = run(&mut one_shot(dir.path(), &config, &["clients", "remove", unknown]));
+        out.assert_failure().assert_stderr_contains(unknown);
+    }
+
+    // A dangerous redirect URI is refused and nothing is added.
+    let out = run(&mut one_shot(
+        dir.path(),
+        &config,
+        &[
+            "clients",
+            "add",
+            "--name",
+            "Evil",
+            "--redirect-uri",
+            "javascript:alert(1)",
+        ],
+    ));
+    out.assert_failure();
+    let (doc, _) = mcp_authd::store::file::read_state(&state).unwrap();
+    assert_eq!(doc.clients.len(), 1, "{:?}", doc.clients.keys());
+    assert_owner_only(&state);
+}
+
+#[test]
+fn state_path_variable_moves_the_state_file() {
+    let (dir, config) = config_dir(8080);
+    let elsewhere = tempfile::tempdir().unwrap();
+    let state = elsewhere.path().join("state.json");
+    let out = run(one_shot(
+        dir.path(),
+        &config,
+        &["clients", "add", "--name", "Gemini", "--redirect-uri", GEMINI_REDIRECT],
+    )
+    .env("MCP_AUTH_SERVER_PATH", &state));
+    out.assert_success();
+    assert_eq!(listing(dir.path()), vec!["servers.json".to_string()]);
+    let (doc, _) = mcp_authd::store::file::read_state(&state).unwrap();
+    assert_eq!(doc.clients.len(), 1);
+    assert_owner_only(&state);
+
+    let out = run(one_shot(dir.path(), &config, &["clients", "list"])
+        .env("MCP_AUTH_SERVER_PATH", &state));
+    out.assert_success();
+    assert!(out.stdout.contains("Gemini"), "{}", out.stdout);
+}
+
+#[tokio::test]
+async fn provisioned_client_completes_a_flow_with_client_secret_basic() {
+    let port = free_port();
+    let (dir, config) = config_dir(port);
+    let state = dir.path().join("auth_server.json");
+    let (id, secret) = add_gemini(dir.path(), &config);
+
+    let mut server = Server::start(serve_cmd(dir.path(), &config, port), port);
+    server.wait_ready().await;
+    let http = http();
+    let base = issuer(port);
+
+    // Authorize through the "proxy" (127.0.0.1 is trusted): no consent page for a
+    // pre-provisioned client, straight to the redirect.
+    let response = http
+        .get(format!("{base}/oauth/authorize"))
+        .query(&[
+            ("response_type", "code"),
+            ("client_id", id.as_str()),
+            ("redirect_uri", GEMINI_REDIRECT),
+            ("code_challenge", challenge(VERIFIER).as_str()),
+            ("code_challenge_method", "S256"),
+            ("state", "gemini-state"),
+        ])
+        .header("X-Forwarded-User", "bob@example.com")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 302, "{}", server.stderr());
+    let location = response.headers()["location"].to_str().unwrap().to_string();
+    assert!(location.starts_with(&format!("{GEMINI_REDIRECT}?")), "{location}");
+    let query = query_of(&location);
+    assert_eq!(query["state"], "gemini-state");
+    assert_eq!(query["iss"], base);
+    let code = query["code"].clone();
+
+    // A wrong secret is refused with a Basic challenge.
+    let response = http
+        .post(format!("{base}/oauth/token"))
+        .basic_auth(&id, Some("wrong-secret"))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", "not-a-code"),
+            ("redirect_uri", GEMINI_REDIRECT),
+            ("code_verifier", VERIFIER),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 401);
+    assert!(response.headers().contains_key("www-authenticate"));
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"], "invalid_client");
+
+    // The exchange with client_secret_basic.
+    let response = http
+        .post(format!("{base}/oauth/token"))
+        .basic_auth(&id, Some(&secret))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", code.as_str()),
+            ("redirect_uri", GEMINI_REDIRECT),
+            ("code_verifier", VERIFIER),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["cache-control"], "no-store");
+    let tokens: Value = response.json().await.unwrap();
+    assert_eq!(tokens["token_type"], "Bearer");
+    let refresh = tokens["refresh_token"].as_str().unwrap().to_string();
+    let claims = mcp_authd::verify_access_token(
+        tokens["access_token"].as_str().unwrap(),
+        &mcp_authd::TokenExpectations {
+            issuer: base.clone(),
+            audience: format!("{base}/mcp"),
+            secret: JWT_SECRET.as_bytes().to_vec(),
+            leeway_seconds: 0,
+        },
+    )
+    .unwrap();
+    assert_eq!(claims.sub, "bob@example.com");
+    assert_eq!(claims.client_id, id);
+
+    // And a refresh with the same authentication.
+    let response = http
+        .post(format!("{base}/oauth/token"))
+        .basic_auth(&id, Some(&secret))
+        .form(&[("grant_type", "refresh_token"), ("refresh_token", refresh.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+
+    let status = server.terminate().await;
+    assert!(status.success(), "{status}");
+    let on_disk = state_bytes(&state);
+    assert!(!on_disk.contains(&secret) && !on_disk.contains(&refresh));
+    let (doc, _) = mcp_authd::store::file::read_state(&state).unwrap();
+    assert_eq!(doc.refresh_tokens.len(), 1);
+}
+
+#[tokio::test]
+async fn inline_state_is_read_only() {
+    let port = free_port();
+    let (dir, config) = config_dir(port);
+    let inline = r#"{"clients":{},"refresh_tokens":{}}"#;
+
+    let out = run(one_shot(dir.path(), &config, &["check"]).env("MCP_AUTH_SERVER_CONFIG", inline));
+    out.assert_success();
+
+    // `clients add` cannot write inline state.
+    let out = run(one_shot(
+        dir.path(),
+        &config,
+        &["clients", "add", "--name", "Gemini", "--redirect-uri", GEMINI_REDIRECT],
+    )
+    .env("MCP_AUTH_SERVER_CONFIG", inline));
+    out.assert_failure();
+
+    let mut cmd = serve_cmd(dir.path(), &config, port);
+    cmd.env("MCP_AUTH_SERVER_CONFIG", inline);
+    let mut server = Server::start(cmd, port);
+    server.wait_ready().await;
+    let response = http()
+        .post(format!("{}/oauth/register", server.base))
+        .json(&json!({
+            "client_name": "Inline",
+            "redirect_uris": ["http://127.0.0.1:5000/callback"],
+            "token_endpoint_auth_method": "client_secret_post"
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let status = server.terminate().await;
+    assert!(status.success(), "{status}");
+    assert_eq!(
+        listing(dir.path()),
+        vec!["servers.json".to_string()],
+        "inline state must never be written"
+    );
+
+    // Corrupt inline state is refused like a corrupt file.
+    let out = run(one_shot(dir.path(), &config, &["check"])
+        .env("MCP_AUTH_SERVER_CONFIG", r#"{"clients": ["#));
+    out.assert_failure();
+    assert!(out.stderr.to_lowercase().contains("corrupt"), "{}", out.stderr);
+}
+
+#[test]
+fn a_corrupt_state_file_stops_serve_and_check_and_is_left_untouched() {
+    let truncated = r#"{"clients": ["#;
+    let future = r#"{"version": 99, "clients": {}, "refresh_tokens": {}}"#;
+    for content in [truncated, future] {
+        let (dir, config) = config_dir(8080);
+        let state = dir.path().join("auth_server.json");
+        std::fs::write(&state, content).unwrap();
+
+        let check = run(&mut one_shot(dir.path(), &config, &["check"]));
+        let serve = run(&mut serve_cmd(dir.path(), &config, free_port()));
+        for (what, out) in [("check", &check), ("serve", &serve)] {
+            out.assert_failure();
+            assert!(
+                out.stderr.to_lowercase().contains("corrupt"),
+                "{what} on {content:?}:\n{}",
+                out.stderr
+            );
+        }
+        assert_eq!(
+            std::fs::read_to_string(&state).unwrap(),
+            content,
+            "a corrupt state file must never be overwritten"
+        );
+    }
+}
