@@ -128,15 +128,13 @@ async fn authorization_code(
         .await
         .map_err(|_| OAuthError::storage_unavailable())?;
     if app.codes.was_replayed(&code_hash) {
-        // A replay arrived while the family was being stored: it could not revoke what did
-        // not exist yet, so revoke it now.
+        // A replay arrived while the family was being stored and could not revoke what did
+        // not exist yet; revoke it now. This request was the legitimate first redemption, so it
+        // still gets its answer: the refresh token in it is already dead.
         app.store
             .revoke_family(&family_id)
             .await
             .map_err(|_| OAuthError::storage_unavailable())?;
-        return Err(OAuthError::invalid_grant(
-            "authorization code already used; the tokens issued from it have been revoked",
-        ));
     }
     tracing::info!(target: "audit", client_id = %client.client_id, user = %issued.grant.sub, "tokens issued for an authorization code");
     respond(app, &issued.grant, &issued.grant.scope, refresh_token, now)

@@ -296,11 +296,7 @@ impl StateStore {
         Self::build(doc, None, None)
     }
 
-    fn build(
-        doc: StateDocument,
-        queue: Option<Queue>,
-        lock: Option<File>,
-    ) -> Self {
+    fn build(doc: StateDocument, queue: Option<Queue>, lock: Option<File>) -> Self {
         let (tx, rx) = watch::channel(Durability {
             seq: doc.seq,
             has_failed: false,

@@ -1,1 +1,822 @@
-//! placeholder
+//! The authorization endpoint and the consent form: trusted proxy, redirect URI rules, PKCE,
+//! scope and resource, consent and its CSRF protection.
+
+// The helpers in this file run only inside tests, where a failed step should panic.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use mcp_authd::http::authorize::UNTRUSTED_PEER;
+use serde_json::{Value, json};
+
+use crate::helpers::*;
+
+const CLAUDE: &str = "https://claude.ai/api/mcp/auth_callback";
+
+/// Another loopback address: a peer outside `trustedSourceCidrs` (127.0.0.1/32).
+fn untrusted_ip() -> IpAddr {
+    "127.0.0.2".parse().unwrap()
+}
+
+/// The standard parameters with `changes` applied: `Some(v)` sets, `None` removes.
+fn params_with(
+    client_id: &str,
+    redirect: &str,
+    changes: &[(&str, Option<&str>)],
+) -> Vec<(String, String)> {
+    let mut params = TestApp::authorize_params(client_id, redirect);
+    for (name, value) in changes {
+        params.retain(|(k, _)| k != name);
+        if let Some(value) = value {
+            params.push((name.to_string(), value.to_string()));
+        }
+    }
+    params
+}
+
+/// Asserts an HTML error page with `status` and no redirect; returns the body.
+async fn assert_page(response: reqwest::Response, status: u16) -> String {
+    assert_eq!(response.status(), status);
+    assert!(
+        response.headers().get("location").is_none(),
+        "an error page never redirects"
+    );
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+    assert_eq!(response.headers()["x-frame-options"], "DENY");
+    assert!(
+        response
+            .headers()
+            .get("access-control-allow-origin")
+            .is_none()
+    );
+    response.text().await.unwrap()
+}
+
+/// Asserts a redirect with `status` to `redirect` carrying `error`, the echoed state and `iss`,
+/// and no code; returns the query.
+fn assert_error_redirect(
+    app: &TestApp,
+    response: &reqwest::Response,
+    status: u16,
+    redirect: &str,
+    error: &str,
+) -> HashMap<String, String> {
+    assert_eq!(response.status(), status);
+    let location = location(response);
+    assert!(location.starts_with(&format!("{redirect}?")), "{location}");
+    let query = query_of(&location);
+    assert_eq!(
+        query.get("error").map(String::as_str),
+        Some(error),
+        "{location}"
+    );
+    assert_eq!(
+        query.get("state").map(String::as_str),
+        Some("xyz"),
+        "{location}"
+    );
+    assert_eq!(query.get("iss"), Some(&app.base), "{location}");
+    assert!(!query.contains_key("code"), "{location}");
+    query
+}
+
+/// Authorizes as `USER` with `params`, approving the consent page if it is shown; returns the
+/// final redirect.
+async fn approve(app: &TestApp, params: &[(String, String)]) -> reqwest::Response {
+    let response = app.authorize_as(Some(USER), params).await;
+    if response.status() != 200 {
+        return response;
+    }
+    let page = response.text().await.unwrap();
+    let response = app.answer_consent(&page, USER, "approve").await;
+    assert_eq!(response.status(), 303);
+    response
+}
+
+/// The code in a successful redirect.
+fn code_in(app: &TestApp, response: &reqwest::Response) -> String {
+    let query = query_of(&location(response));
+    assert_eq!(query.get("iss"), Some(&app.base));
+    query.get("code").cloned().expect("a code in the redirect")
+}
+
+/// Exchanges `code` and returns the access token's claims.
+async fn claims_for(
+    app: &TestApp,
+    client_id: &str,
+    code: &str,
+    redirect: &str,
+    expectations: &mcp_authd::TokenExpectations,
+) -> mcp_authd::AccessTokenClaims {
+    let response = app.exchange(client_id, code, redirect).await;
+    assert_eq!(response.status(), 200);
+    let tokens: Value = response.json().await.unwrap();
+    mcp_authd::verify_access_token(tokens["access_token"].as_str().unwrap(), expectations).unwrap()
+}
+
+/// The consent page for `client_id`, as `USER`.
+async fn consent_page(app: &TestApp, client_id: &str) -> String {
+    let response = app
+        .authorize_as(Some(USER), &TestApp::authorize_params(client_id, REDIRECT))
+        .await;
+    assert_eq!(response.status(), 200);
+    response.text().await.unwrap()
+}
+
+/// Posts a consent form with `ticket` as `user`.
+async fn post_consent(
+    http: &reqwest::Client,
+    app: &TestApp,
+    ticket: &str,
+    user: &str,
+) -> reqwest::Response {
+    http.post(app.url("/oauth/authorize/consent"))
+        .header("X-Forwarded-User", user)
+        .form(&[("ticket", ticket), ("decision", "approve")])
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn untrusted_peer_is_refused_with_403_and_no_redirect() {
+    let (app, _dir) = TestApp::spawn().await;
+    let client_id = app.register_public(REDIRECT).await;
+    let untrusted = client(Some(untrusted_ip()));
+    let params = TestApp::authorize_params(&client_id, REDIRECT);
+    for path in ["/oauth/authorize", "/authorize"] {
+        // The user header is set, but the peer is not the proxy.
+        let response = untrusted
+            .get(app.url(path))
+            .query(&params)
+            .header("X-Forwarded-User", USER)
+            .header("X-Forwarded-Groups", "admins")
+            .send()
+            .await
+            .unwrap();
+        let page = assert_page(response, 403).await;
+        assert!(page.contains(UNTRUSTED_PEER), "{page}");
+        assert!(page.contains("/authorize must originate from a trusted reverse proxy"));
+
+        // Claiming to be forwarded by the proxy does not help: only the TCP peer counts.
+        let response = untrusted
+            .get(app.url(path))
+            .query(&params)
+            .header("X-Forwarded-User", USER)
+            .header("X-Forwarded-For", "127.0.0.1")
+            .header("X-Real-IP", "127.0.0.1")
+            .header("Forwarded", "for=127.0.0.1;proto=https")
+            .send()
+            .await
+            .unwrap();
+        let page = assert_page(response, 403).await;
+        assert!(page.contains("/authorize must originate from a trusted reverse proxy"));
+
+        // Without a user header it is the same answer.
+        let response = untrusted
+            .get(app.url(path))
+            .query(&params)
+            .send()
+            .await
+            .unwrap();
+        assert_page(response, 403).await;
+    }
+    assert!(!app.state.store.has_consent(USER, &client_id).await);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn consent_post_from_an_untrusted_peer_is_refused() {
+    let (app, _dir) = TestApp::spawn().await;
+    let client_id = app.register_public(REDIRECT).await;
+    let page = consent_page(&app, &client_id).await;
+    let ticket = consent_ticket(&page);
+    let untrusted = client(Some(untrusted_ip()));
+    let response = untrusted
+        .post(app.url("/oauth/authorize/consent"))
+        .header("X-Forwarded-User", USER)
+        .header("X-Forwarded-For", "127.0.0.1")
+        .form(&[("ticket", ticket.as_str()), ("decision", "approve")])
+        .send()
+        .await
+        .unwrap();
+    let body = assert_page(response, 403).await;
+    assert!(
+        body.contains("/authorize must originate from a trusted reverse proxy"),
+        "{body}"
+    );
+    assert!(
+        !app.state.store.has_consent(USER, &client_id).await,
+        "nothing was recorded"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn missing_user_header_is_a_401_page() {
+    let (app, _dir) = TestApp::spawn().await;
+    let client_id = app.register_public(REDIRECT).await;
+    let response = app
+        .authorize_as(None, &TestApp::authorize_params(&client_id, REDIRECT))
+        .await;
+    let page = assert_page(response, 401).await;
+    assert!(
+        page.to_ascii_lowercase().contains("x-forwarded-user"),
+        "{page}"
+    );
+    // Look-alike header names are different headers and do not sign anyone in.
+    let response = app
+        .http
+        .get(app.url("/oauth/authorize"))
+        .query(&TestApp::authorize_params(&client_id, REDIRECT))
+        .header("X_Forwarded_User", USER)
+        .header("X-Forwarded_User", USER)
+        .header("X-Forwarded-Email", USER)
+        .send()
+        .await
+        .unwrap();
+    assert_page(response, 401).await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn ambiguous_user_header_is_a_400_page() {
+    let (app, _dir) = TestApp::spawn().await;
+    let client_id = app.register_public(REDIRECT).await;
+    let params = TestApp::authorize_params(&client_id, REDIRECT);
+
+    // Two header lines: never pick the first or the last.
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.append("x-forwarded-user", "alice@example.com".parse().unwrap());
+    headers.append("x-forwarded-user", "bob@example.com".parse().unwrap());
+    let response = app
+        .http
+        .get(app.url("/oauth/authorize"))
+        .query(&params)
+        .headers(headers)
+        .send()
+        .await
+        .unwrap();
+    assert_page(response, 400).await;
+
+    // Two users in one line, or an empty one.
+    for user in [
+        "alice,bob",
+        "alice@example.com, bob@example.com",
+        "",
+        "   ",
+        "al ice",
+    ] {
+        let response = app.authorize_as(Some(user), &params).await;
+        assert_page(response, 400).await;
+    }
+    assert!(!app.state.store.has_consent(USER, &client_id).await);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn unknown_or_missing_client_id_is_a_400_page_without_redirect() {
+    let (app, _dir) = TestApp::spawn().await;
+    app.register_public(REDIRECT).await;
+    for client_id in [Some("no-such-client"), Some(""), None] {
+        let params = params_with("placeholder", REDIRECT, &[("client_id", client_id)]);
+        let response = app.authorize_as(Some(USER), &params).await;
+        assert_page(response, 400).await;
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn unregistered_redirect_uri_is_a_400_page_without_redirect() {
+    let (app, _dir) = TestApp::spawn().await;
+    let response = app
+        .register_raw(json!({"client_name": "Two URIs", "redirect_uris": [CLAUDE, REDIRECT]}))
+        .await;
+    assert_eq!(response.status(), 201);
+    let client_id = response.json::<Value>().await.unwrap()["client_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for redirect in [
+        "https://evil.example/cb",
+        // Look-alikes of the https URI: other port, trailing slash, case, scheme, query.
+        "https://claude.ai:8443/api/mcp/auth_callback",
+        "https://claude.ai:443/api/mcp/auth_callback",
+        "https://claude.ai/api/mcp/auth_callback/",
+        "https://CLAUDE.AI/api/mcp/auth_callback",
+        "https://Claude.ai/api/mcp/auth_callback",
+        "HTTPS://claude.ai/api/mcp/auth_callback",
+        "http://claude.ai/api/mcp/auth_callback",
+        "https://claude.ai/api/mcp/auth_callback?x=1",
+        "https://claude.ai/api/mcp/../mcp/auth_callback",
+        "https://claude.ai/api/mcp/%2e%2e/mcp/auth_callback",
+        "https://claude.ai@evil.com/api/mcp/auth_callback",
+        "https://claude.ai.evil.com/api/mcp/auth_callback",
+        // Look-alikes of the loopback URI: another host, path or form of 127.0.0.1.
+        "http://localhost:33418/callback",
+        "http://127.0.0.2:33418/callback",
+        "http://127.1:33418/callback",
+        "http://2130706433:33418/callback",
+        "http://[::ffff:127.0.0.1]:33418/callback",
+        "http://127.0.0.1.evil.com:33418/callback",
+        "http://127.0.0.1:33418/callback/",
+        "http://127.0.0.1:33418/Callback",
+        "http://127.0.0.1:33418/callback?x=1",
+        "https://127.0.0.1:33418/callback",
+    ] {
+        let params = TestApp::authorize_params(&client_id, redirect);
+        let page = assert_page(app.authorize_as(Some(USER), &params).await, 400).await;
+        assert!(page.contains("redirect_uri rejected"), "{redirect}: {page}");
+    }
+    // A missing redirect_uri never falls back to a registered one.
+    let params = params_with(&client_id, REDIRECT, &[("redirect_uri", None)]);
+    assert_page(app.authorize_as(Some(USER), &params).await, 400).await;
+    // The registered URIs themselves work.
+    for redirect in [CLAUDE, REDIRECT] {
+        let response = approve(&app, &TestApp::authorize_params(&client_id, redirect)).await;
+        assert!(location(&response).starts_with(&format!("{redirect}?")));
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn loopback_redirect_uri_matches_any_port() {
+    let (app, _dir) = TestApp::spawn().await;
+    for (registered, requested) in [
+        (REDIRECT, "http://127.0.0.1:59656/callback"),
+        ("http://127.0.0.1:33418/", "http://127.0.0.1:59656/"),
+        (
+            "http://localhost:3000/callback",
+            "http://localhost:4321/callback",
+        ),
+        ("http://[::1]:9000/cb", "http://[::1]:9001/cb"),
+    ] {
+        let client_id = app.register_public(registered).await;
+        let response = approve(&app, &TestApp::authorize_params(&client_id, requested)).await;
+        assert!(
+            location(&response).starts_with(&format!("{requested}?")),
+            "{}",
+            location(&response)
+        );
+        let code = code_in(&app, &response);
+        let claims = claims_for(&app, &client_id, &code, requested, &app.expectations()).await;
+        assert_eq!(claims.client_id, client_id);
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn missing_challenge_plain_or_missing_method_is_invalid_request_by_redirect() {
+    let (app, _dir) = TestApp::spawn().await;
+    let client_id = app.register_public(REDIRECT).await;
+    let verifier_as_challenge = VERIFIER;
+    for changes in [
+        vec![("code_challenge", None)],
+        vec![("code_challenge", None), ("code_challenge_method", None)],
+        vec![
+            ("code_challenge", Some(verifier_as_challenge)),
+            ("code_challenge_method", Some("plain")),
+        ],
+        vec![("code_challenge_method", None)],
+        vec![("code_challenge_method", Some("plain"))],
+        vec![("code_challenge_method", Some("s256"))],
+        vec![("code_challenge", Some("too-short"))],
+        vec![(
+            "code_challenge",
+            Some("E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw+cM"),
+        )],
+    ] {
+        let params = params_with(&client_id, REDIRECT, &changes);
+        let response = app.authorize_as(Some(USER), &params).await;
+        assert_error_redirect(&app, &response, 302, REDIRECT, "invalid_request");
+    }
+    assert!(!app.state.store.has_consent(USER, &client_id).await);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn response_type_other_than_code_is_rejected_by_redirect() {
+    let (app, _dir) = TestApp::spawn().await;
+    let client_id = app.register_public(REDIRECT).await;
+    for response_type in ["token", "code token", "id_token"] {
+        let params = params_with(
+            &client_id,
+            REDIRECT,
+            &[("response_type", Some(response_type))],
+        );
+        let response = app.authorize_as(Some(USER), &params).await;
+        assert_error_redirect(&app, &response, 302, REDIRECT, "unsupported_response_type");
+    }
+    let params = params_with(&client_id, REDIRECT, &[("response_type", None)]);
+    let response = app.authorize_as(Some(USER), &params).await;
+    assert_error_redirect(&app, &response, 302, REDIRECT, "invalid_request");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn another_resource_is_invalid_target() {
+    let (app, _dir) = TestApp::spawn().await;
+    let client_id = app.register_public(REDIRECT).await;
+    for resource in [
+        "https://evil.example/mcp".to_string(),
+        app.url("/other"),
+        app.url("/mcp/x"),
+        app.url("/MCP"),
+        format!("{}#frag", app.url("/mcp")),
+        "/mcp".to_string(),
+        app.base.clone(),
+    ] {
+        let params = params_with(&client_id, REDIRECT, &[("resource", Some(&resource))]);
+        let response = app.authorize_as(Some(USER), &params).await;
+        assert_error_redirect(&app, &response, 302, REDIRECT, "invalid_target");
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn resource_with_trailing_slash_or_other_case_is_the_same_resource() {
+    let (app, _dir) = TestApp::spawn().await;
+    let client_id = app.register_public(REDIRECT).await;
+    let resource = app.url("/mcp");
+    for requested in [
+        resource.clone(),
+        format!("{resource}/"),
+        resource.replacen("http://", "HTTP://", 1),
+        format!("{}/", resource.replacen("http://", "Http://", 1)),
+    ] {
+        let params = params_with(&client_id, REDIRECT, &[("resource", Some(&requested))]);
+        let response = approve(&app, &params).await;
+        let code = code_in(&app, &response);
+        let claims = claims_for(&app, &client_id, &code, REDIRECT, &app.expectations()).await;
+        assert_eq!(claims.aud, resource, "{requested}");
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn resource_with_uppercase_host_is_the_same_resource() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = TestApp::spawn_with(Options {
+        configure: &|c| c["resourceUrl"] = json!("https://mcp.example.com/mcp"),
+        dir: Some(dir.path()),
+        ..Default::default()
+    })
+    .await;
+    let expectations = mcp_authd::TokenExpectations {
+        audience: "https://mcp.example.com/mcp".to_string(),
+        ..app.expectations()
+    };
+    let client_id = app.register_public(REDIRECT).await;
+    for requested in [
+        "https://MCP.Example.COM/mcp",
+        "https://mcp.example.com/mcp/",
+        "HTTPS://MCP.EXAMPLE.COM/mcp/",
+    ] {
+        let params = params_with(&client_id, REDIRECT, &[("resource", Some(requested))]);
+        let response = approve(&app, &params).await;
+        let code = code_in(&app, &response);
+        let claims = claims_for(&app, &client_id, &code, REDIRECT, &expectations).await;
+        assert_eq!(claims.aud, "https://mcp.example.com/mcp", "{requested}");
+    }
+    let params = params_with(
+        &client_id,
+        REDIRECT,
+        &[("resource", Some("https://mcp.example.com/MCP"))],
+    );
+    let response = app.authorize_as(Some(USER), &params).await;
+    assert_error_redirect(&app, &response, 302, REDIRECT, "invalid_target");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn missing_resource_means_the_configured_resource() {
+    let (app, _dir) = TestApp::spawn().await;
+    let client_id = app.register_public(REDIRECT).await;
+    let params = params_with(&client_id, REDIRECT, &[("resource", None)]);
+    let response = approve(&app, &params).await;
+    let code = code_in(&app, &response);
+    let claims = claims_for(&app, &client_id, &code, REDIRECT, &app.expectations()).await;
+    assert_eq!(claims.aud, app.url("/mcp"));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn scope_outside_scopes_supported_is_invalid_scope() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = TestApp::spawn_with(Options {
+        configure: &|c| c["scopesSupported"] = json!(["mcp:tools"]),
+        dir: Some(dir.path()),
+        ..Default::default()
+    })
+    .await;
+    let client_id = app.register_public(REDIRECT).await;
+    for scope in [
+        "mcp:admin",
+        "mcp:tools mcp:admin",
+        "openid email profile",
+        "MCP:TOOLS",
+    ] {
+        let params = params_with(&client_id, REDIRECT, &[("scope", Some(scope))]);
+        let response = app.authorize_as(Some(USER), &params).await;
+        assert_error_redirect(&app, &response, 302, REDIRECT, "invalid_scope");
+    }
+    let params = params_with(&client_id, REDIRECT, &[("scope", Some("mcp:tools"))]);
+    let response = approve(&app, &params).await;
+    let code = code_in(&app, &response);
+    let claims = claims_for(&app, &client_id, &code, REDIRECT, &app.expectations()).await;
+    assert_eq!(claims.scope, "mcp:tools");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn missing_scope_falls_back_to_the_registered_scope() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = TestApp::spawn_with(Options {
+        configure: &|c| c["scopesSupported"] = json!(["mcp:tools", "mcp:read"]),
+        dir: Some(dir.path()),
+        ..Default::default()
+    })
+    .await;
+    let response = app
+        .register_raw(
+            json!({"client_name": "ChatGPT", "redirect_uris": [REDIRECT], "scope": "mcp:tools"}),
+        )
+        .await;
+    assert_eq!(response.status(), 201);
+    let client_id = response.json::<Value>().await.unwrap()["client_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    // ChatGPT's reconnect: no scope parameter at all.
+    let params = params_with(&client_id, REDIRECT, &[("scope", None)]);
+    let response = approve(&app, &params).await;
+    let code = code_in(&app, &response);
+    let tokens: Value = app
+        .exchange(&client_id, &code, REDIRECT)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(tokens["scope"], "mcp:tools");
+    let claims = mcp_authd::verify_access_token(
+        tokens["access_token"].as_str().unwrap(),
+        &app.expectations(),
+    )
+    .unwrap();
+    assert_eq!(claims.scope, "mcp:tools");
+
+    // An explicit scope is used as asked.
+    let params = params_with(&client_id, REDIRECT, &[("scope", Some("mcp:read"))]);
+    let code = code_in(&app, &approve(&app, &params).await);
+    let claims = claims_for(&app, &client_id, &code, REDIRECT, &app.expectations()).await;
+    assert_eq!(claims.scope, "mcp:read");
+
+    // A client that registered no scope gets none.
+    let other = app.register_public(REDIRECT).await;
+    let params = params_with(&other, REDIRECT, &[("scope", None)]);
+    let code = code_in(&app, &approve(&app, &params).await);
+    let claims = claims_for(&app, &other, &code, REDIRECT, &app.expectations()).await;
+    assert_eq!(claims.scope, "");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn state_is_optional_and_echoed_exactly() {
+    let (app, _dir) = TestApp::spawn().await;
+    let client_id = app.register_public(REDIRECT).await;
+    let params = params_with(&client_id, REDIRECT, &[("state", None)]);
+    let response = approve(&app, &params).await;
+    let query = query_of(&location(&response));
+    assert!(!query.contains_key("state"));
+    assert!(query.contains_key("code"));
+    assert_eq!(query["iss"], app.base);
+
+    let odd = "a b&c=d#e\"<>'é+%20";
+    let params = params_with(&client_id, REDIRECT, &[("state", Some(odd))]);
+    let response = approve(&app, &params).await;
+    let query = query_of(&location(&response));
+    assert_eq!(query["state"], odd);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn consent_deny_redirects_with_access_denied() {
+    let (app, _dir) = TestApp::spawn().await;
+    let client_id = app.register_public(REDIRECT).await;
+    let page = consent_page(&app, &client_id).await;
+    let response = app.answer_consent(&page, USER, "deny").await;
+    assert_error_redirect(&app, &response, 303, REDIRECT, "access_denied");
+    assert!(
+        !app.state.store.has_consent(USER, &client_id).await,
+        "a denial is not remembered as approval"
+    );
+    // The next attempt asks again.
+    consent_page(&app, &client_id).await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn forged_or_tampered_consent_ticket_is_403() {
+    let (app, _dir) = TestApp::spawn().await;
+    let client_id = app.register_public(REDIRECT).await;
+    let page = consent_page(&app, &client_id).await;
+    let ticket = consent_ticket(&page);
+    let (body, mac) = ticket.split_once('.').expect("a body.mac ticket");
+
+    // The request inside, rewritten to another redirect URI and re-signed with a guessed key.
+    let mut inner: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(body).unwrap()).unwrap();
+    inner["request"]["redirect_uri"] = json!("http://127.0.0.1:1/steal");
+    let forged_body = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&inner).unwrap());
+    let mut flipped = body.to_string().into_bytes();
+    flipped[10] = if flipped[10] == b'A' { b'B' } else { b'A' };
+    let flipped = String::from_utf8(flipped).unwrap();
+    let forgeries = [
+        String::new(),
+        "garbage".to_string(),
+        format!("{body}."),
+        format!("{body}.{}", URL_SAFE_NO_PAD.encode([0u8; 32])),
+        format!("{forged_body}.{mac}"),
+        format!("{flipped}.{mac}"),
+        format!("{body}.{mac}x"),
+        body.to_string(),
+    ];
+    for forged in &forgeries {
+        let response = post_consent(&app.http, &app, forged, USER).await;
+        assert_page(response, 403).await;
+    }
+    // A form without a ticket at all.
+    let response = app
+        .http
+        .post(app.url("/oauth/authorize/consent"))
+        .header("X-Forwarded-User", USER)
+        .form(&[("decision", "approve")])
+        .send()
+        .await
+        .unwrap();
+    assert_page(response, 403).await;
+    assert!(!app.state.store.has_consent(USER, &client_id).await);
+
+    // The genuine ticket was not spent by the forgeries.
+    let response = post_consent(&app.http, &app, &ticket, USER).await;
+    assert_eq!(response.status(), 303);
+    assert!(location(&response).starts_with(&format!("{REDIRECT}?")));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn consent_ticket_replayed_is_403() {
+    let (app, _dir) = TestApp::spawn().await;
+    let client_id = app.register_public(REDIRECT).await;
+    let page = consent_page(&app, &client_id).await;
+    let response = app.answer_consent(&page, USER, "approve").await;
+    assert_eq!(response.status(), 303);
+    let code = code_in(&app, &response);
+
+    for decision in ["approve", "deny"] {
+        let response = app.answer_consent(&page, USER, decision).await;
+        let body = assert_page(response, 403).await;
+        assert!(body.contains("already"), "{body}");
+    }
+    // The one code issued still works.
+    assert_eq!(
+        app.exchange(&client_id, &code, REDIRECT).await.status(),
+        200
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn consent_ticket_presented_by_another_user_is_403() {
+    let (app, _dir) = TestApp::spawn().await;
+    let client_id = app.register_public(REDIRECT).await;
+    let page = consent_page(&app, &client_id).await;
+    let ticket = consent_ticket(&page);
+    let response = post_consent(&app.http, &app, &ticket, "bob@example.com").await;
+    assert_page(response, 403).await;
+    assert!(
+        !app.state
+            .store
+            .has_consent("bob@example.com", &client_id)
+            .await
+    );
+    assert!(!app.state.store.has_consent(USER, &client_id).await);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn dynamic_consent_is_remembered_per_user_and_client() {
+    let (app, _dir) = TestApp::spawn().await;
+    let client_id = app.register_public(REDIRECT).await;
+    let page = consent_page(&app, &client_id).await;
+    assert!(page.contains("unverified"));
+    assert_eq!(
+        app.answer_consent(&page, USER, "approve").await.status(),
+        303
+    );
+    assert!(app.state.store.has_consent(USER, &client_id).await);
+
+    // Alice is not asked again for this client.
+    let response = app
+        .authorize_as(Some(USER), &TestApp::authorize_params(&client_id, REDIRECT))
+        .await;
+    assert_eq!(response.status(), 302);
+    code_in(&app, &response);
+    // Bob is, and so is Alice for another client.
+    let response = app
+        .authorize_as(
+            Some("bob@example.com"),
+            &TestApp::authorize_params(&client_id, REDIRECT),
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+    let other = app.register_public(REDIRECT).await;
+    consent_page(&app, &other).await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn consent_always_shows_the_page_even_after_approval() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = TestApp::spawn_with(Options {
+        configure: &|c| c["consent"] = json!("always"),
+        dir: Some(dir.path()),
+        ..Default::default()
+    })
+    .await;
+    let client_id = app.register_public(REDIRECT).await;
+    for _ in 0..2 {
+        let page = consent_page(&app, &client_id).await;
+        let response = app.answer_consent(&page, USER, "approve").await;
+        assert_eq!(response.status(), 303);
+        code_in(&app, &response);
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn consent_never_skips_the_page() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = TestApp::spawn_with(Options {
+        configure: &|c| c["consent"] = json!("never"),
+        dir: Some(dir.path()),
+        ..Default::default()
+    })
+    .await;
+    let client_id = app.register_public(REDIRECT).await;
+    let response = app
+        .authorize_as(Some(USER), &TestApp::authorize_params(&client_id, REDIRECT))
+        .await;
+    assert_eq!(response.status(), 302);
+    assert!(location(&response).starts_with(&format!("{REDIRECT}?")));
+    let code = code_in(&app, &response);
+    assert_eq!(
+        app.exchange(&client_id, &code, REDIRECT).await.status(),
+        200
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn repeated_query_parameter_is_a_400_page() {
+    let (app, _dir) = TestApp::spawn().await;
+    let client_id = app.register_public(REDIRECT).await;
+    let other = app.register_public("http://127.0.0.1:1/evil").await;
+    for (name, value) in [
+        ("client_id", other.as_str()),
+        ("redirect_uri", "http://127.0.0.1:1/evil"),
+        ("state", "other"),
+        (
+            "code_challenge",
+            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM",
+        ),
+        ("response_type", "code"),
+    ] {
+        let mut query = url::form_urlencoded::Serializer::new(String::new());
+        for (k, v) in TestApp::authorize_params(&client_id, REDIRECT) {
+            query.append_pair(&k, &v);
+        }
+        query.append_pair(name, value);
+        let response = app
+            .http
+            .get(format!(
+                "{}?{}",
+                app.url("/oauth/authorize"),
+                query.finish()
+            ))
+            .header("X-Forwarded-User", USER)
+            .send()
+            .await
+            .unwrap();
+        let page = assert_page(response, 400).await;
+        assert!(page.contains("repeated"), "{name}: {page}");
+    }
+    app.stop().await;
+}

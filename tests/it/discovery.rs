@@ -1,5 +1,7 @@
 //! Discovery (RFC 8414, RFC 9728), CORS, the root aliases and the health check.
 
+// The helpers in this file run only inside tests, where a failed step should panic.
+
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -25,21 +27,38 @@ async fn preflight(http: &reqwest::Client, url: &str, method: &str) -> reqwest::
 #[tokio::test]
 async fn authorization_server_metadata_has_every_required_field() {
     let (app, _dir) = TestApp::spawn().await;
-    let response = app.http.get(app.url("/.well-known/oauth-authorization-server")).send().await.unwrap();
+    let response = app
+        .http
+        .get(app.url("/.well-known/oauth-authorization-server"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 200);
     assert!(
-        response.headers()["content-type"].to_str().unwrap().starts_with("application/json"),
+        response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("application/json"),
         "metadata is JSON"
     );
     let doc: Value = response.json().await.unwrap();
 
     // RFC 8414 §3.3: the issuer is exactly the URL the metadata was derived from.
     assert_eq!(doc["issuer"], json!(app.base));
-    assert_eq!(doc["authorization_endpoint"], json!(app.url("/oauth/authorize")));
+    assert_eq!(
+        doc["authorization_endpoint"],
+        json!(app.url("/oauth/authorize"))
+    );
     assert_eq!(doc["token_endpoint"], json!(app.url("/oauth/token")));
-    assert_eq!(doc["registration_endpoint"], json!(app.url("/oauth/register")));
+    assert_eq!(
+        doc["registration_endpoint"],
+        json!(app.url("/oauth/register"))
+    );
     assert_eq!(doc["response_types_supported"], json!(["code"]));
-    assert_eq!(doc["grant_types_supported"], json!(["authorization_code", "refresh_token"]));
+    assert_eq!(
+        doc["grant_types_supported"],
+        json!(["authorization_code", "refresh_token"])
+    );
     assert_eq!(doc["code_challenge_methods_supported"], json!(["S256"]));
     let mut methods: Vec<String> = doc["token_endpoint_auth_methods_supported"]
         .as_array()
@@ -48,16 +67,26 @@ async fn authorization_server_metadata_has_every_required_field() {
         .map(|m| m.as_str().unwrap().to_string())
         .collect();
     methods.sort();
-    assert_eq!(methods, ["client_secret_basic", "client_secret_post", "none"]);
+    assert_eq!(
+        methods,
+        ["client_secret_basic", "client_secret_post", "none"]
+    );
     assert!(doc["scopes_supported"].is_array(), "{doc}");
-    assert_eq!(doc["authorization_response_iss_parameter_supported"], json!(true));
+    assert_eq!(
+        doc["authorization_response_iss_parameter_supported"],
+        json!(true)
+    );
     app.stop().await;
 }
 
 #[tokio::test]
 async fn openid_configuration_serves_the_same_json() {
     let (app, _dir) = TestApp::spawn().await;
-    let (status, rfc8414) = get_text(&app.http, &app.url("/.well-known/oauth-authorization-server")).await;
+    let (status, rfc8414) = get_text(
+        &app.http,
+        &app.url("/.well-known/oauth-authorization-server"),
+    )
+    .await;
     assert_eq!(status, 200);
     let (status, openid) = get_text(&app.http, &app.url("/.well-known/openid-configuration")).await;
     assert_eq!(status, 200);
@@ -76,22 +105,52 @@ async fn scopes_supported_are_advertised_in_both_documents() {
         ..Default::default()
     })
     .await;
-    let metadata: Value =
-        app.http.get(app.url("/.well-known/oauth-authorization-server")).send().await.unwrap().json().await.unwrap();
-    assert_eq!(metadata["scopes_supported"], json!(["mcp:tools", "mcp:resources"]));
-    let prm: Value =
-        app.http.get(app.url("/.well-known/oauth-protected-resource")).send().await.unwrap().json().await.unwrap();
-    assert_eq!(prm["scopes_supported"], json!(["mcp:tools", "mcp:resources"]));
+    let metadata: Value = app
+        .http
+        .get(app.url("/.well-known/oauth-authorization-server"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        metadata["scopes_supported"],
+        json!(["mcp:tools", "mcp:resources"])
+    );
+    let prm: Value = app
+        .http
+        .get(app.url("/.well-known/oauth-protected-resource"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        prm["scopes_supported"],
+        json!(["mcp:tools", "mcp:resources"])
+    );
     app.stop().await;
 }
 
 #[tokio::test]
 async fn protected_resource_metadata_at_the_root_and_the_resource_path() {
     let (app, _dir) = TestApp::spawn().await;
-    let issuer: Value =
-        app.http.get(app.url("/.well-known/oauth-authorization-server")).send().await.unwrap().json().await.unwrap();
+    let issuer: Value = app
+        .http
+        .get(app.url("/.well-known/oauth-authorization-server"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let mut documents = Vec::new();
-    for path in ["/.well-known/oauth-protected-resource", "/.well-known/oauth-protected-resource/mcp"] {
+    for path in [
+        "/.well-known/oauth-protected-resource",
+        "/.well-known/oauth-protected-resource/mcp",
+    ] {
         let response = app.http.get(app.url(path)).send().await.unwrap();
         assert_eq!(response.status(), 200, "{path}");
         let doc: Value = response.json().await.unwrap();
@@ -109,7 +168,9 @@ async fn protected_resource_metadata_at_the_root_and_the_resource_path() {
 async fn path_issuer_gets_path_aware_discovery_and_endpoints_under_its_path() {
     let dir = tempfile::tempdir().unwrap();
     let app = TestApp::spawn_with(Options {
-        configure: &|c| c["issuerUrl"] = json!(format!("{}/auth", c["issuerUrl"].as_str().unwrap())),
+        configure: &|c| {
+            c["issuerUrl"] = json!(format!("{}/auth", c["issuerUrl"].as_str().unwrap()))
+        },
         dir: Some(dir.path()),
         ..Default::default()
     })
@@ -117,13 +178,24 @@ async fn path_issuer_gets_path_aware_discovery_and_endpoints_under_its_path() {
     let issuer = app.url("/auth");
 
     // RFC 8414 §3.1: path insertion.
-    let response = app.http.get(app.url("/.well-known/oauth-authorization-server/auth")).send().await.unwrap();
+    let response = app
+        .http
+        .get(app.url("/.well-known/oauth-authorization-server/auth"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 200);
     let doc: Value = response.json().await.unwrap();
     assert_eq!(doc["issuer"], json!(issuer));
     assert_eq!(doc["token_endpoint"], json!(app.url("/auth/oauth/token")));
-    assert_eq!(doc["authorization_endpoint"], json!(app.url("/auth/oauth/authorize")));
-    assert_eq!(doc["registration_endpoint"], json!(app.url("/auth/oauth/register")));
+    assert_eq!(
+        doc["authorization_endpoint"],
+        json!(app.url("/auth/oauth/authorize"))
+    );
+    assert_eq!(
+        doc["registration_endpoint"],
+        json!(app.url("/auth/oauth/register"))
+    );
     let openid: Value = app
         .http
         .get(app.url("/.well-known/openid-configuration/auth"))
@@ -136,7 +208,12 @@ async fn path_issuer_gets_path_aware_discovery_and_endpoints_under_its_path() {
     assert_eq!(openid, doc);
 
     // The PRM names the resource under the issuer and the issuer byte for byte.
-    let response = app.http.get(app.url("/.well-known/oauth-protected-resource/auth/mcp")).send().await.unwrap();
+    let response = app
+        .http
+        .get(app.url("/.well-known/oauth-protected-resource/auth/mcp"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 200);
     let prm: Value = response.json().await.unwrap();
     assert_eq!(prm["resource"], json!(app.url("/auth/mcp")));
@@ -163,12 +240,18 @@ async fn path_issuer_gets_path_aware_discovery_and_endpoints_under_its_path() {
         .unwrap();
     assert_eq!(response.status(), 200, "consent page");
     let page = response.text().await.unwrap();
-    assert!(page.contains("action=\"/auth/oauth/authorize/consent\"") || page.contains(&app.url("/auth/oauth/authorize/consent")));
+    assert!(
+        page.contains("action=\"/auth/oauth/authorize/consent\"")
+            || page.contains(&app.url("/auth/oauth/authorize/consent"))
+    );
     let response = app
         .http
         .post(app.url("/auth/oauth/authorize/consent"))
         .header("X-Forwarded-User", USER)
-        .form(&[("ticket", consent_ticket(&page).as_str()), ("decision", "approve")])
+        .form(&[
+            ("ticket", consent_ticket(&page).as_str()),
+            ("decision", "approve"),
+        ])
         .send()
         .await
         .unwrap();
@@ -196,8 +279,9 @@ async fn path_issuer_gets_path_aware_discovery_and_endpoints_under_its_path() {
         secret: SECRET.as_bytes().to_vec(),
         leeway_seconds: 0,
     };
-    let claims = mcp_authd::verify_access_token(tokens["access_token"].as_str().unwrap(), &expectations)
-        .expect("the token names the path issuer and resource");
+    let claims =
+        mcp_authd::verify_access_token(tokens["access_token"].as_str().unwrap(), &expectations)
+            .expect("the token names the path issuer and resource");
     assert_eq!(claims.iss, issuer);
     app.stop().await;
 }
@@ -217,10 +301,16 @@ async fn cors_preflight_is_answered_on_public_endpoints() {
         ("/token", "POST"),
     ] {
         let response = preflight(&app.http, &app.url(path), method).await;
-        assert!(response.status().is_success(), "{path}: {}", response.status());
+        assert!(
+            response.status().is_success(),
+            "{path}: {}",
+            response.status()
+        );
         let headers = response.headers();
         assert_eq!(
-            headers.get("access-control-allow-origin").map(|v| v.to_str().unwrap()),
+            headers
+                .get("access-control-allow-origin")
+                .map(|v| v.to_str().unwrap()),
             Some("*"),
             "{path}"
         );
@@ -229,13 +319,19 @@ async fn cors_preflight_is_answered_on_public_endpoints() {
             .map(|v| v.to_str().unwrap().to_ascii_lowercase())
             .unwrap_or_default();
         for header in ["mcp-protocol-version", "authorization", "content-type"] {
-            assert!(allowed.contains(header), "{path}: allow-headers {allowed:?} lacks {header}");
+            assert!(
+                allowed.contains(header),
+                "{path}: allow-headers {allowed:?} lacks {header}"
+            );
         }
         let methods = headers
             .get("access-control-allow-methods")
             .map(|v| v.to_str().unwrap().to_string())
             .unwrap_or_default();
-        assert!(methods.contains(method), "{path}: allow-methods {methods:?}");
+        assert!(
+            methods.contains(method),
+            "{path}: allow-methods {methods:?}"
+        );
     }
 
     // A simple cross-origin request also gets the headers, and WWW-Authenticate is exposed.
@@ -273,8 +369,20 @@ async fn authorize_never_carries_cors_headers() {
     let client_id = app.register_public(REDIRECT).await;
     for path in ["/oauth/authorize", "/authorize", "/oauth/authorize/consent"] {
         let response = preflight(&app.http, &app.url(path), "GET").await;
-        assert!(response.headers().get("access-control-allow-origin").is_none(), "{path} preflight");
-        assert!(response.headers().get("access-control-allow-methods").is_none(), "{path} preflight");
+        assert!(
+            response
+                .headers()
+                .get("access-control-allow-origin")
+                .is_none(),
+            "{path} preflight"
+        );
+        assert!(
+            response
+                .headers()
+                .get("access-control-allow-methods")
+                .is_none(),
+            "{path} preflight"
+        );
     }
     let response = app
         .http
@@ -286,7 +394,12 @@ async fn authorize_never_carries_cors_headers() {
         .await
         .unwrap();
     assert_eq!(response.status(), 200);
-    assert!(response.headers().get("access-control-allow-origin").is_none());
+    assert!(
+        response
+            .headers()
+            .get("access-control-allow-origin")
+            .is_none()
+    );
     app.stop().await;
 }
 
@@ -331,7 +444,13 @@ async fn root_aliases_run_a_whole_flow_and_post_token_never_redirects() {
         ("redirect_uri", REDIRECT),
         ("code_verifier", VERIFIER),
     ];
-    let response = app.http.post(app.url("/token")).form(&form).send().await.unwrap();
+    let response = app
+        .http
+        .post(app.url("/token"))
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 200);
     assert!(response.headers().get("location").is_none());
     let tokens: Value = response.json().await.unwrap();
@@ -339,7 +458,13 @@ async fn root_aliases_run_a_whole_flow_and_post_token_never_redirects() {
     assert!(tokens["refresh_token"].is_string());
 
     // An error on /token is JSON too, not a redirect.
-    let response = app.http.post(app.url("/token")).form(&[("grant_type", "password")]).send().await.unwrap();
+    let response = app
+        .http
+        .post(app.url("/token"))
+        .form(&[("grant_type", "password")])
+        .send()
+        .await
+        .unwrap();
     assert!(response.headers().get("location").is_none());
     assert_oauth_error(response, 401, "invalid_client").await;
     app.stop().await;

@@ -17,9 +17,17 @@ async fn register_authorize_consent_token_refresh_and_reuse_detection() {
     assert_eq!(response.status(), 200);
     let headers = response.headers().clone();
     assert_eq!(headers["x-frame-options"], "DENY");
-    assert!(headers["content-security-policy"].to_str().unwrap().contains("frame-ancestors 'none'"));
+    assert!(
+        headers["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .contains("frame-ancestors 'none'")
+    );
     assert_eq!(headers["referrer-policy"], "no-referrer");
-    assert!(headers.get("access-control-allow-origin").is_none(), "no CORS on authorize");
+    assert!(
+        headers.get("access-control-allow-origin").is_none(),
+        "no CORS on authorize"
+    );
     let page = response.text().await.unwrap();
     assert!(page.contains("Test client") && page.contains("unverified"));
     assert!(page.contains("127.0.0.1") && page.contains(USER));
@@ -43,8 +51,11 @@ async fn register_authorize_consent_token_refresh_and_reuse_detection() {
     let first_refresh = tokens["refresh_token"].as_str().unwrap().to_string();
 
     // The access token carries every claim and verifies with the library API.
-    let claims = mcp_authd::verify_access_token(tokens["access_token"].as_str().unwrap(), &app.expectations())
-        .expect("access token verifies");
+    let claims = mcp_authd::verify_access_token(
+        tokens["access_token"].as_str().unwrap(),
+        &app.expectations(),
+    )
+    .expect("access token verifies");
     assert_eq!(claims.sub, USER);
     assert_eq!(claims.client_id, client_id);
     assert_eq!(claims.aud, format!("{}/mcp", app.base));
@@ -74,9 +85,19 @@ async fn register_authorize_consent_token_refresh_and_reuse_detection() {
 
     // Outside the window, reuse revokes the whole family, including the live token.
     app.clock.advance(60);
-    let description = assert_oauth_error(app.refresh(&client_id, &first_refresh).await, 400, "invalid_grant").await;
+    let description = assert_oauth_error(
+        app.refresh(&client_id, &first_refresh).await,
+        400,
+        "invalid_grant",
+    )
+    .await;
     assert!(description.contains("revoked"), "{description}");
-    assert_oauth_error(app.refresh(&client_id, &second_refresh).await, 400, "invalid_grant").await;
+    assert_oauth_error(
+        app.refresh(&client_id, &second_refresh).await,
+        400,
+        "invalid_grant",
+    )
+    .await;
     app.stop().await;
 }
 

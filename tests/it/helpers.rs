@@ -76,7 +76,11 @@ pub struct Options<'a> {
 
 impl Default for Options<'_> {
     fn default() -> Self {
-        Self { configure: &|_| {}, dir: None, addr: None }
+        Self {
+            configure: &|_| {},
+            dir: None,
+            addr: None,
+        }
     }
 }
 
@@ -85,15 +89,23 @@ impl TestApp {
     /// kept alive by the returned guard).
     pub async fn spawn() -> (Self, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
-        let app = Self::spawn_with(Options { dir: Some(dir.path()), ..Default::default() }).await;
+        let app = Self::spawn_with(Options {
+            dir: Some(dir.path()),
+            ..Default::default()
+        })
+        .await;
         (app, dir)
     }
 
     /// A server with options.
     pub async fn spawn_with(options: Options<'_>) -> Self {
-        let listener = tokio::net::TcpListener::bind(options.addr.unwrap_or_else(|| "127.0.0.1:0".parse().unwrap()))
-            .await
-            .unwrap();
+        let listener = tokio::net::TcpListener::bind(
+            options
+                .addr
+                .unwrap_or_else(|| "127.0.0.1:0".parse().unwrap()),
+        )
+        .await
+        .unwrap();
         let addr = listener.local_addr().unwrap();
         let base = format!("http://{addr}");
         let mut section = oauth_as(&base);
@@ -143,7 +155,12 @@ impl TestApp {
 
     /// Registers a client with `body`; returns the response.
     pub async fn register_raw(&self, body: Value) -> reqwest::Response {
-        self.http.post(self.url("/oauth/register")).json(&body).send().await.unwrap()
+        self.http
+            .post(self.url("/oauth/register"))
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
     }
 
     /// Registers a public client for `redirect`; returns its client_id.
@@ -172,16 +189,27 @@ impl TestApp {
     }
 
     /// GET /oauth/authorize as the proxy would send it, signed in as `user`.
-    pub async fn authorize_as(&self, user: Option<&str>, params: &[(String, String)]) -> reqwest::Response {
+    pub async fn authorize_as(
+        &self,
+        user: Option<&str>,
+        params: &[(String, String)],
+    ) -> reqwest::Response {
         let mut request = self.http.get(self.url("/oauth/authorize")).query(params);
         if let Some(user) = user {
-            request = request.header("X-Forwarded-User", user).header("X-Forwarded-Groups", "eng,ops");
+            request = request
+                .header("X-Forwarded-User", user)
+                .header("X-Forwarded-Groups", "eng,ops");
         }
         request.send().await.unwrap()
     }
 
     /// Answers the consent page in `page` with `decision`, as `user`.
-    pub async fn answer_consent(&self, page: &str, user: &str, decision: &str) -> reqwest::Response {
+    pub async fn answer_consent(
+        &self,
+        page: &str,
+        user: &str,
+        decision: &str,
+    ) -> reqwest::Response {
         let ticket = consent_ticket(page);
         self.http
             .post(self.url("/oauth/authorize/consent"))
@@ -213,7 +241,12 @@ impl TestApp {
 
     /// POST /oauth/token with `form`.
     pub async fn token(&self, form: &[(&str, &str)]) -> reqwest::Response {
-        self.http.post(self.url("/oauth/token")).form(form).send().await.unwrap()
+        self.http
+            .post(self.url("/oauth/token"))
+            .form(form)
+            .send()
+            .await
+            .unwrap()
     }
 
     /// Exchanges `code` for tokens as a public client.
@@ -230,8 +263,12 @@ impl TestApp {
 
     /// Refreshes as a public client.
     pub async fn refresh(&self, client_id: &str, refresh_token: &str) -> reqwest::Response {
-        self.token(&[("grant_type", "refresh_token"), ("client_id", client_id), ("refresh_token", refresh_token)])
-            .await
+        self.token(&[
+            ("grant_type", "refresh_token"),
+            ("client_id", client_id),
+            ("refresh_token", refresh_token),
+        ])
+        .await
     }
 
     /// Register + authorize + consent + exchange; returns (client_id, token response body).
@@ -276,12 +313,19 @@ pub fn location(response: &reqwest::Response) -> String {
 
 /// The query parameters of a URL.
 pub fn query_of(url: &str) -> std::collections::HashMap<String, String> {
-    url::Url::parse(url).unwrap().query_pairs().into_owned().collect()
+    url::Url::parse(url)
+        .unwrap()
+        .query_pairs()
+        .into_owned()
+        .collect()
 }
 
 /// The consent ticket in a consent page.
 pub fn consent_ticket(page: &str) -> String {
-    let start = page.find("name=\"ticket\" value=\"").expect("a consent form") + "name=\"ticket\" value=\"".len();
+    let start = page
+        .find("name=\"ticket\" value=\"")
+        .expect("a consent form")
+        + "name=\"ticket\" value=\"".len();
     let end = start + page[start..].find('"').unwrap();
     page[start..end].to_string()
 }
@@ -289,8 +333,17 @@ pub fn consent_ticket(page: &str) -> String {
 /// Asserts an OAuth JSON error and returns its description.
 pub async fn assert_oauth_error(response: reqwest::Response, status: u16, code: &str) -> String {
     assert_eq!(response.status(), status, "status");
-    assert_eq!(response.headers().get("cache-control").map(|v| v.to_str().unwrap()), Some("no-store"));
+    assert_eq!(
+        response
+            .headers()
+            .get("cache-control")
+            .map(|v| v.to_str().unwrap()),
+        Some("no-store")
+    );
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["error"], code, "{body}");
-    body["error_description"].as_str().unwrap_or_default().to_string()
+    body["error_description"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
 }

@@ -2,11 +2,14 @@
 //! binary for the command line. One test binary (every file under `tests/` would be linked
 //! separately).
 
+// Tests may panic on unexpected values; that is how they fail.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod authorize;
 mod cli;
 mod discovery;
 mod flow;
 mod helpers;
 mod register;
-mod token;
-mod authorize;
 mod state;
+mod token;

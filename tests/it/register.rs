@@ -1,5 +1,7 @@
 //! Dynamic client registration (RFC 7591, SPEC §6 "Registration").
 
+// The helpers in this file run only inside tests, where a failed step should panic.
+
 use mcp_authd::clock::Clock;
 use serde_json::{Value, json};
 
@@ -35,16 +37,18 @@ async fn client_count(app: &TestApp) -> usize {
 
 /// Posts `body` to /oauth/register, asserts a 400 JSON error with `code`, checks that
 /// no client was created, and returns the description.
-#[allow(clippy::unwrap_used)]
 async fn assert_rejected(app: &TestApp, body: Value, code: &str) -> String {
     let before = client_count(app).await;
     let description = assert_oauth_error(app.register_raw(body.clone()).await, 400, code).await;
-    assert_eq!(client_count(app).await, before, "a rejected registration created a client: {body}");
+    assert_eq!(
+        client_count(app).await,
+        before,
+        "a rejected registration created a client: {body}"
+    );
     description
 }
 
 /// Registers `body`, asserts 201 and returns the response JSON.
-#[allow(clippy::unwrap_used)]
 async fn registered(app: &TestApp, body: Value) -> Value {
     let response = app.register_raw(body).await;
     assert_eq!(response.status(), 201);
@@ -66,17 +70,28 @@ async fn registration_returns_201_with_every_field_and_no_null() {
     assert!(client_id.len() >= 16, "{client_id}");
     assert_eq!(body["redirect_uris"], json!([REDIRECT]));
     assert_eq!(body["token_endpoint_auth_method"], "none");
-    assert_eq!(body["grant_types"], json!(["authorization_code", "refresh_token"]));
+    assert_eq!(
+        body["grant_types"],
+        json!(["authorization_code", "refresh_token"])
+    );
     assert_eq!(body["response_types"], json!(["code"]));
     assert_eq!(body["client_id_issued_at"], json!(app.clock.now()));
     assert_eq!(body["client_name"], "Claude Code");
     assert!(body.get("client_secret").is_none() && body.get("client_secret_expires_at").is_none());
 
     // The client exists and is usable.
-    let stored = app.state.store.client(client_id).await.expect("the client was stored");
+    let stored = app
+        .state
+        .store
+        .client(client_id)
+        .await
+        .expect("the client was stored");
     assert_eq!(stored.redirect_uris, vec![REDIRECT.to_string()]);
     let second = registered(&app, json!({"redirect_uris": [REDIRECT]})).await;
-    assert_ne!(second["client_id"], body["client_id"], "client ids are unique");
+    assert_ne!(
+        second["client_id"], body["client_id"],
+        "client ids are unique"
+    );
     app.stop().await;
 }
 
@@ -94,8 +109,15 @@ async fn omitted_auth_method_registers_a_public_client_without_a_secret() {
     assert!(body.get("client_secret_expires_at").is_none());
     // And it really is public: client_id alone authenticates at the token endpoint.
     let client_id = body["client_id"].as_str().unwrap();
-    let code = app.code_for(client_id, "http://localhost:3030/callback").await;
-    assert_eq!(app.exchange(client_id, &code, "http://localhost:3030/callback").await.status(), 200);
+    let code = app
+        .code_for(client_id, "http://localhost:3030/callback")
+        .await;
+    assert_eq!(
+        app.exchange(client_id, &code, "http://localhost:3030/callback")
+            .await
+            .status(),
+        200
+    );
     app.stop().await;
 }
 
@@ -141,7 +163,13 @@ async fn unknown_metadata_is_ignored_and_client_chosen_ids_are_not_used() {
     assert_ne!(body["client_id"], "chosen-by-the-client");
     assert!(body.get("client_secret").is_none());
     assert_ne!(body["client_id_issued_at"], json!(1));
-    assert!(app.state.store.client("chosen-by-the-client").await.is_none());
+    assert!(
+        app.state
+            .store
+            .client("chosen-by-the-client")
+            .await
+            .is_none()
+    );
     assert_eq!(body["client_name"], "Inspector");
     app.stop().await;
 }
@@ -150,7 +178,11 @@ async fn unknown_metadata_is_ignored_and_client_chosen_ids_are_not_used() {
 async fn empty_scope_is_accepted() {
     let (app, _dir) = TestApp::spawn().await;
     // Gemini CLI and the Inspector send scope: "".
-    let body = registered(&app, json!({"client_name": "Gemini CLI", "redirect_uris": [REDIRECT], "scope": ""})).await;
+    let body = registered(
+        &app,
+        json!({"client_name": "Gemini CLI", "redirect_uris": [REDIRECT], "scope": ""}),
+    )
+    .await;
     assert!(body.get("scope").is_none_or(|s| s == ""), "{body}");
     let client_id = body["client_id"].as_str().unwrap();
     let code = app.code_for(client_id, REDIRECT).await;
@@ -163,7 +195,10 @@ async fn cursor_three_redirect_uris_in_one_registration_are_accepted() {
     let dir = tempfile::tempdir().unwrap();
     let app = TestApp::spawn_with(Options {
         configure: &|c| {
-            c["redirectUriAllowlist"].as_array_mut().unwrap().push(json!(CURSOR_WEB));
+            c["redirectUriAllowlist"]
+                .as_array_mut()
+                .unwrap()
+                .push(json!(CURSOR_WEB));
         },
         dir: Some(dir.path()),
         ..Default::default()
@@ -180,7 +215,11 @@ async fn cursor_three_redirect_uris_in_one_registration_are_accepted() {
     let client_id = body["client_id"].as_str().unwrap();
     for uri in uris {
         let code = app.code_for(client_id, uri).await;
-        assert_eq!(app.exchange(client_id, &code, uri).await.status(), 200, "{uri}");
+        assert_eq!(
+            app.exchange(client_id, &code, uri).await.status(),
+            200,
+            "{uri}"
+        );
     }
     app.stop().await;
 }
@@ -235,10 +274,23 @@ async fn forbidden_redirect_uris_are_rejected_by_name() {
         "https://",
         "",
     ] {
-        let description = assert_rejected(&app, json!({"redirect_uris": [uri]}), "invalid_redirect_uri").await;
-        assert!(description.starts_with("redirect_uri rejected: "), "{uri:?}: {description}");
+        let description = assert_rejected(
+            &app,
+            json!({"redirect_uris": [uri]}),
+            "invalid_redirect_uri",
+        )
+        .await;
+        assert!(
+            description.starts_with("redirect_uri rejected: "),
+            "{uri:?}: {description}"
+        );
         // One bad URI among good ones still rejects the whole registration.
-        assert_rejected(&app, json!({"redirect_uris": [REDIRECT, uri]}), "invalid_redirect_uri").await;
+        assert_rejected(
+            &app,
+            json!({"redirect_uris": [REDIRECT, uri]}),
+            "invalid_redirect_uri",
+        )
+        .await;
     }
     assert_eq!(client_count(&app).await, 0);
     app.stop().await;
@@ -255,8 +307,16 @@ async fn syntactically_valid_uri_outside_the_allowlist_is_rejected() {
         "cursor://anysphere.cursor-mcp/oauth/other",
         "vscode://saoudrizwan.claude-dev/mcp-auth/callback",
     ] {
-        let description = assert_rejected(&app, json!({"redirect_uris": [uri]}), "invalid_redirect_uri").await;
-        assert!(description.starts_with(&format!("redirect_uri rejected: {uri}")), "{uri}: {description}");
+        let description = assert_rejected(
+            &app,
+            json!({"redirect_uris": [uri]}),
+            "invalid_redirect_uri",
+        )
+        .await;
+        assert!(
+            description.starts_with(&format!("redirect_uri rejected: {uri}")),
+            "{uri}: {description}"
+        );
     }
     assert_eq!(client_count(&app).await, 0);
     app.stop().await;
@@ -276,11 +336,21 @@ async fn non_json_content_type_is_invalid_client_metadata() {
         if let Some(content_type) = content_type {
             request = request.header("content-type", content_type);
         }
-        assert_oauth_error(request.send().await.unwrap(), 400, "invalid_client_metadata").await;
+        assert_oauth_error(
+            request.send().await.unwrap(),
+            400,
+            "invalid_client_metadata",
+        )
+        .await;
     }
     // A form-encoded registration is not accepted either.
-    let response =
-        app.http.post(app.url("/oauth/register")).form(&[("redirect_uris", REDIRECT)]).send().await.unwrap();
+    let response = app
+        .http
+        .post(app.url("/oauth/register"))
+        .form(&[("redirect_uris", REDIRECT)])
+        .send()
+        .await
+        .unwrap();
     assert_oauth_error(response, 400, "invalid_client_metadata").await;
     // With a charset parameter it is still JSON.
     let response = app
@@ -373,9 +443,13 @@ async fn unsupported_grant_types_response_types_and_auth_methods_are_invalid_cli
 #[tokio::test]
 async fn more_than_ten_redirect_uris_are_rejected() {
     let (app, _dir) = TestApp::spawn().await;
-    let ten: Vec<String> = (0..10).map(|i| format!("http://127.0.0.1:{}/callback", 3000 + i)).collect();
+    let ten: Vec<String> = (0..10)
+        .map(|i| format!("http://127.0.0.1:{}/callback", 3000 + i))
+        .collect();
     registered(&app, json!({"redirect_uris": ten})).await;
-    let eleven: Vec<String> = (0..11).map(|i| format!("http://127.0.0.1:{}/callback", 3000 + i)).collect();
+    let eleven: Vec<String> = (0..11)
+        .map(|i| format!("http://127.0.0.1:{}/callback", 3000 + i))
+        .collect();
     let response = app.register_raw(json!({"redirect_uris": eleven})).await;
     assert_eq!(response.status(), 400);
     let error: Value = response.json().await.unwrap();
@@ -405,10 +479,24 @@ async fn body_over_16_kib_is_413_and_creates_nothing() {
 #[tokio::test]
 async fn rejected_registrations_create_no_client() {
     let (app, _dir) = TestApp::spawn().await;
-    assert_rejected(&app, json!({"redirect_uris": ["javascript:alert(1)"]}), "invalid_redirect_uri").await;
-    assert_rejected(&app, json!({"redirect_uris": ["https://evil.example/cb"]}), "invalid_redirect_uri").await;
-    assert_rejected(&app, json!({"redirect_uris": [REDIRECT], "grant_types": ["password"]}), "invalid_client_metadata")
-        .await;
+    assert_rejected(
+        &app,
+        json!({"redirect_uris": ["javascript:alert(1)"]}),
+        "invalid_redirect_uri",
+    )
+    .await;
+    assert_rejected(
+        &app,
+        json!({"redirect_uris": ["https://evil.example/cb"]}),
+        "invalid_redirect_uri",
+    )
+    .await;
+    assert_rejected(
+        &app,
+        json!({"redirect_uris": [REDIRECT], "grant_types": ["password"]}),
+        "invalid_client_metadata",
+    )
+    .await;
     assert_eq!(client_count(&app).await, 0);
     let client_id = app.register_public(REDIRECT).await;
     let clients = app.state.store.clients().await;
