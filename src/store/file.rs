@@ -87,6 +87,8 @@ pub struct StateStore {
     durable: watch::Receiver<Durability>,
     durable_tx: Arc<watch::Sender<Durability>>,
     is_persistent: bool,
+    /// The writer thread, joined on drop so the lock is released only after the last write.
+    writer: Option<std::thread::JoinHandle<()>>,
     _lock: Option<File>,
 }
 
@@ -144,11 +146,9 @@ pub fn parse_document(text: &str, origin: &Path) -> Result<StateDocument, StateE
 /// Reads the snapshot and replays the journal, changing nothing on disk. Returns the state and
 /// whether the journal had anything in it.
 pub fn read_state(path: &Path) -> Result<(StateDocument, bool), StateError> {
-    let mut doc = match std::fs::read_to_string(path) {
-        Ok(text) => parse_document(&text, path)?,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => StateDocument::default(),
-        Err(e) => return Err(io_err(path)(e)),
-    };
+    // The journal is read before the snapshot: a compaction running meanwhile renames a newer
+    // snapshot into place *before* it empties the journal, so this order never pairs an old
+    // snapshot with an already-emptied journal.
     let journal = journal_path(path);
     let mut bytes = Vec::new();
     match File::open(&journal) {
@@ -158,6 +158,11 @@ pub fn read_state(path: &Path) -> Result<(StateDocument, bool), StateError> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(io_err(&journal)(e)),
     }
+    let mut doc = match std::fs::read_to_string(path) {
+        Ok(text) => parse_document(&text, path)?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => StateDocument::default(),
+        Err(e) => return Err(io_err(path)(e)),
+    };
     let has_journal = !bytes.is_empty();
     replay(&mut doc, &bytes, &journal)?;
     Ok((doc, has_journal))
@@ -274,7 +279,7 @@ impl StateStore {
 
         let seq = doc.seq;
         let (queue, rx) = mpsc::channel();
-        let store = Self::build(doc, Some(queue), Some(lock));
+        let mut store = Self::build(doc, Some(queue), Some(lock));
         let writer = Writer {
             shared: store.shared.clone(),
             durable: store.durable_tx.clone(),
@@ -283,10 +288,11 @@ impl StateStore {
             journal_entries: 0,
             snapshot_seq: seq,
         };
-        std::thread::Builder::new()
+        let handle = std::thread::Builder::new()
             .name("state-writer".into())
             .spawn(move || writer.run(rx))
             .map_err(io_err(path))?;
+        store.writer = Some(handle);
         Ok(store)
     }
 
@@ -307,6 +313,7 @@ impl StateStore {
             shared: Arc::new(Mutex::new(Shared { doc })),
             durable: rx,
             durable_tx: Arc::new(tx),
+            writer: None,
             _lock: lock,
         }
     }
@@ -365,6 +372,17 @@ impl StateStore {
             self.commit(&mut shared, mutations)
         };
         self.wait(seq).await
+    }
+}
+
+impl Drop for StateStore {
+    fn drop(&mut self) {
+        // Closing the queue ends the writer's loop once everything queued is written; only
+        // then may the lock (a later field) be released to another process or store.
+        self.queue = None;
+        if let Some(writer) = self.writer.take() {
+            let _ = writer.join();
+        }
     }
 }
 

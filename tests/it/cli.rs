@@ -3,6 +3,8 @@
 //! cleared so that nothing from the developer's shell leaks in. Every child is bounded in time
 //! and killed if a test fails while it runs.
 
+// Test code: a failed unwrap is a failed test.
+
 use std::fs::File;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -24,7 +26,11 @@ const JWT_SECRET: &str = "cli-test-secret-cli-test-secret-0123456789";
 /// The redirect URI Gemini Enterprise uses.
 const GEMINI_REDIRECT: &str = "https://vertexaisearch.cloud.google.com/oauth-redirect";
 /// Environment variables that select the configuration or the state.
-const STATE_ENV: [&str; 3] = ["MCP_AUTH_SERVER_PATH", "MCP_AUTH_SERVER_CONFIG", "MCP_CONFIG"];
+const STATE_ENV: [&str; 3] = [
+    "MCP_AUTH_SERVER_PATH",
+    "MCP_AUTH_SERVER_CONFIG",
+    "MCP_CONFIG",
+];
 /// How long a command that is expected to finish on its own may take.
 const RUN_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long `serve` may take to answer `/healthz`.
@@ -81,7 +87,9 @@ fn issuer(port: u16) -> String {
 /// The binary, run in `dir`, with every state/config variable removed from its environment.
 fn mcp_authd(dir: &Path) -> Command {
     let mut cmd = Command::new(BIN);
-    cmd.current_dir(dir).stdin(Stdio::null()).env_remove("RUST_LOG");
+    cmd.current_dir(dir)
+        .stdin(Stdio::null())
+        .env_remove("RUST_LOG");
     for var in STATE_ENV {
         cmd.env_remove(var);
     }
@@ -374,7 +382,11 @@ fn gen_secret_prints_fresh_base64url_with_at_least_32_bytes() {
         let bytes = URL_SAFE_NO_PAD
             .decode(&secret)
             .unwrap_or_else(|e| panic!("{secret:?} is not unpadded base64url: {e}"));
-        assert!(bytes.len() >= 32, "{secret:?} decodes to {} bytes", bytes.len());
+        assert!(
+            bytes.len() >= 32,
+            "{secret:?} decodes to {} bytes",
+            bytes.len()
+        );
         // Usable as jwtSecret as printed.
         assert!(secret.len() >= 32);
         secrets.push(secret);
@@ -452,7 +464,9 @@ fn serve_refuses_empty_trusted_source_cidrs() {
 
 #[test]
 fn serve_names_an_unknown_key_inside_oauth_as() {
-    let doc = servers_json_with(&issuer(8080), |s| s["issuerURL"] = json!("https://x.example"));
+    let doc = servers_json_with(&issuer(8080), |s| {
+        s["issuerURL"] = json!("https://x.example")
+    });
     serve_with_config(&doc).assert_stderr_contains("issuerURL");
 }
 
@@ -463,7 +477,8 @@ fn serve_names_an_unset_secret_variable() {
     });
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path(), &doc);
-    let out = run(serve_cmd(dir.path(), &config, free_port()).env_remove("MCP_AUTHD_TEST_UNSET_SECRET"));
+    let out =
+        run(serve_cmd(dir.path(), &config, free_port()).env_remove("MCP_AUTHD_TEST_UNSET_SECRET"));
     out.assert_failure()
         .assert_stderr_contains("MCP_AUTHD_TEST_UNSET_SECRET");
 }
@@ -516,9 +531,14 @@ async fn serve_on_a_non_loopback_address_with_insecure() {
     let port = free_port();
     let (dir, config) = config_dir(port);
     let mut cmd = mcp_authd(dir.path());
-    cmd.args(["serve", "--insecure", "--listen", &format!("0.0.0.0:{port}")])
-        .arg("--config")
-        .arg(&config);
+    cmd.args([
+        "serve",
+        "--insecure",
+        "--listen",
+        &format!("0.0.0.0:{port}"),
+    ])
+    .arg("--config")
+    .arg(&config);
     let mut server = Server::start(cmd, port);
     server.wait_ready().await;
     let status = server.terminate().await;
@@ -534,7 +554,10 @@ async fn serve_answers_health_and_metadata_then_stops_cleanly_on_sigterm() {
 
     let http = http();
     let response = http
-        .get(format!("{}/.well-known/oauth-authorization-server", server.base))
+        .get(format!(
+            "{}/.well-known/oauth-authorization-server",
+            server.base
+        ))
         .send()
         .await
         .unwrap();
@@ -596,11 +619,17 @@ fn clients_add_list_remove() {
         .find(|l| l.contains(&id))
         .unwrap_or_else(|| panic!("{id} is not listed:\n{}", out.stdout));
     assert!(line.contains("provisioned"), "{line}");
-    assert!(line.contains("Gemini") && line.contains(GEMINI_REDIRECT), "{line}");
+    assert!(
+        line.contains("Gemini") && line.contains(GEMINI_REDIRECT),
+        "{line}"
+    );
 
     // On disk: the hash, never the secret; owner-only files.
     let on_disk = state_bytes(&state);
-    assert!(!on_disk.contains(&secret), "the plaintext secret reached disk");
+    assert!(
+        !on_disk.contains(&secret),
+        "the plaintext secret reached disk"
+    );
     assert!(
         sha256_forms(&secret).iter().any(|h| on_disk.contains(h)),
         "no SHA-256 of the secret in the state"
@@ -616,7 +645,11 @@ fn clients_add_list_remove() {
     // A second client, so that removal is seen to remove only the one named.
     let (other, _) = add_gemini(dir.path(), &config);
     assert_ne!(other, id);
-    let out = run(&mut one_shot(dir.path(), &config, &["clients", "remove", &id]));
+    let out = run(&mut one_shot(
+        dir.path(),
+        &config,
+        &["clients", "remove", &id],
+    ));
     out.assert_success();
     let out = run(&mut one_shot(dir.path(), &config, &["clients", "list"]));
     out.assert_success();
@@ -625,7 +658,11 @@ fn clients_add_list_remove() {
 
     // Removing it again, or any unknown id, fails.
     for unknown in [id.as_str(), "no-such-client"] {
-        let out = run(&mut one_shot(dir.path(), &config, &["clients", "remove", unknown]));
+        let out = run(&mut one_shot(
+            dir.path(),
+            &config,
+            &["clients", "remove", unknown],
+        ));
         out.assert_failure().assert_stderr_contains(unknown);
     }
 
@@ -656,7 +693,14 @@ fn state_path_variable_moves_the_state_file() {
     let out = run(one_shot(
         dir.path(),
         &config,
-        &["clients", "add", "--name", "Gemini", "--redirect-uri", GEMINI_REDIRECT],
+        &[
+            "clients",
+            "add",
+            "--name",
+            "Gemini",
+            "--redirect-uri",
+            GEMINI_REDIRECT,
+        ],
     )
     .env("MCP_AUTH_SERVER_PATH", &state));
     out.assert_success();
@@ -665,8 +709,9 @@ fn state_path_variable_moves_the_state_file() {
     assert_eq!(doc.clients.len(), 1);
     assert_owner_only(&state);
 
-    let out = run(one_shot(dir.path(), &config, &["clients", "list"])
-        .env("MCP_AUTH_SERVER_PATH", &state));
+    let out = run(
+        one_shot(dir.path(), &config, &["clients", "list"]).env("MCP_AUTH_SERVER_PATH", &state)
+    );
     out.assert_success();
     assert!(out.stdout.contains("Gemini"), "{}", out.stdout);
 }
@@ -701,7 +746,10 @@ async fn provisioned_client_completes_a_flow_with_client_secret_basic() {
         .unwrap();
     assert_eq!(response.status(), 302, "{}", server.stderr());
     let location = response.headers()["location"].to_str().unwrap().to_string();
-    assert!(location.starts_with(&format!("{GEMINI_REDIRECT}?")), "{location}");
+    assert!(
+        location.starts_with(&format!("{GEMINI_REDIRECT}?")),
+        "{location}"
+    );
     let query = query_of(&location);
     assert_eq!(query["state"], "gemini-state");
     assert_eq!(query["iss"], base);
@@ -760,7 +808,10 @@ async fn provisioned_client_completes_a_flow_with_client_secret_basic() {
     let response = http
         .post(format!("{base}/oauth/token"))
         .basic_auth(&id, Some(&secret))
-        .form(&[("grant_type", "refresh_token"), ("refresh_token", refresh.as_str())])
+        .form(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", refresh.as_str()),
+        ])
         .send()
         .await
         .unwrap();
@@ -787,7 +838,14 @@ async fn inline_state_is_read_only() {
     let out = run(one_shot(
         dir.path(),
         &config,
-        &["clients", "add", "--name", "Gemini", "--redirect-uri", GEMINI_REDIRECT],
+        &[
+            "clients",
+            "add",
+            "--name",
+            "Gemini",
+            "--redirect-uri",
+            GEMINI_REDIRECT,
+        ],
     )
     .env("MCP_AUTH_SERVER_CONFIG", inline));
     out.assert_failure();
@@ -816,10 +874,15 @@ async fn inline_state_is_read_only() {
     );
 
     // Corrupt inline state is refused like a corrupt file.
-    let out = run(one_shot(dir.path(), &config, &["check"])
-        .env("MCP_AUTH_SERVER_CONFIG", r#"{"clients": ["#));
+    let out =
+        run(one_shot(dir.path(), &config, &["check"])
+            .env("MCP_AUTH_SERVER_CONFIG", r#"{"clients": ["#));
     out.assert_failure();
-    assert!(out.stderr.to_lowercase().contains("corrupt"), "{}", out.stderr);
+    assert!(
+        out.stderr.to_lowercase().contains("corrupt"),
+        "{}",
+        out.stderr
+    );
 }
 
 #[test]

@@ -1,1 +1,414 @@
-//! placeholder
+//! Persistence (SPEC §9): what survives a restart and what does not, what reaches the disk, and
+//! how the journal is replayed. Servers are started in-process on a temporary directory that
+//! outlives them; the store is also driven directly through its public API.
+
+// Test code: a failed unwrap is a failed test.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use mcp_authd::store::file::{journal_path, read_state};
+use mcp_authd::store::{StateStore, Store};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use crate::helpers::*;
+
+/// A server on `dir`, optionally on the address a previous one used (so the issuer is the same).
+async fn start(dir: &Path, addr: Option<std::net::SocketAddr>) -> TestApp {
+    TestApp::spawn_with(Options {
+        dir: Some(dir),
+        addr,
+        ..Default::default()
+    })
+    .await
+}
+
+/// Stops `app` and starts a new server on the same directory and address.
+async fn restart(app: TestApp, dir: &Path) -> TestApp {
+    let addr = app.addr;
+    app.stop().await;
+    let app = start(dir, Some(addr)).await;
+    assert_eq!(app.addr, addr);
+    app
+}
+
+fn string(body: &Value, field: &str) -> String {
+    body[field]
+        .as_str()
+        .unwrap_or_else(|| panic!("no {field} in {body}"))
+        .to_string()
+}
+
+/// SHA-256 of `secret` in the encodings a state file could reasonably use.
+fn sha256_forms(secret: &str) -> [String; 3] {
+    let digest = Sha256::digest(secret.as_bytes());
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    [
+        URL_SAFE_NO_PAD.encode(digest),
+        base64::engine::general_purpose::STANDARD.encode(digest),
+        hex,
+    ]
+}
+
+/// Asserts that `path` is readable and writable by its owner only.
+fn assert_owner_only(path: &Path) {
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "{} has mode {mode:o}", path.display());
+}
+
+/// A provisioned client built through the public API (the store does not care how).
+fn new_client(i: usize) -> mcp_authd::store::Client {
+    mcp_authd::oauth::register::provision(
+        &format!("Client {i}"),
+        vec![format!("https://client{i}.example.com/callback")],
+        1_800_000_000,
+    )
+    .unwrap_or_else(|e| panic!("provision: {}", e.description))
+    .client
+}
+
+#[tokio::test]
+async fn restart_keeps_clients_and_refresh_tokens_but_drops_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = start(dir.path(), None).await;
+    let (client_id, tokens) = app.signed_in_client().await;
+    let refresh = string(&tokens, "refresh_token");
+    let unredeemed = app.code_for(&client_id, REDIRECT).await;
+
+    let app = restart(app, dir.path()).await;
+
+    // The client is known, and the user's approval is remembered: straight to the redirect.
+    let params = TestApp::authorize_params(&client_id, REDIRECT);
+    let response = app.authorize_as(Some(USER), &params).await;
+    assert_eq!(response.status(), 302, "consent must survive a restart");
+    let query = query_of(&location(&response));
+    assert_eq!(query["iss"], app.base);
+    assert!(query.contains_key("code"));
+
+    // The code issued before the restart is gone.
+    let description = assert_oauth_error(
+        app.exchange(&client_id, &unredeemed, REDIRECT).await,
+        400,
+        "invalid_grant",
+    )
+    .await;
+    assert!(!description.is_empty());
+
+    // The refresh token still rotates, and its successor works too.
+    let response = app.refresh(&client_id, &refresh).await;
+    assert_eq!(response.status(), 200);
+    let rotated: Value = response.json().await.unwrap();
+    let successor = string(&rotated, "refresh_token");
+    assert_ne!(successor, refresh);
+    mcp_authd::verify_access_token(&string(&rotated, "access_token"), &app.expectations())
+        .expect("the new access token verifies");
+    app.clock.advance(60);
+    assert_eq!(app.refresh(&client_id, &successor).await.status(), 200);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_family_revoked_by_reuse_stays_revoked_after_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = start(dir.path(), None).await;
+    let (client_id, tokens) = app.signed_in_client().await;
+    let first = string(&tokens, "refresh_token");
+    let response = app.refresh(&client_id, &first).await;
+    assert_eq!(response.status(), 200);
+    let second = string(&response.json().await.unwrap(), "refresh_token");
+
+    // Reuse outside the grace window revokes the family.
+    app.clock.advance(60);
+    assert_oauth_error(app.refresh(&client_id, &first).await, 400, "invalid_grant").await;
+
+    let app = restart(app, dir.path()).await;
+    assert_oauth_error(app.refresh(&client_id, &second).await, 400, "invalid_grant").await;
+    assert_oauth_error(app.refresh(&client_id, &first).await, 400, "invalid_grant").await;
+
+    // The client itself is still registered and can sign in again.
+    let code = app.code_for(&client_id, REDIRECT).await;
+    assert_eq!(
+        app.exchange(&client_id, &code, REDIRECT).await.status(),
+        200
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_state_holds_only_hashes_and_is_owner_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = start(dir.path(), None).await;
+
+    // A confidential client, through a whole flow and one rotation.
+    let response = app
+        .register_raw(json!({
+            "client_name": "Post client",
+            "redirect_uris": [REDIRECT],
+            "token_endpoint_auth_method": "client_secret_post"
+        }))
+        .await;
+    assert_eq!(response.status(), 201);
+    let registered: Value = response.json().await.unwrap();
+    let client_id = string(&registered, "client_id");
+    let secret = string(&registered, "client_secret");
+    let code = app.code_for(&client_id, REDIRECT).await;
+    let response = app
+        .token(&[
+            ("grant_type", "authorization_code"),
+            ("client_id", &client_id),
+            ("client_secret", &secret),
+            ("code", &code),
+            ("redirect_uri", REDIRECT),
+            ("code_verifier", VERIFIER),
+        ])
+        .await;
+    assert_eq!(response.status(), 200);
+    let tokens: Value = response.json().await.unwrap();
+    let refresh = string(&tokens, "refresh_token");
+    let response = app
+        .token(&[
+            ("grant_type", "refresh_token"),
+            ("client_id", &client_id),
+            ("client_secret", &secret),
+            ("refresh_token", &refresh),
+        ])
+        .await;
+    assert_eq!(response.status(), 200);
+    let rotated: Value = response.json().await.unwrap();
+    let live_refresh = string(&rotated, "refresh_token");
+
+    let issued = [
+        secret.clone(),
+        code,
+        string(&tokens, "access_token"),
+        refresh.clone(),
+        string(&rotated, "access_token"),
+        live_refresh.clone(),
+    ];
+    let state = app.state_path.clone();
+    let journal = journal_path(&state);
+    let check_files = |when: &str| {
+        let mut on_disk = std::fs::read_to_string(&state).unwrap();
+        on_disk.push_str(&std::fs::read_to_string(&journal).unwrap_or_default());
+        for value in &issued {
+            assert!(
+                !on_disk.contains(value.as_str()),
+                "{when}: {value} is on disk"
+            );
+            // The secret part of a structured token (after its last '.') must not be either.
+            if let Some((_, tail)) = value.rsplit_once('.') {
+                assert!(
+                    !on_disk.contains(tail),
+                    "{when}: part of {value} is on disk"
+                );
+            }
+        }
+        assert_owner_only(&state);
+        if journal.exists() {
+            assert_owner_only(&journal);
+        }
+    };
+    check_files("while serving");
+    app.stop().await;
+    check_files("after stopping");
+
+    // What is stored are SHA-256 hashes of the secret and of the live refresh token.
+    let (doc, _) = read_state(&state).unwrap();
+    let stored = doc.clients[&client_id].secret_hash.clone().unwrap();
+    assert!(sha256_forms(&secret).contains(&stored), "{stored}");
+    let family = doc.refresh_tokens.values().next().unwrap();
+    assert!(
+        sha256_forms(&live_refresh).contains(&family.current_hash),
+        "{}",
+        family.current_hash
+    );
+
+    // Opening again (which folds the journal into a new snapshot) keeps it that way.
+    let app = start(dir.path(), None).await;
+    check_files("after reopening");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn every_mutation_is_on_disk_when_the_server_stops() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = start(dir.path(), None).await;
+    let mut clients = Vec::new();
+    for _ in 0..5 {
+        clients.push(app.register_public(REDIRECT).await);
+    }
+    let (signed_in, tokens) = app.signed_in_client().await;
+    let refresh = string(&tokens, "refresh_token");
+    let state = app.state_path.clone();
+    app.stop().await;
+
+    // Read without opening (as `check` does): everything is there.
+    let (doc, _) = read_state(&state).unwrap();
+    for id in clients.iter().chain([&signed_in]) {
+        assert!(doc.clients.contains_key(id), "{id} missing");
+    }
+    assert_eq!(doc.refresh_tokens.len(), 1);
+    assert!(doc.consents[&signed_in].contains_key(USER));
+
+    // And a server started on it uses it.
+    let app = start(dir.path(), None).await;
+    for id in &clients {
+        // Known client, no approval yet: the consent page, not an error.
+        let response = app
+            .authorize_as(Some(USER), &TestApp::authorize_params(id, REDIRECT))
+            .await;
+        assert_eq!(response.status(), 200, "{id}");
+    }
+    assert_eq!(app.refresh(&signed_in, &refresh).await.status(), 200);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_torn_last_journal_line_is_ignored() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = start(dir.path(), None).await;
+    let (client_id, tokens) = app.signed_in_client().await;
+    let refresh = string(&tokens, "refresh_token");
+    let state = app.state_path.clone();
+    let addr = app.addr;
+    app.stop().await;
+
+    // A crash in the middle of an append: half a line, no newline.
+    let journal = journal_path(&state);
+    let mut bytes = std::fs::read(&journal).unwrap_or_default();
+    bytes.extend_from_slice(br#"{"seq":999,"m":{"op":"put_client","client":{"client_id":"ha"#);
+    std::fs::write(&journal, &bytes).unwrap();
+
+    let app = start(dir.path(), Some(addr)).await;
+    let response = app
+        .authorize_as(Some(USER), &TestApp::authorize_params(&client_id, REDIRECT))
+        .await;
+    assert_eq!(response.status(), 302);
+    let response = app.refresh(&client_id, &refresh).await;
+    assert_eq!(response.status(), 200);
+    let successor = string(&response.json().await.unwrap(), "refresh_token");
+
+    // Later writes are not glued onto the torn line: they survive the next restart.
+    let later = app.register_public(REDIRECT).await;
+    let app = restart(app, dir.path()).await;
+    let response = app
+        .authorize_as(Some(USER), &TestApp::authorize_params(&later, REDIRECT))
+        .await;
+    assert_eq!(
+        response.status(),
+        200,
+        "the client registered after the tear"
+    );
+    app.clock.advance(60);
+    assert_eq!(app.refresh(&client_id, &successor).await.status(), 200);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn damage_followed_by_valid_journal_entries_refuses_to_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("auth_server.json");
+    {
+        let store = StateStore::open(&state).unwrap();
+        for i in 0..3 {
+            store.put_client(new_client(i)).await.unwrap();
+        }
+    }
+    let journal = journal_path(&state);
+    let original = std::fs::read_to_string(&journal).unwrap();
+    let lines: Vec<&str> = original.lines().filter(|l| !l.is_empty()).collect();
+    assert!(
+        lines.len() >= 2,
+        "expected the mutations in the journal:\n{original}"
+    );
+    // A garbage line between two valid ones: not a torn tail, so not safe to skip.
+    let damaged = format!(
+        "{}\nthis is not a journal entry\n{}\n",
+        lines[0],
+        lines[1..].join("\n")
+    );
+    std::fs::write(&journal, &damaged).unwrap();
+    let snapshot = std::fs::read(&state).unwrap();
+
+    let error = match StateStore::open(&state) {
+        Ok(_) => panic!("a journal with damage before valid entries was accepted"),
+        Err(e) => e.to_string(),
+    };
+    assert!(error.to_lowercase().contains("corrupt"), "{error}");
+    assert!(read_state(&state).is_err(), "read_state must agree");
+    assert_eq!(std::fs::read(&state).unwrap(), snapshot, "snapshot changed");
+    assert_eq!(
+        std::fs::read_to_string(&journal).unwrap(),
+        damaged,
+        "journal changed"
+    );
+}
+
+#[test]
+fn a_state_file_created_by_the_store_opens_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("auth_server.json");
+    drop(StateStore::open(&state).unwrap());
+    let (doc, _) = read_state(&state).expect("the file the store wrote is readable");
+    assert_eq!(doc.version, mcp_authd::store::document::STATE_VERSION);
+    assert!(
+        StateStore::open(&state).is_ok(),
+        "the store refuses its own file"
+    );
+}
+
+#[tokio::test]
+async fn a_second_open_of_the_same_state_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("auth_server.json");
+    let store = StateStore::open(&state).unwrap();
+    store.put_client(new_client(0)).await.unwrap();
+    let error = match StateStore::open(&state) {
+        Ok(_) => panic!("two stores opened the same state"),
+        Err(e) => e.to_string(),
+    };
+    assert!(error.contains("in use"), "{error}");
+    drop(store);
+    // Released on drop.
+    let store = StateStore::open(&state).unwrap();
+    assert_eq!(store.clients().await.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_put_client_calls_are_all_durable() {
+    const N: usize = 200;
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("auth_server.json");
+    let store = Arc::new(StateStore::open(&state).unwrap());
+    let tasks: Vec<_> = (0..N)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let client = new_client(i);
+                let id = client.client_id.clone();
+                store.put_client(client).await.map(|()| id)
+            })
+        })
+        .collect();
+    let mut ids = Vec::with_capacity(N);
+    for task in tasks {
+        ids.push(task.await.unwrap().expect("put_client is durable"));
+    }
+    assert_eq!(store.clients().await.len(), N);
+    drop(store);
+
+    let (doc, _) = read_state(&state).unwrap();
+    assert_eq!(doc.clients.len(), N);
+    for id in &ids {
+        assert!(doc.clients.contains_key(id), "{id} lost");
+    }
+    assert_owner_only(&state);
+
+    // And a store opened on it sees the same.
+    let store = StateStore::open(&state).unwrap();
+    assert_eq!(store.clients().await.len(), N);
+}
