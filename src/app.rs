@@ -22,6 +22,8 @@ pub struct AppState {
     pub keys: Keys,
     /// Consent tickets already used.
     pub consent_nonces: NonceGuard,
+    /// Verifies this server's access tokens (current and previous keys).
+    pub verifier: crate::jwt::Verifier,
 }
 
 impl AppState {
@@ -33,7 +35,9 @@ impl AppState {
     /// State with a given clock (tests move it forward).
     pub fn with_clock(config: Config, store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Self {
         let keys = Keys::derive(config.jwt_secret.expose());
+        let verifier = config.verifier();
         Self {
+            verifier,
             config,
             store,
             codes: Arc::new(MemoryCodeStore::new()),

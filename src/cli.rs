@@ -7,9 +7,9 @@ use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 
+use crate::admin::{self, AdminCommand, AdminReply};
 use crate::app::AppState;
 use crate::config::Config;
-use crate::oauth::register;
 use crate::secrets::random_token;
 use crate::store::file::{StateError, parse_document, read_state};
 use crate::store::{Registration, StateDocument, StateStore, Store};
@@ -64,6 +64,38 @@ pub enum Command {
         /// The clients subcommand.
         #[command(subcommand)]
         command: ClientsCommand,
+    },
+    /// Inspect and revoke refresh tokens (sign-ins).
+    Tokens {
+        /// The configuration file (its directory holds the state file).
+        #[arg(
+            long,
+            env = "MCP_CONFIG",
+            default_value = "./servers.json",
+            global = true
+        )]
+        config: PathBuf,
+        /// The tokens subcommand.
+        #[command(subcommand)]
+        command: TokensCommand,
+    },
+}
+
+/// `mcp-authd tokens …`.
+#[derive(Debug, Subcommand)]
+pub enum TokensCommand {
+    /// List live sign-ins (refresh-token families).
+    List {
+        /// Only this user's.
+        #[arg(long)]
+        user: Option<String>,
+    },
+    /// Revoke every refresh token of a user (offboarding). Access tokens already issued stay
+    /// valid until they expire (`accessTokenTtlSeconds`) unless MCP servers introspect.
+    Revoke {
+        /// The user, as the proxy names them (`X-Forwarded-User`).
+        #[arg(long)]
+        user: String,
     },
 }
 
@@ -129,6 +161,7 @@ pub fn run(cli: Cli) -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Clients { config, command } => clients(&config, command),
+        Command::Tokens { config, command } => tokens(&config, command),
     }
 }
 
@@ -155,10 +188,12 @@ fn serve(config_path: &Path, listen: SocketAddr, insecure: bool) -> ExitCode {
     for warning in &config.warnings {
         tracing::warn!("{warning}");
     }
+    let mut state_file = None;
     let store: Arc<dyn Store> = match state_source(config_path) {
         StateSource::File(path) => match StateStore::open(&path) {
             Ok(store) => {
                 tracing::info!(state_path = %path.display(), "state loaded");
+                state_file = Some(path);
                 Arc::new(store)
             }
             Err(e) => return fail([e.to_string()]),
@@ -185,8 +220,21 @@ fn serve(config_path: &Path, listen: SocketAddr, insecure: bool) -> ExitCode {
     let result = runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(listen).await?;
         let local = listener.local_addr()?;
+        #[cfg(unix)]
+        if let Some(path) = state_file.clone() {
+            let (store, clock) = (state.store.clone(), state.clock.clone());
+            tokio::spawn(async move {
+                if let Err(e) = admin::serve_socket(&path, store, clock).await {
+                    tracing::error!("admin socket for {} failed: {e}", path.display());
+                }
+            });
+        }
         tracing::info!("mcp-authd listening on http://{local} (issuer {issuer})");
-        crate::http::serve(listener, state, shutdown_signal()).await
+        let served = crate::http::serve(listener, state, shutdown_signal()).await;
+        if let Some(path) = &state_file {
+            let _ = std::fs::remove_file(admin::socket_path(path));
+        }
+        served
     });
     match result {
         Ok(()) => {
@@ -265,6 +313,16 @@ fn check(config_path: &Path) -> ExitCode {
         doc.clients.len()
     );
     println!("refresh families:  {}", doc.refresh_tokens.len());
+    let key_ids = config.verifier().key_ids();
+    if let Some((current, previous)) = key_ids.split_first() {
+        println!("signing key id:    {current}");
+        if !previous.is_empty() {
+            println!(
+                "previous key ids:  {} (verification only)",
+                previous.join(", ")
+            );
+        }
+    }
     for warning in &config.warnings {
         println!("warning: {warning}");
     }
@@ -293,6 +351,60 @@ fn clients(config_path: &Path, command: ClientsCommand) -> ExitCode {
             Err(e) => fail([e.to_string()]),
         };
     }
+    let command = match command {
+        ClientsCommand::Add {
+            name,
+            redirect_uris,
+        } => AdminCommand::AddClient {
+            name,
+            redirect_uris,
+        },
+        ClientsCommand::Remove { client_id } => AdminCommand::RemoveClient { client_id },
+        ClientsCommand::List => return ExitCode::SUCCESS,
+    };
+    admin(config_path, command)
+}
+
+fn tokens(config_path: &Path, command: TokensCommand) -> ExitCode {
+    match command {
+        TokensCommand::Revoke { user } => {
+            admin(config_path, AdminCommand::RevokeUser { sub: user })
+        }
+        TokensCommand::List { user } => match load_state_read_only(config_path) {
+            Ok((_, doc)) => {
+                let mut families: Vec<_> = doc
+                    .refresh_tokens
+                    .values()
+                    .filter(|f| user.as_deref().is_none_or(|u| f.grant.sub == u))
+                    .collect();
+                families.sort_by(|a, b| {
+                    (&a.grant.sub, a.created_at).cmp(&(&b.grant.sub, b.created_at))
+                });
+                println!("user\tclient_id\tclient_name\tsigned_in\texpires\tscope");
+                for f in families {
+                    let name = doc
+                        .clients
+                        .get(&f.grant.client_id)
+                        .map_or("(removed)", |c| c.client_name.as_str());
+                    println!(
+                        "{}\t{}\t{name}\t{}\t{}\t{}",
+                        f.grant.sub,
+                        f.grant.client_id,
+                        utc(f.created_at),
+                        utc(f.expires_at),
+                        f.grant.scope
+                    );
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail([e.to_string()]),
+        },
+    }
+}
+
+/// Runs an admin command: directly on the state when no server holds it, otherwise through
+/// the running server's admin socket.
+fn admin(config_path: &Path, command: AdminCommand) -> ExitCode {
     let path = match state_source(config_path) {
         StateSource::File(path) => path,
         StateSource::Inline(_) => {
@@ -301,10 +413,6 @@ fn clients(config_path: &Path, command: ClientsCommand) -> ExitCode {
             )]);
         }
     };
-    let store = match StateStore::open(&path) {
-        Ok(s) => s,
-        Err(e) => return fail([e.to_string()]),
-    };
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -312,38 +420,69 @@ fn clients(config_path: &Path, command: ClientsCommand) -> ExitCode {
         Ok(rt) => rt,
         Err(e) => return fail([format!("cannot start the async runtime: {e}")]),
     };
-    let now = crate::clock::Clock::now(&crate::clock::SystemClock);
-    runtime.block_on(async {
-        match command {
-            ClientsCommand::Add {
-                name,
-                redirect_uris,
-            } => {
-                let new = match register::provision(&name, redirect_uris, now) {
-                    Ok(n) => n,
-                    Err(e) => return fail([e.description.into_owned()]),
-                };
-                let (id, secret) = (
-                    new.client.client_id.clone(),
-                    new.secret.clone().unwrap_or_default(),
-                );
-                if store.put_client(new.client).await.is_err() {
-                    return fail([format!("could not write {}", path.display())]);
-                }
-                println!("client_id: {id}");
-                println!("client_secret: {secret}");
-                eprintln!("Store the secret now: only its hash is kept, it cannot be shown again.");
-                ExitCode::SUCCESS
-            }
-            ClientsCommand::Remove { client_id } => match store.remove_client(&client_id).await {
-                Ok(true) => {
-                    println!("removed {client_id}");
-                    ExitCode::SUCCESS
-                }
-                Ok(false) => fail([format!("no client {client_id}")]),
-                Err(_) => fail([format!("could not write {}", path.display())]),
-            },
-            ClientsCommand::List => ExitCode::SUCCESS,
+    let reply = match StateStore::open(&path) {
+        Ok(store) => {
+            let now = crate::clock::Clock::now(&crate::clock::SystemClock);
+            runtime.block_on(admin::execute(&store, command, now))
         }
-    })
+        #[cfg(unix)]
+        Err(StateError::Locked { .. }) => match runtime.block_on(admin::send(&path, &command)) {
+            Ok(reply) => reply,
+            Err(e) => {
+                return fail([format!(
+                    "a running mcp-authd holds {} but its admin socket {} does not answer: {e}",
+                    path.display(),
+                    admin::socket_path(&path).display()
+                )]);
+            }
+        },
+        Err(e) => return fail([e.to_string()]),
+    };
+    match reply {
+        AdminReply::ClientAdded {
+            client_id,
+            client_secret,
+        } => {
+            println!("client_id: {client_id}");
+            println!("client_secret: {client_secret}");
+            eprintln!("Store the secret now: only its hash is kept, it cannot be shown again.");
+        }
+        AdminReply::ClientRemoved => println!("removed"),
+        AdminReply::UserRevoked { families } => println!("revoked {families} sign-in(s)"),
+        AdminReply::Failed { message } => return fail([message]),
+    }
+    ExitCode::SUCCESS
+}
+
+/// `YYYY-MM-DDTHH:MM:SSZ` for seconds since the epoch (civil-from-days, proleptic Gregorian).
+fn utc(secs: u64) -> String {
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::utc;
+
+    #[test]
+    fn utc_formats_known_instants() {
+        assert_eq!(utc(0), "1970-01-01T00:00:00Z");
+        assert_eq!(utc(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(utc(1_800_000_000), "2027-01-15T08:00:00Z");
+    }
 }

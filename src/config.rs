@@ -32,6 +32,7 @@ pub enum ConsentMode {
 struct RawOauthAs {
     issuer_url: Option<String>,
     jwt_secret: Option<String>,
+    previous_jwt_secrets: Option<Vec<String>>,
     trusted_user_header: Option<String>,
     trusted_groups_header: Option<String>,
     trusted_source_cidrs: Option<Vec<String>>,
@@ -71,6 +72,8 @@ pub struct Config {
     pub issuer_path: String,
     /// `jwtSecret`.
     pub jwt_secret: Secret,
+    /// `previousJwtSecrets`: accepted for verifying access tokens only, during a key rotation.
+    pub previous_jwt_secrets: Vec<Secret>,
     /// `trustedUserHeader`.
     pub user_header: HeaderName,
     /// `trustedGroupsHeader`.
@@ -142,6 +145,22 @@ impl Config {
         self.trusted_sources.to_string()
     }
 
+    /// The access-token verifier for this issuer and resource: the current secret plus
+    /// `previousJwtSecrets`.
+    pub fn verifier(&self) -> crate::jwt::Verifier {
+        let expect = crate::jwt::TokenExpectations {
+            issuer: self.issuer.clone(),
+            audience: self.resource.clone(),
+            secret: self.jwt_secret.expose().to_vec(),
+            leeway_seconds: 0,
+        };
+        crate::jwt::Verifier::new(&expect).with_previous_secrets(
+            self.previous_jwt_secrets
+                .iter()
+                .map(|s| s.expose().to_vec()),
+        )
+    }
+
     /// An endpoint URL under the issuer, e.g. `endpoint("/oauth/token")`.
     pub fn endpoint(&self, path: &str) -> String {
         format!("{}{path}", self.issuer)
@@ -173,18 +192,22 @@ fn validate(raw: RawOauthAs, env: impl Fn(&str) -> Option<String>) -> Result<Con
             );
             Secret(Vec::new())
         }
-        Some(value) => match resolve_secret(value, &env) {
-            Ok(secret) if secret.len() >= MIN_SECRET_BYTES => Secret(secret.into_bytes()),
-            Ok(_) => {
-                errors.push("oauthAs.jwtSecret must be at least 32 bytes".into());
-                Secret(Vec::new())
-            }
-            Err(e) => {
-                errors.push(e);
-                Secret(Vec::new())
-            }
-        },
+        Some(value) => secret_field("oauthAs.jwtSecret", value, &env, &mut errors),
     };
+    let previous_jwt_secrets: Vec<Secret> = raw
+        .previous_jwt_secrets
+        .unwrap_or_default()
+        .iter()
+        .enumerate()
+        .map(|(i, value)| {
+            secret_field(
+                &format!("oauthAs.previousJwtSecrets[{i}]"),
+                value,
+                &env,
+                &mut errors,
+            )
+        })
+        .collect();
 
     let user_header = header_name(
         raw.trusted_user_header.as_deref(),
@@ -285,6 +308,7 @@ fn validate(raw: RawOauthAs, env: impl Fn(&str) -> Option<String>) -> Result<Con
             issuer,
             issuer_path,
             jwt_secret,
+            previous_jwt_secrets,
             user_header,
             groups_header,
             trusted_sources,
@@ -347,11 +371,36 @@ fn check_public_url(
     Ok(url.path().trim_end_matches('/').to_string())
 }
 
+/// Resolves a secret field and checks its length; problems are named after `field`.
+fn secret_field(
+    field: &str,
+    value: &str,
+    env: &impl Fn(&str) -> Option<String>,
+    errors: &mut Vec<String>,
+) -> Secret {
+    match resolve_secret(field, value, env) {
+        Ok(secret) if secret.len() >= MIN_SECRET_BYTES => Secret(secret.into_bytes()),
+        Ok(_) => {
+            errors.push(format!("{field} must be at least 32 bytes"));
+            Secret(Vec::new())
+        }
+        Err(e) => {
+            errors.push(e);
+            Secret(Vec::new())
+        }
+    }
+}
+
 /// Expands `"${NAME}"` from the environment; any other value is the secret itself.
-fn resolve_secret(value: &str, env: &impl Fn(&str) -> Option<String>) -> Result<String, String> {
+pub(crate) fn resolve_secret(
+    field: &str,
+    value: &str,
+    env: &impl Fn(&str) -> Option<String>,
+) -> Result<String, String> {
     match value.strip_prefix("${").and_then(|v| v.strip_suffix('}')) {
-        Some(name) => env(name)
-            .ok_or_else(|| format!("oauthAs.jwtSecret refers to ${{{name}}}, which is not set")),
+        Some(name) => {
+            env(name).ok_or_else(|| format!("{field} refers to ${{{name}}}, which is not set"))
+        }
         None => Ok(value.to_string()),
     }
 }

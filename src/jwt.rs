@@ -40,13 +40,22 @@ pub struct AccessTokenClaims {
     pub jti: String,
 }
 
-/// Signs `claims` as an HS256 `at+jwt`.
+/// The key id (`kid`) of an HS256 secret: 8 base64url characters of its SHA-256, enough to
+/// pick among a handful of keys during rotation and useless for guessing the secret.
+pub fn key_id(secret: &[u8]) -> String {
+    let mut id = crate::secrets::sha256_b64(secret);
+    id.truncate(8);
+    id
+}
+
+/// Signs `claims` as an HS256 `at+jwt` whose `kid` names `secret`.
 pub fn mint_access_token(
     claims: &AccessTokenClaims,
     secret: &[u8],
 ) -> Result<String, jsonwebtoken::errors::Error> {
     let mut header = Header::new(Algorithm::HS256);
     header.typ = Some(ACCESS_TOKEN_TYP.to_string());
+    header.kid = Some(key_id(secret));
     jsonwebtoken::encode(&header, claims, &EncodingKey::from_secret(secret))
 }
 
@@ -89,6 +98,9 @@ pub enum VerifyError {
     /// The signature does not verify under the configured secret.
     #[error("bad signature")]
     Signature,
+    /// The header's `kid` names no key this verifier holds (for example a retired secret).
+    #[error("unknown key id")]
+    UnknownKey,
     /// `exp` is in the past.
     #[error("token expired")]
     Expired,
@@ -103,50 +115,122 @@ pub enum VerifyError {
     Claims,
 }
 
-/// Verifies an access token and returns its claims.
+/// Verifies an access token against one secret and returns its claims. For key rotation,
+/// build a [`Verifier`] with the previous secrets too.
 pub fn verify_access_token(
     token: &str,
     expect: &TokenExpectations,
 ) -> Result<AccessTokenClaims, VerifyError> {
-    if token.len() > MAX_TOKEN_LEN {
-        return Err(VerifyError::Malformed);
+    Verifier::new(expect).verify(token)
+}
+
+/// A reusable access-token verifier holding the current secret and, during a rotation, the
+/// previous ones (accepted for verification only).
+#[derive(Clone)]
+pub struct Verifier {
+    issuer: String,
+    audience: String,
+    /// `(kid, secret)`, the current secret first.
+    keys: Vec<(String, Vec<u8>)>,
+    leeway_seconds: u64,
+}
+
+impl std::fmt::Debug for Verifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Verifier")
+            .field("issuer", &self.issuer)
+            .field("audience", &self.audience)
+            .field("key_ids", &self.key_ids())
+            .finish()
     }
-    let header = jsonwebtoken::decode_header(token).map_err(|_| VerifyError::Malformed)?;
-    if header.alg != Algorithm::HS256 {
-        return Err(VerifyError::Algorithm);
-    }
-    let typ_ok = header.typ.as_deref().is_some_and(|t| {
-        t.eq_ignore_ascii_case(ACCESS_TOKEN_TYP) || t.eq_ignore_ascii_case("application/at+jwt")
-    });
-    if !typ_ok {
-        return Err(VerifyError::Type);
-    }
-    let mut validation = Validation::new(Algorithm::HS256);
-    validation.set_issuer(&[&expect.issuer]);
-    validation.set_audience(&[&expect.audience]);
-    validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
-    validation.validate_nbf = true;
-    validation.leeway = expect.leeway_seconds;
-    let data = jsonwebtoken::decode::<AccessTokenClaims>(
-        token,
-        &DecodingKey::from_secret(&expect.secret),
-        &validation,
-    )
-    .map_err(|e| {
-        use jsonwebtoken::errors::ErrorKind;
-        match e.kind() {
-            ErrorKind::InvalidSignature => VerifyError::Signature,
-            ErrorKind::ExpiredSignature | ErrorKind::ImmatureSignature => VerifyError::Expired,
-            ErrorKind::InvalidIssuer => VerifyError::Issuer,
-            ErrorKind::InvalidAudience => VerifyError::Audience,
-            ErrorKind::InvalidAlgorithm => VerifyError::Algorithm,
-            ErrorKind::MissingRequiredClaim(claim) if claim == "iss" => VerifyError::Issuer,
-            ErrorKind::MissingRequiredClaim(claim) if claim == "aud" => VerifyError::Audience,
-            ErrorKind::Json(_) | ErrorKind::MissingRequiredClaim(_) => VerifyError::Claims,
-            _ => VerifyError::Malformed,
+}
+
+impl Verifier {
+    /// A verifier for `expect`.
+    pub fn new(expect: &TokenExpectations) -> Self {
+        Self {
+            issuer: expect.issuer.clone(),
+            audience: expect.audience.clone(),
+            keys: vec![(key_id(&expect.secret), expect.secret.clone())],
+            leeway_seconds: expect.leeway_seconds,
         }
-    })?;
-    Ok(data.claims)
+    }
+
+    /// Also accepts tokens signed with these earlier secrets (selected by `kid`).
+    pub fn with_previous_secrets(mut self, secrets: impl IntoIterator<Item = Vec<u8>>) -> Self {
+        for secret in secrets {
+            let id = key_id(&secret);
+            if !self.keys.iter().any(|(k, _)| *k == id) {
+                self.keys.push((id, secret));
+            }
+        }
+        self
+    }
+
+    /// The key ids this verifier accepts, the current one first.
+    pub fn key_ids(&self) -> Vec<String> {
+        self.keys.iter().map(|(id, _)| id.clone()).collect()
+    }
+
+    /// Verifies `token` against the system clock and returns its claims.
+    pub fn verify(&self, token: &str) -> Result<AccessTokenClaims, VerifyError> {
+        self.verify_at(token, crate::clock::Clock::now(&crate::clock::SystemClock))
+    }
+
+    /// Verifies `token` as of `now` (seconds since the epoch) and returns its claims.
+    pub fn verify_at(&self, token: &str, now: u64) -> Result<AccessTokenClaims, VerifyError> {
+        if token.len() > MAX_TOKEN_LEN {
+            return Err(VerifyError::Malformed);
+        }
+        let header = jsonwebtoken::decode_header(token).map_err(|_| VerifyError::Malformed)?;
+        if header.alg != Algorithm::HS256 {
+            return Err(VerifyError::Algorithm);
+        }
+        let typ_ok = header.typ.as_deref().is_some_and(|t| {
+            t.eq_ignore_ascii_case(ACCESS_TOKEN_TYP) || t.eq_ignore_ascii_case("application/at+jwt")
+        });
+        if !typ_ok {
+            return Err(VerifyError::Type);
+        }
+        // `kid` is only ever a key into this table (RFC 8725 §3.10); without one, the current
+        // secret is the only candidate.
+        let secret = match header.kid.as_deref() {
+            Some(kid) => self.keys.iter().find(|(id, _)| id == kid).map(|(_, s)| s),
+            None => self.keys.first().map(|(_, s)| s),
+        }
+        .ok_or(VerifyError::UnknownKey)?;
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.set_issuer(&[&self.issuer]);
+        validation.set_audience(&[&self.audience]);
+        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        validation.validate_nbf = true;
+        validation.leeway = self.leeway_seconds;
+        // Expiry is checked below against `now`, so callers with an injected clock agree.
+        validation.validate_exp = false;
+        let data = jsonwebtoken::decode::<AccessTokenClaims>(
+            token,
+            &DecodingKey::from_secret(secret),
+            &validation,
+        )
+        .map_err(|e| {
+            use jsonwebtoken::errors::ErrorKind;
+            match e.kind() {
+                ErrorKind::InvalidSignature => VerifyError::Signature,
+                ErrorKind::ExpiredSignature | ErrorKind::ImmatureSignature => VerifyError::Expired,
+                ErrorKind::InvalidIssuer => VerifyError::Issuer,
+                ErrorKind::InvalidAudience => VerifyError::Audience,
+                ErrorKind::InvalidAlgorithm => VerifyError::Algorithm,
+                ErrorKind::MissingRequiredClaim(claim) if claim == "iss" => VerifyError::Issuer,
+                ErrorKind::MissingRequiredClaim(claim) if claim == "aud" => VerifyError::Audience,
+                ErrorKind::Json(_) | ErrorKind::MissingRequiredClaim(_) => VerifyError::Claims,
+                _ => VerifyError::Malformed,
+            }
+        })?;
+        if data.claims.exp.saturating_add(self.leeway_seconds) <= now {
+            return Err(VerifyError::Expired);
+        }
+        Ok(data.claims)
+    }
 }
 
 #[cfg(test)]
@@ -206,7 +290,18 @@ mod tests {
         let token = mint_access_token(&claims(), SECRET).unwrap();
         let mut e = expect();
         e.secret = b"another-secret-another-secret-xx".to_vec();
-        assert_eq!(verify_access_token(&token, &e), Err(VerifyError::Signature));
+        assert_eq!(
+            verify_access_token(&token, &e),
+            Err(VerifyError::UnknownKey)
+        );
+        // A token that names the verifier's key but was signed with another one.
+        let body = serde_json::to_value(claims()).unwrap();
+        let header = serde_json::json!({"alg": "HS256", "typ": "at+jwt", "kid": key_id(&e.secret)});
+        let forged = forge(header, body, SECRET);
+        assert_eq!(
+            verify_access_token(&forged, &e),
+            Err(VerifyError::Signature)
+        );
         let mut e = expect();
         e.audience = "https://other.example/mcp".into();
         assert_eq!(verify_access_token(&token, &e), Err(VerifyError::Audience));
@@ -267,6 +362,31 @@ mod tests {
                 "token without {missing}"
             );
         }
+    }
+
+    #[test]
+    fn rotation_accepts_previous_keys_by_kid_and_refuses_retired_ones() {
+        let old_secret = b"old-secret-old-secret-old-secret".to_vec();
+        let old_token = mint_access_token(&claims(), &old_secret).unwrap();
+        let new_token = mint_access_token(&claims(), SECRET).unwrap();
+        let rotating = Verifier::new(&expect()).with_previous_secrets([old_secret]);
+        assert_eq!(rotating.key_ids().len(), 2);
+        assert!(rotating.verify(&old_token).is_ok());
+        assert!(rotating.verify(&new_token).is_ok());
+        // Once the old secret is retired, its tokens name an unknown key.
+        assert_eq!(
+            Verifier::new(&expect()).verify(&old_token),
+            Err(VerifyError::UnknownKey)
+        );
+    }
+
+    #[test]
+    fn minted_tokens_name_their_key() {
+        let token = mint_access_token(&claims(), SECRET).unwrap();
+        assert_eq!(
+            jsonwebtoken::decode_header(&token).unwrap().kid,
+            Some(key_id(SECRET))
+        );
     }
 
     #[test]

@@ -9,6 +9,7 @@
 //! Modules, in reading order: [`config`] (boot-time validation), [`oauth`] (protocol rules),
 //! [`store`] (state behind traits), [`http`] (routes and handlers), [`jwt`] (tokens).
 
+pub mod admin;
 pub mod app;
 pub mod cli;
 pub mod clock;
@@ -17,7 +18,8 @@ pub mod http;
 pub mod jwt;
 pub mod oauth;
 pub mod proxy_trust;
+pub mod resource;
 pub mod secrets;
 pub mod store;
 
-pub use jwt::{AccessTokenClaims, TokenExpectations, VerifyError, verify_access_token};
+pub use jwt::{AccessTokenClaims, TokenExpectations, Verifier, VerifyError, verify_access_token};

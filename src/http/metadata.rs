@@ -17,6 +17,8 @@ pub fn authorization_server_document(config: &Config) -> Value {
         "token_endpoint": config.endpoint(paths::TOKEN),
         "registration_endpoint": config.endpoint(paths::REGISTER),
         "revocation_endpoint": config.endpoint(paths::REVOKE),
+        "introspection_endpoint": config.endpoint(paths::INTROSPECT),
+        "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
         "response_types_supported": ["code"],
         "response_modes_supported": ["query"],
         "grant_types_supported": ["authorization_code", "refresh_token"],

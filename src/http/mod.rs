@@ -34,6 +34,8 @@ pub mod paths {
     pub const REGISTER: &str = "/oauth/register";
     /// The revocation endpoint.
     pub const REVOKE: &str = "/oauth/revoke";
+    /// The introspection endpoint.
+    pub const INTROSPECT: &str = "/oauth/introspect";
     /// RFC 8414 metadata.
     pub const AS_METADATA: &str = "/.well-known/oauth-authorization-server";
     /// OpenID discovery (same document).
@@ -94,6 +96,12 @@ pub fn router(state: Shared) -> Router {
         ])
         .expose_headers([header::WWW_AUTHENTICATE]);
 
+    // Server-to-server only (MCP servers with confidential credentials): no CORS.
+    let introspection = Router::new().route(
+        &format!("{prefix}{}", paths::INTROSPECT),
+        post(token::introspect),
+    );
+
     // Browser navigation behind SSO: never CORS.
     let browser = Router::new()
         .route(
@@ -108,6 +116,7 @@ pub fn router(state: Shared) -> Router {
 
     Router::new()
         .merge(public.layer(cors))
+        .merge(introspection)
         .merge(browser)
         .route("/healthz", get(metadata::healthz))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

@@ -66,3 +66,14 @@ pub async fn revoke(
     grants::revoke(&app, &client, &form).await?;
     Ok((StatusCode::OK, no_store()).into_response())
 }
+
+/// The introspection endpoint (RFC 7662), for MCP servers holding confidential credentials.
+pub async fn introspect(
+    State(app): State<Shared>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, OAuthError> {
+    let (form, client) = form_and_client(&app, &headers, &body).await?;
+    let answer = grants::introspect(&app, &client, &form).await?;
+    Ok((StatusCode::OK, no_store(), Json(answer)).into_response())
+}

@@ -242,25 +242,97 @@ fn respond(
     })
 }
 
-/// Revokes a refresh token's family if it belongs to `client` (RFC 7009 §2.1). Unknown tokens
-/// and access tokens are ignored: the response is the same, so revocation reveals nothing.
+/// Revokes a token presented by its own client (RFC 7009 §2.1): a refresh token's whole
+/// family, or an access token, which goes on the deny-list until it expires. Unknown tokens and
+/// other clients' tokens are ignored: the answer is the same, so revocation reveals nothing.
 pub async fn revoke(app: &AppState, client: &Client, form: &Params) -> Result<(), OAuthError> {
     let token = form
         .get("token")
         .ok_or_else(|| OAuthError::invalid_request("token is required"))?;
-    let Some(family_id) = refresh::family_of(token) else {
+    let now = app.now();
+    if let Some(family_id) = refresh::family_of(token) {
+        if let Some(family) = app.store.family(family_id).await
+            && family.grant.client_id == client.client_id
+            && refresh::decide(&family, &refresh::hash(token), now)
+                != refresh::RefreshDecision::Reuse
+        {
+            app.store
+                .revoke_family(family_id)
+                .await
+                .map_err(|_| OAuthError::storage_unavailable())?;
+            tracing::info!(target: "audit", client_id = %client.client_id, "refresh token revoked by its client");
+        }
         return Ok(());
-    };
-    if let Some(family) = app.store.family(family_id).await
-        && family.grant.client_id == client.client_id
-        && refresh::decide(&family, &refresh::hash(token), app.now())
-            != refresh::RefreshDecision::Reuse
+    }
+    if let Ok(claims) = app.verifier.verify_at(token, now)
+        && claims.client_id == client.client_id
     {
         app.store
-            .revoke_family(family_id)
+            .deny_access_token(&claims.jti, claims.exp)
             .await
             .map_err(|_| OAuthError::storage_unavailable())?;
-        tracing::info!(target: "audit", client_id = %client.client_id, "refresh token revoked by its client");
+        tracing::info!(target: "audit", client_id = %client.client_id, "access token revoked by its client");
     }
     Ok(())
+}
+
+/// Token introspection (RFC 7662 §2.2): what an MCP server may learn about a token. Callers
+/// must be confidential clients; an inactive token yields only `{"active": false}`.
+pub async fn introspect(
+    app: &AppState,
+    client: &Client,
+    form: &Params,
+) -> Result<serde_json::Value, OAuthError> {
+    if client.secret_hash.is_none() {
+        return Err(OAuthError::invalid_client(
+            "introspection requires a confidential client",
+        ));
+    }
+    let token = form
+        .get("token")
+        .ok_or_else(|| OAuthError::invalid_request("token is required"))?;
+    let now = app.now();
+    let inactive = serde_json::json!({"active": false});
+    if let Some(family_id) = refresh::family_of(token) {
+        let Some(family) = app.store.family(family_id).await else {
+            return Ok(inactive);
+        };
+        let is_live = matches!(
+            refresh::decide(&family, &refresh::hash(token), now),
+            refresh::RefreshDecision::Rotate | refresh::RefreshDecision::Grace
+        );
+        if !is_live {
+            return Ok(inactive);
+        }
+        return Ok(serde_json::json!({
+            "active": true,
+            "token_type": "refresh_token",
+            "client_id": family.grant.client_id,
+            "sub": family.grant.sub,
+            "scope": family.grant.scope,
+            "aud": family.grant.resource,
+            "iss": app.config.issuer,
+            "iat": family.created_at,
+            "exp": family.expires_at,
+        }));
+    }
+    match app.verifier.verify_at(token, now) {
+        Ok(claims) if !app.store.is_access_token_denied(&claims.jti).await => {
+            Ok(serde_json::json!({
+                "active": true,
+                "token_type": "Bearer",
+                "client_id": claims.client_id,
+                "sub": claims.sub,
+                "scope": claims.scope,
+                "aud": claims.aud,
+                "iss": claims.iss,
+                "iat": claims.iat,
+                "exp": claims.exp,
+                "jti": claims.jti,
+                "groups": claims.groups,
+                "roles": claims.roles,
+            }))
+        }
+        _ => Ok(inactive),
+    }
 }

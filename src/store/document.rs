@@ -35,6 +35,9 @@ pub struct StateDocument {
     /// Refresh-token families by family id.
     #[serde(default)]
     pub refresh_tokens: HashMap<String, RefreshFamily>,
+    /// Revoked access tokens: `jti` → the token's `exp` (kept until then).
+    #[serde(default, skip_serializing_if = "HashMap::is_empty")]
+    pub revoked_access_tokens: HashMap<String, u64>,
 }
 
 impl Default for StateDocument {
@@ -47,6 +50,7 @@ impl Default for StateDocument {
             clients: BTreeMap::new(),
             consents: BTreeMap::new(),
             refresh_tokens: HashMap::new(),
+            revoked_access_tokens: HashMap::new(),
         }
     }
 }
@@ -99,6 +103,18 @@ pub enum Mutation {
         /// The family id.
         family_id: String,
     },
+    /// Revokes every family of a user (offboarding).
+    RevokeUser {
+        /// The user.
+        sub: String,
+    },
+    /// Puts an access token on the deny-list until it expires.
+    DenyAccessToken {
+        /// The token's `jti`.
+        jti: String,
+        /// The token's `exp`.
+        exp: u64,
+    },
 }
 
 impl StateDocument {
@@ -142,12 +158,20 @@ impl StateDocument {
             Mutation::RevokeFamily { family_id } => {
                 self.refresh_tokens.remove(family_id);
             }
+            Mutation::RevokeUser { sub } => {
+                self.refresh_tokens.retain(|_, f| &f.grant.sub != sub);
+            }
+            Mutation::DenyAccessToken { jti, exp } => {
+                self.revoked_access_tokens.insert(jti.clone(), *exp);
+            }
         }
     }
 
-    /// Drops families whose live token expired before `now`.
+    /// Drops families whose live token expired before `now`, and deny-list entries for
+    /// access tokens that have expired anyway.
     pub fn prune_expired(&mut self, now: u64) {
         self.refresh_tokens.retain(|_, f| f.expires_at > now);
+        self.revoked_access_tokens.retain(|_, exp| *exp > now);
     }
 }
 

@@ -516,6 +516,56 @@ impl Store for StateStore {
         Ok(true)
     }
 
+    async fn revoke_user(&self, sub: &str) -> Result<usize, StoreUnavailable> {
+        let (count, seq) = {
+            let mut shared = self.lock();
+            let count = shared
+                .doc
+                .refresh_tokens
+                .values()
+                .filter(|f| f.grant.sub == sub)
+                .count();
+            if count == 0 {
+                return Ok(0);
+            }
+            let seq = self.commit(
+                &mut shared,
+                &[Mutation::RevokeUser {
+                    sub: sub.to_string(),
+                }],
+            );
+            (count, seq)
+        };
+        self.wait(seq).await?;
+        Ok(count)
+    }
+
+    async fn families(&self) -> Vec<(String, RefreshFamily)> {
+        let shared = self.lock();
+        let mut families: Vec<(String, RefreshFamily)> = shared
+            .doc
+            .refresh_tokens
+            .iter()
+            .map(|(id, f)| (id.clone(), f.clone()))
+            .collect();
+        families.sort_by(|a, b| {
+            (&a.1.grant.sub, a.1.created_at).cmp(&(&b.1.grant.sub, b.1.created_at))
+        });
+        families
+    }
+
+    async fn deny_access_token(&self, jti: &str, exp: u64) -> Result<(), StoreUnavailable> {
+        self.mutate(&[Mutation::DenyAccessToken {
+            jti: jti.to_string(),
+            exp,
+        }])
+        .await
+    }
+
+    async fn is_access_token_denied(&self, jti: &str) -> bool {
+        self.lock().doc.revoked_access_tokens.contains_key(jti)
+    }
+
     fn is_healthy(&self) -> bool {
         !self.durable.borrow().has_failed
     }

@@ -184,6 +184,14 @@ pub trait Store: Send + Sync {
     ) -> Result<RefreshOutcome, StoreUnavailable>;
     /// Revokes a family; whether it existed.
     async fn revoke_family(&self, family_id: &str) -> Result<bool, StoreUnavailable>;
+    /// Revokes every family of `sub`; how many there were.
+    async fn revoke_user(&self, sub: &str) -> Result<usize, StoreUnavailable>;
+    /// Every live family with its id.
+    async fn families(&self) -> Vec<(String, RefreshFamily)>;
+    /// Puts an access token (by `jti`) on the deny-list until `exp`.
+    async fn deny_access_token(&self, jti: &str, exp: u64) -> Result<(), StoreUnavailable>;
+    /// Whether the access token with this `jti` was revoked.
+    async fn is_access_token_denied(&self, jti: &str) -> bool;
     /// Whether the store can still make changes durable.
     fn is_healthy(&self) -> bool;
 }

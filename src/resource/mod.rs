@@ -1,0 +1,575 @@
+//! The MCP server's side: accept exactly the right bearer tokens, and say who the caller is.
+//!
+//! An MCP server reads the same `servers.json` as mcp-authd and builds an [`Authenticator`]
+//! from its `serverAuth` section. That section can name two kinds of credentials, tried in
+//! order (first match wins):
+//!
+//! 1. `serverAuth.bearer`: static tokens for services and administrators, as
+//!    `"subject": "${ENV_TOKEN}"` or `"subject": {"token": "${ENV_TOKEN}", "roles": [...],
+//!    "groups": [...]}`; compared in constant time.
+//! 2. `serverAuth.oauthAs`: access tokens issued by mcp-authd, verified locally (HS256 pinned,
+//!    `typ: at+jwt`, `iss`, `aud`, `exp`/`nbf` with a 30 s leeway, `kid` among `jwtSecret` and
+//!    `previousJwtSecrets`), optionally checked for revocation by introspection.
+//!
+//! Both yield an [`Identity`] with roles and groups, which `serverAuth.toolAccess` rules
+//! ([`acl::ToolAccess`]) then filter `tools/list` and guard `tools/call` with.
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use axum::{Router, routing::post, middleware::from_fn_with_state};
+//! use mcp_authd::resource::{Authenticator, Identity, require_bearer};
+//!
+//! async fn mcp(identity: Identity) -> String {
+//!     format!("hello {}", identity.subject)
+//! }
+//!
+//! let auth = Arc::new(Authenticator::load("servers.json".as_ref()).unwrap());
+//! let app: Router = Router::new()
+//!     .route("/mcp", post(mcp))
+//!     .layer(from_fn_with_state(auth, require_bearer));
+//! ```
+
+pub mod acl;
+pub mod introspection;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use axum::extract::{FromRequestParts, Request, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+
+use crate::clock::{Clock, SystemClock};
+use crate::config::{ConfigErrors, MIN_SECRET_BYTES, resolve_secret};
+use crate::jwt::{TokenExpectations, Verifier};
+use crate::secrets::{constant_time_eq, sha256_b64};
+
+pub use acl::{Policy, ToolAccess, ToolRule};
+pub use introspection::IntrospectionCheck;
+
+/// Clock skew tolerated on `exp` and `nbf`, in seconds.
+pub const LEEWAY_SECONDS: u64 = 30;
+
+/// Which provider recognised the caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdentitySource {
+    /// An access token issued by mcp-authd.
+    OAuth,
+    /// A static token from `serverAuth.bearer`.
+    StaticToken,
+}
+
+/// A verified caller, as handlers see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    /// The user (JWT `sub`) or the static token's subject.
+    pub subject: String,
+    /// The OAuth client, for access tokens.
+    pub client_id: Option<String>,
+    /// Granted scopes, for access tokens.
+    pub scopes: Vec<String>,
+    /// Groups (from the SSO proxy, or configured for a static token).
+    pub groups: Vec<String>,
+    /// Roles (`injectedRoles`, or configured for a static token).
+    pub roles: Vec<String>,
+    /// Which provider matched.
+    pub source: IdentitySource,
+}
+
+impl Identity {
+    /// Whether the caller holds `scope`. Static tokens are service credentials without OAuth
+    /// scopes: they hold every scope and are restricted with `toolAccess` roles instead.
+    pub fn has_scope(&self, scope: &str) -> bool {
+        self.source == IdentitySource::StaticToken || self.scopes.iter().any(|s| s == scope)
+    }
+}
+
+/// A configured static token (only its hash is kept).
+#[derive(Clone)]
+struct StaticToken {
+    subject: String,
+    hash: String,
+    roles: Vec<String>,
+    groups: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawBearer {
+    Token(String),
+    Detailed {
+        token: String,
+        #[serde(default)]
+        roles: Vec<String>,
+        #[serde(default)]
+        groups: Vec<String>,
+    },
+}
+
+/// A refusal, with the challenge RFC 6750 §3 asks for.
+#[derive(Debug)]
+pub struct Rejection {
+    status: StatusCode,
+    challenge: String,
+    description: &'static str,
+}
+
+impl IntoResponse for Rejection {
+    fn into_response(self) -> Response {
+        let mut response = (
+            self.status,
+            axum::Json(serde_json::json!({"error": self.error_code(), "error_description": self.description})),
+        )
+            .into_response();
+        if let Ok(value) = HeaderValue::from_str(&self.challenge) {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, value);
+        }
+        response
+    }
+}
+
+impl Rejection {
+    fn error_code(&self) -> &'static str {
+        match self.status {
+            StatusCode::FORBIDDEN => "insufficient_scope",
+            StatusCode::SERVICE_UNAVAILABLE => "temporarily_unavailable",
+            _ => "invalid_token",
+        }
+    }
+
+    /// The HTTP status.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+}
+
+/// Verifies bearer tokens for one MCP resource.
+pub struct Authenticator {
+    jwt: Option<Verifier>,
+    statics: Vec<StaticToken>,
+    /// The `toolAccess` rules.
+    pub tool_access: ToolAccess,
+    resource_metadata: String,
+    challenge_scope: String,
+    introspection: Option<IntrospectionCheck>,
+    clock: Arc<dyn Clock>,
+}
+
+impl std::fmt::Debug for Authenticator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Authenticator")
+            .field("jwt", &self.jwt)
+            .field("static_tokens", &self.statics.len())
+            .field("resource_metadata", &self.resource_metadata)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Authenticator {
+    /// Reads `serverAuth` from a `servers.json` file.
+    pub fn load(path: &Path) -> Result<Self, ConfigErrors> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigErrors(vec![format!("cannot read {}: {e}", path.display())]))?;
+        Self::from_servers_json(&text, |name| std::env::var(name).ok())
+    }
+
+    /// Parses `serverAuth` from the text of a `servers.json`; `env` resolves `${NAME}`.
+    pub fn from_servers_json(
+        text: &str,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigErrors> {
+        let doc: serde_json::Value = serde_json::from_str(text)
+            .map_err(|e| ConfigErrors(vec![format!("servers.json is not valid JSON: {e}")]))?;
+        let section = doc
+            .get("serverAuth")
+            .ok_or_else(|| ConfigErrors(vec!["servers.json has no serverAuth section".into()]))?;
+        let mut errors = Vec::new();
+
+        let mut resource = None;
+        let mut scopes = Vec::new();
+        let jwt = section.get("oauthAs").and_then(|oauth| {
+            let text_field =
+                |name: &str| oauth.get(name).and_then(|v| v.as_str()).map(str::to_string);
+            let Some(issuer) = text_field("issuerUrl") else {
+                errors.push("serverAuth.oauthAs.issuerUrl is required".into());
+                return None;
+            };
+            let audience = text_field("resourceUrl").unwrap_or_else(|| format!("{issuer}/mcp"));
+            scopes = oauth
+                .get("scopesSupported")
+                .and_then(|v| serde_json::from_value::<Vec<String>>(v.clone()).ok())
+                .unwrap_or_default();
+            let mut secret_of = |field: &str, value: &str| match resolve_secret(field, value, &env)
+            {
+                Ok(s) if s.len() >= MIN_SECRET_BYTES => Some(s.into_bytes()),
+                Ok(_) => {
+                    errors.push(format!("{field} must be at least 32 bytes"));
+                    None
+                }
+                Err(e) => {
+                    errors.push(e);
+                    None
+                }
+            };
+            let secret = match text_field("jwtSecret") {
+                Some(value) => secret_of("oauthAs.jwtSecret", &value)?,
+                None => {
+                    errors.push("serverAuth.oauthAs.jwtSecret is required".into());
+                    return None;
+                }
+            };
+            let previous: Vec<Vec<u8>> = oauth
+                .get("previousJwtSecrets")
+                .and_then(|v| serde_json::from_value::<Vec<String>>(v.clone()).ok())
+                .unwrap_or_default()
+                .iter()
+                .enumerate()
+                .filter_map(|(i, value)| {
+                    secret_of(&format!("oauthAs.previousJwtSecrets[{i}]"), value)
+                })
+                .collect();
+            resource = Some(audience.clone());
+            let expect = TokenExpectations {
+                issuer,
+                audience,
+                secret,
+                leeway_seconds: LEEWAY_SECONDS,
+            };
+            Some(Verifier::new(&expect).with_previous_secrets(previous))
+        });
+
+        let mut statics = Vec::new();
+        if let Some(bearer) = section.get("bearer") {
+            match serde_json::from_value::<BTreeMap<String, RawBearer>>(bearer.clone()) {
+                Ok(entries) => {
+                    for (subject, raw) in entries {
+                        let (token, roles, groups) = match raw {
+                            RawBearer::Token(token) => (token, Vec::new(), Vec::new()),
+                            RawBearer::Detailed {
+                                token,
+                                roles,
+                                groups,
+                            } => (token, roles, groups),
+                        };
+                        let field = format!("serverAuth.bearer.{subject}");
+                        match resolve_secret(&field, &token, &env) {
+                            Ok(t) if t.len() >= MIN_SECRET_BYTES => statics.push(StaticToken {
+                                subject,
+                                hash: sha256_b64(t.as_bytes()),
+                                roles,
+                                groups,
+                            }),
+                            Ok(_) => errors.push(format!("{field} must be at least 32 bytes")),
+                            Err(e) => errors.push(e),
+                        }
+                    }
+                }
+                Err(e) => errors.push(format!("serverAuth.bearer: {e}")),
+            }
+        }
+
+        let tool_access = match section.get("toolAccess") {
+            Some(rules) => serde_json::from_value(rules.clone()).unwrap_or_else(|e| {
+                errors.push(format!("serverAuth.toolAccess: {e}"));
+                ToolAccess::default()
+            }),
+            None => ToolAccess::default(),
+        };
+        if jwt.is_none() && statics.is_empty() && errors.is_empty() {
+            errors
+                .push("serverAuth needs oauthAs or bearer: no token could ever be accepted".into());
+        }
+        if !errors.is_empty() {
+            return Err(ConfigErrors(errors));
+        }
+        let resource_metadata = resource
+            .as_deref()
+            .map(protected_resource_metadata_url)
+            .unwrap_or_default();
+        // `offline_access` concerns the authorization server, never the resource challenge.
+        let challenge_scope = scopes
+            .iter()
+            .filter(|s| *s != "offline_access")
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(" ");
+        Ok(Self {
+            jwt,
+            statics,
+            tool_access,
+            resource_metadata,
+            challenge_scope,
+            introspection: None,
+            clock: Arc::new(SystemClock),
+        })
+    }
+
+    /// Also asks the authorization server whether each access token was revoked.
+    pub fn with_introspection(mut self, check: IntrospectionCheck) -> Self {
+        self.introspection = Some(check);
+        self
+    }
+
+    /// Uses another clock (tests).
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// The access-token key ids accepted, the current one first.
+    pub fn key_ids(&self) -> Vec<String> {
+        self.jwt.as_ref().map(Verifier::key_ids).unwrap_or_default()
+    }
+
+    /// The URL of this resource's RFC 9728 metadata (for `resource_metadata`).
+    pub fn resource_metadata_url(&self) -> &str {
+        &self.resource_metadata
+    }
+
+    /// Identifies the caller from the `Authorization` header.
+    pub async fn authenticate(&self, headers: &HeaderMap) -> Result<Identity, Rejection> {
+        let mut values = headers.get_all(header::AUTHORIZATION).iter();
+        let (Some(value), None) = (values.next(), values.next()) else {
+            return Err(match headers.get(header::AUTHORIZATION) {
+                None => {
+                    self.challenge(StatusCode::UNAUTHORIZED, None, "a bearer token is required")
+                }
+                Some(_) => self.invalid_token("send one Authorization header"),
+            });
+        };
+        let token = value
+            .to_str()
+            .ok()
+            .and_then(|v| v.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, token)| token.trim())
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| self.invalid_token("use the Bearer scheme"))?;
+
+        // Compare against every static token so the time taken does not say which matched.
+        let presented = sha256_b64(token.as_bytes());
+        let mut matched = None;
+        for entry in &self.statics {
+            if constant_time_eq(entry.hash.as_bytes(), presented.as_bytes()) {
+                matched = Some(entry);
+            }
+        }
+        if let Some(entry) = matched {
+            return Ok(Identity {
+                subject: entry.subject.clone(),
+                client_id: None,
+                scopes: Vec::new(),
+                groups: entry.groups.clone(),
+                roles: entry.roles.clone(),
+                source: IdentitySource::StaticToken,
+            });
+        }
+
+        let verifier = self
+            .jwt
+            .as_ref()
+            .ok_or_else(|| self.invalid_token("unknown token"))?;
+        let now = self.clock.now();
+        let claims = verifier.verify_at(token, now).map_err(|e| {
+            tracing::info!(target: "audit", reason = %e, "bearer token refused");
+            self.invalid_token(match e {
+                crate::jwt::VerifyError::Expired => "the access token expired",
+                _ => "the access token is invalid",
+            })
+        })?;
+        if let Some(check) = &self.introspection {
+            match check.is_active(token, &claims.jti, claims.exp, now).await {
+                Ok(true) => {}
+                Ok(false) => return Err(self.invalid_token("the access token was revoked")),
+                Err(e) => {
+                    tracing::error!("cannot check revocation: {e}");
+                    return Err(self.challenge(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        None,
+                        "the authorization server cannot be reached to check the token",
+                    ));
+                }
+            }
+        }
+        Ok(Identity {
+            subject: claims.sub,
+            client_id: Some(claims.client_id),
+            scopes: claims
+                .scope
+                .split(' ')
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect(),
+            groups: claims.groups,
+            roles: claims.roles,
+            source: IdentitySource::OAuth,
+        })
+    }
+
+    /// 403 `insufficient_scope` asking for `scope` (step-up, MCP 2025-11-25).
+    pub fn insufficient_scope(&self, scope: &str) -> Rejection {
+        Rejection {
+            status: StatusCode::FORBIDDEN,
+            challenge: format!(
+                r#"Bearer error="insufficient_scope", scope="{}", resource_metadata="{}""#,
+                quoted(scope),
+                self.resource_metadata
+            ),
+            description: "the access token lacks a scope this operation needs",
+        }
+    }
+
+    fn invalid_token(&self, description: &'static str) -> Rejection {
+        self.challenge(StatusCode::UNAUTHORIZED, Some("invalid_token"), description)
+    }
+
+    fn challenge(
+        &self,
+        status: StatusCode,
+        error: Option<&str>,
+        description: &'static str,
+    ) -> Rejection {
+        let mut challenge = format!(r#"Bearer resource_metadata="{}""#, self.resource_metadata);
+        if !self.challenge_scope.is_empty() {
+            challenge.push_str(&format!(r#", scope="{}""#, quoted(&self.challenge_scope)));
+        }
+        if let Some(error) = error {
+            challenge.push_str(&format!(r#", error="{error}""#));
+        }
+        Rejection {
+            status,
+            challenge,
+            description,
+        }
+    }
+}
+
+/// Strips characters that cannot appear in a quoted-string challenge parameter.
+fn quoted(value: &str) -> String {
+    value
+        .chars()
+        .filter(|c| *c != '"' && *c != '\\' && !c.is_control())
+        .collect()
+}
+
+/// `https://host/.well-known/oauth-protected-resource/mcp` for `https://host/mcp` (RFC 9728
+/// §3.1): same origin as the resource, so clients that refuse cross-origin metadata accept it.
+pub fn protected_resource_metadata_url(resource: &str) -> String {
+    match url::Url::parse(resource) {
+        Ok(url) => {
+            let path = url.path().trim_end_matches('/');
+            let origin = url.origin().ascii_serialization();
+            format!("{origin}/.well-known/oauth-protected-resource{path}")
+        }
+        Err(_) => String::new(),
+    }
+}
+
+/// axum middleware: lets requests with an accepted bearer token through, with the [`Identity`]
+/// in the request extensions; answers everything else with 401 and the challenge.
+pub async fn require_bearer(
+    State(auth): State<Arc<Authenticator>>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    match auth.authenticate(request.headers()).await {
+        Ok(identity) => {
+            request.extensions_mut().insert(identity);
+            next.run(request).await
+        }
+        Err(rejection) => rejection.into_response(),
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Identity {
+    type Rejection = (StatusCode, &'static str);
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        parts.extensions.get::<Identity>().cloned().ok_or((
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the route is not behind require_bearer",
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECRET: &str = "0123456789abcdef0123456789abcdef";
+    const ADMIN: &str = "admin-token-admin-token-admin-token-00";
+
+    fn auth() -> Authenticator {
+        let doc = serde_json::json!({"serverAuth": {
+            "oauthAs": {"issuerUrl": "https://as.example", "jwtSecret": SECRET, "scopesSupported": ["mcp:tools", "offline_access"]},
+            "bearer": {"ops-bot": "${OPS}", "admin": {"token": ADMIN, "roles": ["admin"]}},
+            "toolAccess": [{"roles": ["admin"], "tools": ["*"], "policy": "allow"}]
+        }});
+        Authenticator::from_servers_json(&doc.to_string(), |n| (n == "OPS").then(|| "o".repeat(40)))
+            .unwrap()
+    }
+
+    fn bearer(token: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_str(&format!("Bearer {token}")).unwrap(),
+        );
+        headers
+    }
+
+    #[tokio::test]
+    async fn static_tokens_yield_their_roles() {
+        let identity = auth().authenticate(&bearer(ADMIN)).await.unwrap();
+        assert_eq!(identity.subject, "admin");
+        assert_eq!(identity.roles, vec!["admin"]);
+        assert_eq!(identity.source, IdentitySource::StaticToken);
+        let ops = auth().authenticate(&bearer(&"o".repeat(40))).await.unwrap();
+        assert_eq!(ops.subject, "ops-bot");
+    }
+
+    #[tokio::test]
+    async fn missing_and_unknown_tokens_get_the_challenge() {
+        let auth = auth();
+        let missing = auth.authenticate(&HeaderMap::new()).await.unwrap_err();
+        assert_eq!(missing.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            missing.challenge,
+            r#"Bearer resource_metadata="https://as.example/.well-known/oauth-protected-resource/mcp", scope="mcp:tools""#
+        );
+        let unknown = auth.authenticate(&bearer("nope")).await.unwrap_err();
+        assert!(unknown.challenge.ends_with(r#"error="invalid_token""#));
+    }
+
+    #[test]
+    fn short_static_tokens_and_empty_sections_are_refused() {
+        let doc = serde_json::json!({"serverAuth": {"bearer": {"x": "short"}}});
+        let errors = Authenticator::from_servers_json(&doc.to_string(), |_| None)
+            .unwrap_err()
+            .0;
+        assert_eq!(
+            errors,
+            vec!["serverAuth.bearer.x must be at least 32 bytes".to_string()]
+        );
+        let doc = serde_json::json!({"serverAuth": {}});
+        assert!(Authenticator::from_servers_json(&doc.to_string(), |_| None).is_err());
+    }
+
+    #[test]
+    fn metadata_url_is_same_origin_and_path_suffixed() {
+        assert_eq!(
+            protected_resource_metadata_url("https://mcp.example.com/mcp"),
+            "https://mcp.example.com/.well-known/oauth-protected-resource/mcp"
+        );
+        assert_eq!(
+            protected_resource_metadata_url("http://127.0.0.1:9000/"),
+            "http://127.0.0.1:9000/.well-known/oauth-protected-resource"
+        );
+    }
+}
