@@ -911,3 +911,137 @@ fn a_corrupt_state_file_stops_serve_and_check_and_is_left_untouched() {
         );
     }
 }
+
+/// Signs `user` in with a pre-provisioned client (no consent page) and returns the token
+/// response.
+async fn sign_in_provisioned(base: &str, id: &str, secret: &str, user: &str) -> Value {
+    let http = http();
+    let response = http
+        .get(format!("{base}/oauth/authorize"))
+        .query(&[
+            ("response_type", "code"),
+            ("client_id", id),
+            ("redirect_uri", GEMINI_REDIRECT),
+            ("code_challenge", challenge(VERIFIER).as_str()),
+            ("code_challenge_method", "S256"),
+        ])
+        .header("X-Forwarded-User", user)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 302);
+    let code = query_of(response.headers()["location"].to_str().unwrap())["code"].clone();
+    let response = http
+        .post(format!("{base}/oauth/token"))
+        .basic_auth(id, Some(secret))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", code.as_str()),
+            ("redirect_uri", GEMINI_REDIRECT),
+            ("code_verifier", VERIFIER),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    response.json().await.unwrap()
+}
+
+/// A refresh with client_secret_basic; returns the status.
+async fn refresh_status(base: &str, id: &str, secret: &str, refresh_token: &str) -> u16 {
+    http()
+        .post(format!("{base}/oauth/token"))
+        .basic_auth(id, Some(secret))
+        .form(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", refresh_token),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+#[tokio::test]
+async fn admin_commands_reach_a_running_server_through_its_socket() {
+    let port = free_port();
+    let (dir, config) = config_dir(port);
+    let mut server = Server::start(serve_cmd(dir.path(), &config, port), port);
+    server.wait_ready().await;
+    let base = issuer(port);
+    let socket = dir.path().join("auth_server.json.sock");
+    assert_owner_only(&socket);
+
+    // `clients add` while the server holds the state: the client works at once.
+    let (id, secret) = add_gemini(dir.path(), &config);
+    let alice = sign_in_provisioned(&base, &id, &secret, "alice@example.com").await;
+    let bob = sign_in_provisioned(&base, &id, &secret, "bob@example.com").await;
+
+    // `tokens list` reads the live state.
+    let out = run(&mut one_shot(dir.path(), &config, &["tokens", "list"]));
+    out.assert_success();
+    assert!(out.stdout.contains("alice@example.com") && out.stdout.contains("bob@example.com"));
+    assert!(
+        !out.stdout
+            .contains(alice["refresh_token"].as_str().unwrap())
+    );
+    let out = run(&mut one_shot(
+        dir.path(),
+        &config,
+        &["tokens", "list", "--user", "bob@example.com"],
+    ));
+    assert!(!out.stdout.contains("alice@example.com"));
+
+    // Offboarding alice revokes her sign-in only, without a restart.
+    let out = run(&mut one_shot(
+        dir.path(),
+        &config,
+        &["tokens", "revoke", "--user", "alice@example.com"],
+    ));
+    out.assert_success();
+    assert!(out.stdout.contains("revoked 1 sign-in"), "{}", out.stdout);
+    let alice_refresh = alice["refresh_token"].as_str().unwrap();
+    let bob_refresh = bob["refresh_token"].as_str().unwrap();
+    assert_eq!(
+        refresh_status(&base, &id, &secret, alice_refresh).await,
+        400
+    );
+    assert_eq!(refresh_status(&base, &id, &secret, bob_refresh).await, 200);
+
+    // `clients remove` through the socket: the client is gone at once.
+    run(&mut one_shot(
+        dir.path(),
+        &config,
+        &["clients", "remove", &id],
+    ))
+    .assert_success();
+    assert_eq!(refresh_status(&base, &id, &secret, bob_refresh).await, 401);
+
+    assert!(server.terminate().await.success());
+    assert!(!socket.exists(), "the socket is removed on shutdown");
+    // What the server did on the admin's behalf is durable.
+    let (doc, _) =
+        mcp_authd::store::file::read_state(&dir.path().join("auth_server.json")).unwrap();
+    assert!(doc.clients.is_empty() && doc.refresh_tokens.is_empty());
+}
+
+#[test]
+fn check_reports_the_signing_key_ids() {
+    let dir = tempfile::tempdir().unwrap();
+    let doc = servers_json_with("http://127.0.0.1:8080", |oauth| {
+        oauth["previousJwtSecrets"] = json!(["an-older-secret-an-older-secret-0123456789"]);
+    });
+    let config = write_config(dir.path(), &doc);
+    let out = run(&mut one_shot(dir.path(), &config, &["check"]));
+    out.assert_success();
+    let current = mcp_authd::jwt::key_id(JWT_SECRET.as_bytes());
+    let previous = mcp_authd::jwt::key_id(b"an-older-secret-an-older-secret-0123456789");
+    assert!(
+        out.stdout
+            .contains(&format!("signing key id:    {current}")),
+        "{}",
+        out.stdout
+    );
+    assert!(out.stdout.contains(&previous), "{}", out.stdout);
+}

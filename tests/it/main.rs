@@ -11,5 +11,6 @@ mod discovery;
 mod flow;
 mod helpers;
 mod register;
+mod resource;
 mod state;
 mod token;
