@@ -44,7 +44,47 @@ struct RawOauthAs {
     injected_roles: Option<Vec<String>>,
     resource_url: Option<String>,
     consent: Option<ConsentMode>,
+    rate_limits: Option<RawRateLimits>,
+    max_dynamic_clients: Option<usize>,
+    unused_client_ttl_seconds: Option<u64>,
 }
+
+/// `oauthAs.rateLimits` exactly as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RawRateLimits {
+    register_per_minute: Option<u32>,
+    register_global_per_minute: Option<u32>,
+    token_per_minute: Option<u32>,
+}
+
+/// `oauthAs.rateLimits`: requests per minute, as token buckets whose burst equals the
+/// per-minute rate. 0 disables a limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimits {
+    /// `POST /oauth/register` (and `/register`) per client address.
+    pub register_per_minute: u32,
+    /// `POST /oauth/register` (and `/register`) from all addresses together.
+    pub register_global_per_minute: u32,
+    /// `POST /oauth/token` (and `/token`) per client address.
+    pub token_per_minute: u32,
+}
+
+impl Default for RateLimits {
+    fn default() -> Self {
+        Self {
+            register_per_minute: 20,
+            register_global_per_minute: 200,
+            token_per_minute: 600,
+        }
+    }
+}
+
+/// Default of `maxDynamicClients`.
+pub const DEFAULT_MAX_DYNAMIC_CLIENTS: usize = 10_000;
+
+/// Default of `unusedClientTtlSeconds` (one day).
+pub const DEFAULT_UNUSED_CLIENT_TTL: u64 = 86_400;
 
 /// A secret that never prints.
 #[derive(Clone)]
@@ -96,6 +136,13 @@ pub struct Config {
     pub resource: String,
     /// `consent`.
     pub consent: ConsentMode,
+    /// `rateLimits`.
+    pub rate_limits: RateLimits,
+    /// `maxDynamicClients`: the most dynamically registered clients kept (0: no cap).
+    pub max_dynamic_clients: usize,
+    /// `unusedClientTtlSeconds`: a dynamic client never used for this long is removed
+    /// (0: never).
+    pub unused_client_ttl: u64,
     /// Things that are allowed but deserve the operator's attention.
     pub warnings: Vec<String>,
 }
@@ -303,6 +350,35 @@ fn validate(raw: RawOauthAs, env: impl Fn(&str) -> Option<String>) -> Result<Con
         );
     }
 
+    let rate_limits = {
+        let raw_limits = raw.rate_limits.unwrap_or_default();
+        let defaults = RateLimits::default();
+        RateLimits {
+            register_per_minute: raw_limits
+                .register_per_minute
+                .unwrap_or(defaults.register_per_minute),
+            register_global_per_minute: raw_limits
+                .register_global_per_minute
+                .unwrap_or(defaults.register_global_per_minute),
+            token_per_minute: raw_limits
+                .token_per_minute
+                .unwrap_or(defaults.token_per_minute),
+        }
+    };
+    let max_dynamic_clients = raw
+        .max_dynamic_clients
+        .unwrap_or(DEFAULT_MAX_DYNAMIC_CLIENTS);
+    let unused_client_ttl = raw
+        .unused_client_ttl_seconds
+        .unwrap_or(DEFAULT_UNUSED_CLIENT_TTL);
+    if unused_client_ttl != 0 && unused_client_ttl < 600 {
+        // A client needs time to send the user through the login and consent before it has
+        // anything that keeps it alive.
+        errors.push(
+            "oauthAs.unusedClientTtlSeconds must be 0 (never collect) or at least 600".into(),
+        );
+    }
+
     match (errors.is_empty(), trusted_sources) {
         (true, Some(trusted_sources)) => Ok(Config {
             issuer,
@@ -320,6 +396,9 @@ fn validate(raw: RawOauthAs, env: impl Fn(&str) -> Option<String>) -> Result<Con
             injected_roles: raw.injected_roles.unwrap_or_default(),
             resource,
             consent,
+            rate_limits,
+            max_dynamic_clients,
+            unused_client_ttl,
             warnings,
         }),
         _ => Err(ConfigErrors(errors)),
@@ -518,6 +597,50 @@ mod tests {
         assert_eq!(
             errors,
             vec!["oauthAs.jwtSecret refers to ${NOPE}, which is not set".to_string()]
+        );
+    }
+
+    #[test]
+    fn abuse_limits_have_safe_defaults_and_can_be_disabled() {
+        let c = config(minimal()).unwrap();
+        assert_eq!(c.rate_limits, RateLimits::default());
+        assert_eq!(c.rate_limits.register_per_minute, 20);
+        assert_eq!(c.rate_limits.register_global_per_minute, 200);
+        assert_eq!(c.rate_limits.token_per_minute, 600);
+        assert_eq!(c.max_dynamic_clients, 10_000);
+        assert_eq!(c.unused_client_ttl, 86_400);
+
+        let mut raw = minimal();
+        raw["rateLimits"] = serde_json::json!({"registerPerMinute": 0, "tokenPerMinute": 5});
+        raw["maxDynamicClients"] = 0.into();
+        raw["unusedClientTtlSeconds"] = 0.into();
+        let c = config(raw).unwrap();
+        assert_eq!(c.rate_limits.register_per_minute, 0);
+        assert_eq!(c.rate_limits.register_global_per_minute, 200);
+        assert_eq!(c.rate_limits.token_per_minute, 5);
+        assert_eq!((c.max_dynamic_clients, c.unused_client_ttl), (0, 0));
+    }
+
+    #[test]
+    fn abuse_limit_mistakes_are_named() {
+        let mut raw = minimal();
+        raw["rateLimits"] = serde_json::json!({"registerPerHour": 5});
+        let errors = config(raw).unwrap_err().0;
+        assert!(errors[0].contains("registerPerHour"), "{errors:?}");
+        for bad in [
+            serde_json::json!({"tokenPerMinute": -1}),
+            serde_json::json!({"tokenPerMinute": "600"}),
+        ] {
+            let mut raw = minimal();
+            raw["rateLimits"] = bad.clone();
+            assert!(config(raw).is_err(), "{bad}");
+        }
+        let mut raw = minimal();
+        raw["unusedClientTtlSeconds"] = 60.into();
+        let errors = config(raw).unwrap_err().0;
+        assert!(
+            errors[0].starts_with("oauthAs.unusedClientTtlSeconds"),
+            "{errors:?}"
         );
     }
 

@@ -192,6 +192,11 @@ impl Verifier {
         if !typ_ok {
             return Err(VerifyError::Type);
         }
+        // This issuer never marks extensions critical, and none is understood here: a token
+        // that lists any must be refused (RFC 7515 §4.1.11).
+        if header.crit.is_some() {
+            return Err(VerifyError::Malformed);
+        }
         // `kid` is only ever a key into this table (RFC 8725 §3.10); without one, the current
         // secret is the only candidate.
         let secret = match header.kid.as_deref() {

@@ -6,7 +6,7 @@
 use std::net::IpAddr;
 
 use axum::http::{HeaderMap, HeaderName};
-use ipnet::IpNet;
+use ipnet::{IpNet, Ipv4Net};
 
 /// The networks of `trustedSourceCidrs`.
 #[derive(Debug, Clone)]
@@ -36,6 +36,16 @@ impl TrustedSources {
                     }
                 },
             };
+            // Peers are compared in canonical form (IPv4-mapped IPv6 as IPv4), so a network
+            // written in the mapped form is turned into its IPv4 equivalent; otherwise it would
+            // never match, and `::ffff:0:0/96` would hide a wildcard.
+            let written = net;
+            let net = ipv4_equivalent(net);
+            if net != written {
+                warnings.push(format!(
+                    "oauthAs.trustedSourceCidrs: {entry:?} is an IPv4-mapped IPv6 network; using {net}"
+                ));
+            }
             if net.prefix_len() == 0 {
                 return Err(format!(
                     "oauthAs.trustedSourceCidrs: {entry:?} trusts every address; list only your reverse proxy's addresses"
@@ -58,6 +68,18 @@ impl TrustedSources {
         let peer = peer.to_canonical();
         self.0.iter().any(|net| net.contains(&peer))
     }
+}
+
+/// `::ffff:a.b.c.d/n` (n ≥ 96) as `a.b.c.d/(n - 96)`; any other network unchanged.
+fn ipv4_equivalent(net: IpNet) -> IpNet {
+    if let IpNet::V6(v6) = net
+        && v6.prefix_len() >= 96
+        && let Some(v4) = v6.network().to_ipv4_mapped()
+        && let Ok(v4net) = Ipv4Net::new(v4, v6.prefix_len() - 96)
+    {
+        return IpNet::V4(v4net);
+    }
+    net
 }
 
 impl std::fmt::Display for TrustedSources {
@@ -91,11 +113,18 @@ pub fn read_user(headers: &HeaderMap, header: &HeaderName) -> Result<String, Ide
     if user.is_empty()
         || user.len() > MAX_USER_LEN
         || user.contains(',')
-        || user.chars().any(|c| c.is_control() || c.is_whitespace())
+        || user
+            .chars()
+            .any(|c| c.is_control() || c.is_whitespace() || is_bidi_control(c))
     {
         return Err(IdentityError::Ambiguous);
     }
     Ok(user.to_string())
+}
+
+/// Bidirectional overrides and isolates, which would let a name display as another.
+fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{061C}')
 }
 
 /// Reads the groups from `header`: every occurrence, comma-separated, trimmed, de-duplicated.
@@ -158,6 +187,23 @@ mod tests {
     }
 
     #[test]
+    fn ipv4_mapped_networks_are_read_as_ipv4_and_cannot_hide_a_wildcard() {
+        let (trusted, warnings) =
+            TrustedSources::parse(&["::ffff:10.0.0.0/104".to_string()]).unwrap();
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert_eq!(trusted.to_string(), "10.0.0.0/8");
+        assert!(trusted.contains("10.1.2.3".parse().unwrap()));
+        assert!(trusted.contains("::ffff:10.1.2.3".parse().unwrap()));
+        assert!(!trusted.contains("11.0.0.1".parse().unwrap()));
+        let (trusted, _) = TrustedSources::parse(&["::ffff:127.0.0.1".to_string()]).unwrap();
+        assert!(trusted.contains("127.0.0.1".parse().unwrap()));
+        for wildcard in ["::ffff:0.0.0.0/96", "::ffff:0:0/96"] {
+            let error = TrustedSources::parse(&[wildcard.to_string()]).unwrap_err();
+            assert!(error.contains("trusts every address"), "{error}");
+        }
+    }
+
+    #[test]
     fn host_bits_are_truncated_with_a_warning() {
         let (trusted, warnings) = TrustedSources::parse(&["10.0.0.1/8".to_string()]).unwrap();
         assert_eq!(warnings.len(), 1);
@@ -173,7 +219,25 @@ mod tests {
         assert_eq!(read_user(&headers, &name).unwrap(), "alice@example.com");
         headers.append(&name, HeaderValue::from_static("bob"));
         assert_eq!(read_user(&headers, &name), Err(IdentityError::Ambiguous));
-        for bad in ["alice,bob", "", "   ", "al ice"] {
+        // Non-ASCII names are accepted when they are valid UTF-8 (IdPs have them).
+        let mut headers = HeaderMap::new();
+        headers.insert(&name, HeaderValue::from_bytes("josé".as_bytes()).unwrap());
+        assert_eq!(read_user(&headers, &name).unwrap(), "josé");
+        for bad in [
+            &b"\xff\xfe"[..],
+            "ecila\u{202E}".as_bytes(),
+            "al\u{2066}ice".as_bytes(),
+            "al\u{a0}ice".as_bytes(),
+        ] {
+            let mut headers = HeaderMap::new();
+            headers.insert(&name, HeaderValue::from_bytes(bad).unwrap());
+            assert_eq!(
+                read_user(&headers, &name),
+                Err(IdentityError::Ambiguous),
+                "{bad:?}"
+            );
+        }
+        for bad in ["alice,bob", "", "   ", "al ice", "al\tice"] {
             let mut headers = HeaderMap::new();
             headers.insert(&name, HeaderValue::from_str(bad).unwrap());
             assert_eq!(

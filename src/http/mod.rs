@@ -5,6 +5,7 @@ pub mod authorize;
 pub mod error;
 pub mod metadata;
 pub mod pages;
+pub mod rate_limit;
 pub mod register;
 pub mod token;
 
@@ -14,10 +15,12 @@ use std::sync::Arc;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, Method, header};
-use axum::routing::{get, post};
+use axum::middleware::{from_fn_with_state, map_response};
+use axum::routing::{MethodRouter, get, post};
 use tower_http::cors::{Any, CorsLayer};
 
 use crate::app::AppState;
+use rate_limit::{Endpoint, RateLimiter};
 
 /// Request bodies above this many bytes are refused with 413.
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
@@ -54,16 +57,32 @@ pub fn router(state: Shared) -> Router {
         .map(|u| u.path().trim_end_matches('/').to_string())
         .unwrap_or_default();
 
+    // Registration and the token endpoint answer anyone: rate-limited per client address.
+    let limiter = Arc::new(RateLimiter::new(
+        state.config.rate_limits,
+        state.config.trusted_sources.clone(),
+        state.clock.clone(),
+    ));
+    let register_route = || -> MethodRouter<Shared> {
+        post(register::register).layer(from_fn_with_state(
+            (limiter.clone(), Endpoint::Register),
+            rate_limit::enforce,
+        ))
+    };
+    let token_route = || -> MethodRouter<Shared> {
+        post(token::token).layer(from_fn_with_state(
+            (limiter.clone(), Endpoint::Token),
+            rate_limit::enforce,
+        ))
+    };
+
     // Cloud clients call these from browsers or servers without SSO: CORS allowed.
     let mut public = Router::new()
         .route(paths::AS_METADATA, get(metadata::authorization_server))
         .route(paths::OIDC_METADATA, get(metadata::authorization_server))
         .route(paths::PRM, get(metadata::protected_resource))
-        .route(
-            &format!("{prefix}{}", paths::REGISTER),
-            post(register::register),
-        )
-        .route(&format!("{prefix}{}", paths::TOKEN), post(token::token))
+        .route(&format!("{prefix}{}", paths::REGISTER), register_route())
+        .route(&format!("{prefix}{}", paths::TOKEN), token_route())
         .route(&format!("{prefix}{}", paths::REVOKE), post(token::revoke));
     if !prefix.is_empty() {
         // RFC 8414 §3.1 path insertion, and the OpenID "append" form some clients try.
@@ -84,8 +103,8 @@ pub fn router(state: Shared) -> Router {
     }
     // claude.ai and 2025-03-26 clients fall back to these at the origin root.
     public = public
-        .route("/token", post(token::token))
-        .route("/register", post(register::register));
+        .route("/token", token_route())
+        .route("/register", register_route());
     let cors = CorsLayer::new()
         .allow_origin(Any)
         .allow_methods([Method::GET, Method::POST, Method::OPTIONS])
@@ -97,10 +116,12 @@ pub fn router(state: Shared) -> Router {
         .expose_headers([header::WWW_AUTHENTICATE]);
 
     // Server-to-server only (MCP servers with confidential credentials): no CORS.
-    let introspection = Router::new().route(
-        &format!("{prefix}{}", paths::INTROSPECT),
-        post(token::introspect),
-    );
+    let introspection = Router::new()
+        .route(
+            &format!("{prefix}{}", paths::INTROSPECT),
+            post(token::introspect),
+        )
+        .layer(map_response(error::json_rejections));
 
     // Browser navigation behind SSO: never CORS.
     let browser = Router::new()
@@ -112,10 +133,15 @@ pub fn router(state: Shared) -> Router {
         .route(
             &format!("{prefix}{}", paths::CONSENT),
             post(authorize::consent),
-        );
+        )
+        .layer(map_response(error::page_rejections));
 
     Router::new()
-        .merge(public.layer(cors))
+        .merge(
+            public
+                .layer(map_response(error::json_rejections))
+                .layer(cors),
+        )
         .merge(introspection)
         .merge(browser)
         .route("/healthz", get(metadata::healthz))
@@ -123,14 +149,50 @@ pub fn router(state: Shared) -> Router {
         .with_state(state)
 }
 
+/// How often unused dynamic clients are looked for (the first pass runs at start).
+pub const CLIENT_COLLECTION_INTERVAL: std::time::Duration = std::time::Duration::from_secs(600);
+
 /// Serves `router` on `listener` until `shutdown` completes, then drains in-flight requests.
+/// Meanwhile a background task removes unused dynamic clients every
+/// [`CLIENT_COLLECTION_INTERVAL`] (see [`collect_unused_clients`]).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: Shared,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let collector = tokio::spawn(collect_periodically(state.clone()));
     let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
-    axum::serve(listener, app)
+    let served = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
-        .await
+        .await;
+    collector.abort();
+    served
+}
+
+/// Removes the dynamically registered clients older than `unusedClientTtlSeconds` that no
+/// user approved and that hold no refresh token (never pre-provisioned clients); how many.
+pub async fn collect_unused_clients(app: &AppState) -> usize {
+    let ttl = app.config.unused_client_ttl;
+    if ttl == 0 {
+        return 0;
+    }
+    let older_than = app.now().saturating_sub(ttl);
+    match app.store.remove_unused_dynamic_clients(older_than).await {
+        Ok(0) => 0,
+        Ok(removed) => {
+            tracing::info!(target: "audit", removed, "removed dynamically registered clients that were never used");
+            removed
+        }
+        // The store is then unhealthy and /healthz says so; nothing else to do here.
+        Err(_) => 0,
+    }
+}
+
+async fn collect_periodically(app: Shared) {
+    let mut every = tokio::time::interval(CLIENT_COLLECTION_INTERVAL);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        collect_unused_clients(&app).await;
+    }
 }

@@ -8,8 +8,8 @@ use axum::response::{IntoResponse, Response};
 
 use super::Shared;
 use super::error::no_store;
-use crate::oauth::OAuthError;
 use crate::oauth::register::{RegistrationRequest, register_dynamic};
+use crate::oauth::{ErrorCode, OAuthError};
 
 /// Registers a client.
 pub async fn register(
@@ -40,10 +40,21 @@ pub async fn register(
         app.now(),
     )?;
     let response = new.response();
-    app.store
-        .put_client(new.client)
+    let max = app.config.max_dynamic_clients;
+    let is_added = app
+        .store
+        .put_dynamic_client(new.client, max)
         .await
         .map_err(|_| OAuthError::storage_unavailable())?;
+    if !is_added {
+        tracing::warn!(target: "audit", max_dynamic_clients = max, "registration refused: the client limit is reached");
+        return Err(OAuthError::new(
+            ErrorCode::TemporarilyUnavailable,
+            format!(
+                "this server already holds its maximum of {max} registered clients; try again later"
+            ),
+        ));
+    }
     tracing::info!(target: "audit", client_id = %response.client_id, client_name = %response.client_name, "client registered");
     Ok((StatusCode::CREATED, no_store(), Json(response)).into_response())
 }

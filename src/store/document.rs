@@ -3,11 +3,11 @@
 //! The live store, the journal replay at boot and the tests all go through
 //! [`StateDocument::apply`], so what is replayed is exactly what was done.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 
-use super::{Client, RefreshFamily};
+use super::{Client, RefreshFamily, Registration};
 
 /// The state file format version this build reads and writes.
 pub const STATE_VERSION: u32 = 1;
@@ -108,6 +108,13 @@ pub enum Mutation {
         /// The user.
         sub: String,
     },
+    /// Removes dynamically registered clients that were never used: no consent and no
+    /// refresh-token family. Applying it checks that again, so replaying it can never remove
+    /// a client that gained a grant in between.
+    CollectUnusedClients {
+        /// The client ids.
+        client_ids: Vec<String>,
+    },
     /// Puts an access token on the deny-list until it expires.
     DenyAccessToken {
         /// The token's `jti`.
@@ -164,7 +171,55 @@ impl StateDocument {
             Mutation::DenyAccessToken { jti, exp } => {
                 self.revoked_access_tokens.insert(jti.clone(), *exp);
             }
+            Mutation::CollectUnusedClients { client_ids } => {
+                let in_use = self.clients_with_families();
+                let unused: Vec<String> = client_ids
+                    .iter()
+                    .filter(|id| self.is_unused_dynamic(id, &in_use))
+                    .cloned()
+                    .collect();
+                for client_id in &unused {
+                    self.clients.remove(client_id);
+                    self.consents.remove(client_id);
+                }
+            }
         }
+    }
+
+    /// Dynamically registered clients registered before `older_than` (seconds since the
+    /// epoch) that no user has approved and that hold no refresh-token family.
+    /// Pre-provisioned clients are never listed.
+    pub fn unused_dynamic_clients(&self, older_than: u64) -> Vec<String> {
+        let in_use = self.clients_with_families();
+        self.clients
+            .values()
+            .filter(|c| c.client_id_issued_at < older_than)
+            .filter(|c| self.is_unused_dynamic(&c.client_id, &in_use))
+            .map(|c| c.client_id.clone())
+            .collect()
+    }
+
+    /// How many clients were registered dynamically.
+    pub fn dynamic_client_count(&self) -> usize {
+        self.clients
+            .values()
+            .filter(|c| c.registration == Registration::Dynamic)
+            .count()
+    }
+
+    fn clients_with_families(&self) -> HashSet<&str> {
+        self.refresh_tokens
+            .values()
+            .map(|f| f.grant.client_id.as_str())
+            .collect()
+    }
+
+    fn is_unused_dynamic(&self, client_id: &str, with_families: &HashSet<&str>) -> bool {
+        self.clients
+            .get(client_id)
+            .is_some_and(|c| c.registration == Registration::Dynamic)
+            && self.consents.get(client_id).is_none_or(BTreeMap::is_empty)
+            && !with_families.contains(client_id)
     }
 
     /// Drops families whose live token expired before `now`, and deny-list entries for
@@ -178,6 +233,83 @@ impl StateDocument {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn client(id: &str, registration: Registration, at: u64) -> Client {
+        Client {
+            client_id: id.into(),
+            client_name: id.into(),
+            redirect_uris: vec!["http://127.0.0.1/cb".into()],
+            token_endpoint_auth_method: super::super::AuthMethod::None,
+            grant_types: vec!["authorization_code".into()],
+            response_types: vec!["code".into()],
+            scope: String::new(),
+            secret_hash: None,
+            client_id_issued_at: at,
+            registration,
+        }
+    }
+
+    #[test]
+    fn only_old_unused_dynamic_clients_are_collected() {
+        let mut doc = StateDocument::default();
+        for c in [
+            client("old-unused", Registration::Dynamic, 100),
+            client("new-unused", Registration::Dynamic, 1000),
+            client("old-consented", Registration::Dynamic, 100),
+            client("old-with-family", Registration::Dynamic, 100),
+            client("old-provisioned", Registration::Provisioned, 100),
+        ] {
+            doc.apply(&Mutation::PutClient { client: c });
+        }
+        doc.apply(&Mutation::GrantConsent {
+            client_id: "old-consented".into(),
+            sub: "alice".into(),
+            at: 100,
+        });
+        doc.apply(&Mutation::PutFamily {
+            family_id: "f".into(),
+            family: RefreshFamily {
+                grant: super::super::Grant {
+                    client_id: "old-with-family".into(),
+                    sub: "bob".into(),
+                    groups: vec![],
+                    scope: String::new(),
+                    resource: "https://mcp.example.com/mcp".into(),
+                },
+                current_hash: "h".into(),
+                previous_hash: None,
+                rotated_at: None,
+                created_at: 100,
+                expires_at: 10_000,
+            },
+        });
+        assert_eq!(doc.dynamic_client_count(), 4);
+        assert_eq!(doc.unused_dynamic_clients(500), vec!["old-unused"]);
+        assert!(doc.unused_dynamic_clients(100).is_empty());
+
+        // Replaying a collection re-checks: every listed client that is in use stays.
+        doc.apply(&Mutation::CollectUnusedClients {
+            client_ids: [
+                "old-unused",
+                "old-consented",
+                "old-with-family",
+                "old-provisioned",
+                "missing",
+            ]
+            .map(String::from)
+            .to_vec(),
+        });
+        let left: Vec<&str> = doc.clients.keys().map(String::as_str).collect();
+        assert_eq!(
+            left,
+            vec![
+                "new-unused",
+                "old-consented",
+                "old-provisioned",
+                "old-with-family"
+            ]
+        );
+    }
 
     #[test]
     fn an_empty_document_round_trips_through_json() {

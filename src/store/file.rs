@@ -400,6 +400,49 @@ impl Store for StateStore {
         self.mutate(&[Mutation::PutClient { client }]).await
     }
 
+    async fn put_dynamic_client(
+        &self,
+        client: Client,
+        max_dynamic: usize,
+    ) -> Result<bool, StoreUnavailable> {
+        let seq = {
+            let mut shared = self.lock();
+            if self.durable.borrow().has_failed {
+                return Err(StoreUnavailable);
+            }
+            if max_dynamic != 0 && shared.doc.dynamic_client_count() >= max_dynamic {
+                return Ok(false);
+            }
+            self.commit(&mut shared, &[Mutation::PutClient { client }])
+        };
+        self.wait(seq).await?;
+        Ok(true)
+    }
+
+    async fn remove_unused_dynamic_clients(
+        &self,
+        older_than: u64,
+    ) -> Result<usize, StoreUnavailable> {
+        let (count, seq) = {
+            let mut shared = self.lock();
+            let client_ids = shared.doc.unused_dynamic_clients(older_than);
+            if client_ids.is_empty() {
+                return Ok(0);
+            }
+            if self.durable.borrow().has_failed {
+                return Err(StoreUnavailable);
+            }
+            let count = client_ids.len();
+            let seq = self.commit(
+                &mut shared,
+                &[Mutation::CollectUnusedClients { client_ids }],
+            );
+            (count, seq)
+        };
+        self.wait(seq).await?;
+        Ok(count)
+    }
+
     async fn remove_client(&self, client_id: &str) -> Result<bool, StoreUnavailable> {
         let existed = self.lock().doc.clients.contains_key(client_id);
         if existed {

@@ -152,8 +152,22 @@ pub trait Store: Send + Sync {
     async fn clients(&self) -> Vec<Client>;
     /// Adds or replaces a client.
     async fn put_client(&self, client: Client) -> Result<(), StoreUnavailable>;
+    /// Adds a dynamically registered client unless `max_dynamic` of them already exist
+    /// (0: no cap); whether it was added. Counting and adding happen atomically.
+    async fn put_dynamic_client(
+        &self,
+        client: Client,
+        max_dynamic: usize,
+    ) -> Result<bool, StoreUnavailable>;
     /// Removes a client with its consents and refresh-token families; whether it existed.
     async fn remove_client(&self, client_id: &str) -> Result<bool, StoreUnavailable>;
+    /// Removes the dynamically registered clients registered before `older_than` (seconds
+    /// since the epoch) that have neither a user's consent nor a refresh-token family; how
+    /// many were removed. Pre-provisioned clients are never removed.
+    async fn remove_unused_dynamic_clients(
+        &self,
+        older_than: u64,
+    ) -> Result<usize, StoreUnavailable>;
     /// Whether `sub` has approved `client_id`.
     async fn has_consent(&self, sub: &str, client_id: &str) -> bool;
     /// Remembers that `sub` approved `client_id`.

@@ -42,7 +42,9 @@ pub fn oauth_as(issuer: &str) -> Value {
             "cursor://anysphere.cursor-mcp/oauth/callback"
         ],
         "injectedRoles": ["mcp-user"],
-        "scopesSupported": []
+        "scopesSupported": [],
+        // Tests send bursts from one address; `limits.rs` tests the limits themselves.
+        "rateLimits": {"registerPerMinute": 0, "registerGlobalPerMinute": 0, "tokenPerMinute": 0}
     })
 }
 

@@ -5,11 +5,13 @@
 // Tests may panic on unexpected values; that is how they fail.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod attacks;
 mod authorize;
 mod cli;
 mod discovery;
 mod flow;
 mod helpers;
+mod limits;
 mod register;
 mod resource;
 mod state;

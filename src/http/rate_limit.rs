@@ -1,0 +1,440 @@
+//! Rate limits for the endpoints anyone can call without signing in: registration and the
+//! token endpoint (`oauthAs.rateLimits`).
+//!
+//! Each limit is a token bucket holding up to one minute's allowance and refilling
+//! continuously, kept per client address in one map under a mutex; buckets that have
+//! refilled completely carry no information and are pruned once a minute. Registration also
+//! has one bucket shared by every address, which bounds how fast the client table can grow
+//! whatever the number of addresses.
+//!
+//! The client address is the TCP peer, unless the peer is one of `trustedSourceCidrs`: then
+//! it is the right-most `X-Forwarded-For` entry that is not itself a trusted address (the one
+//! the nearest trusted proxy saw), never the left-most, which the client writes. IPv6
+//! addresses are grouped by /64, the block a single host usually controls.
+//!
+//! A refused request gets 429 with `Retry-After` (seconds) and
+//! `{"error": "temporarily_unavailable", …}`: the code RFC 6749 defines for "try again later".
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::{Arc, Mutex};
+
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::Response;
+
+use super::error::json_error;
+use crate::clock::Clock;
+use crate::config::RateLimits;
+use crate::oauth::ErrorCode;
+use crate::proxy_trust::TrustedSources;
+
+/// Buckets are dropped once they have been idle this long: by then they are full again.
+const PRUNE_AFTER_SECONDS: u64 = 60;
+
+/// Past this many tracked addresses, pruning also runs between the minutely passes.
+const MAX_TRACKED: usize = 100_000;
+
+/// Which limit a route is under.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Endpoint {
+    /// `POST /oauth/register`, `POST /register`.
+    Register,
+    /// `POST /oauth/token`, `POST /token`.
+    Token,
+}
+
+impl Endpoint {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Register => "register",
+            Self::Token => "token",
+        }
+    }
+}
+
+/// A token bucket whose capacity is its per-minute rate.
+#[derive(Debug, Clone, Copy)]
+struct Bucket {
+    tokens: f64,
+    updated: u64,
+    /// Whether the last request was refused (so only the first refusal is logged).
+    is_limited: bool,
+}
+
+impl Bucket {
+    fn full(per_minute: u32, now: u64) -> Self {
+        Self {
+            tokens: f64::from(per_minute),
+            updated: now,
+            is_limited: false,
+        }
+    }
+
+    fn refill(&mut self, per_minute: u32, now: u64) {
+        // A clock that stepped back refills nothing (and never drains).
+        let elapsed = now.saturating_sub(self.updated);
+        let capacity = f64::from(per_minute);
+        self.tokens = (self.tokens + elapsed as f64 * capacity / 60.0).min(capacity);
+        self.updated = self.updated.max(now);
+    }
+
+    /// Seconds until one whole token is back.
+    fn retry_after(&self, per_minute: u32) -> u64 {
+        let missing = (1.0 - self.tokens).max(0.0);
+        // At most 60 s (an empty bucket refills one token in 60 / rate seconds).
+        (missing * 60.0 / f64::from(per_minute))
+            .ceil()
+            .clamp(1.0, 60.0) as u64
+    }
+}
+
+#[derive(Debug)]
+struct Buckets {
+    per_address: HashMap<(Endpoint, IpAddr), Bucket>,
+    global_register: Bucket,
+    last_prune: u64,
+}
+
+/// The limiter shared by every rate-limited route.
+pub struct RateLimiter {
+    limits: RateLimits,
+    trusted: TrustedSources,
+    clock: Arc<dyn Clock>,
+    buckets: Mutex<Buckets>,
+}
+
+impl RateLimiter {
+    /// A limiter for `limits`, reading client addresses behind `trusted` proxies.
+    pub fn new(limits: RateLimits, trusted: TrustedSources, clock: Arc<dyn Clock>) -> Self {
+        let now = clock.now();
+        Self {
+            buckets: Mutex::new(Buckets {
+                per_address: HashMap::new(),
+                global_register: Bucket::full(limits.register_global_per_minute, now),
+                last_prune: now,
+            }),
+            limits,
+            trusted,
+            clock,
+        }
+    }
+
+    /// Takes one request from `key`'s allowance for `endpoint`; `Err` holds the seconds to
+    /// wait (for `Retry-After`).
+    pub fn check(&self, endpoint: Endpoint, key: IpAddr) -> Result<(), u64> {
+        let now = self.clock.now();
+        let per_address = match endpoint {
+            Endpoint::Register => self.limits.register_per_minute,
+            Endpoint::Token => self.limits.token_per_minute,
+        };
+        let global = match endpoint {
+            Endpoint::Register => self.limits.register_global_per_minute,
+            Endpoint::Token => 0,
+        };
+        // The map is only ever changed whole-entry, so a poisoned lock is still consistent.
+        let mut guard = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        let buckets = &mut *guard;
+        buckets.prune(now);
+
+        let mut own = (per_address != 0).then(|| {
+            let bucket = buckets
+                .per_address
+                .entry((endpoint, key))
+                .or_insert_with(|| Bucket::full(per_address, now));
+            bucket.refill(per_address, now);
+            bucket
+        });
+        if let Some(bucket) = own.as_deref_mut()
+            && bucket.tokens < 1.0
+        {
+            if !bucket.is_limited {
+                bucket.is_limited = true;
+                tracing::warn!(target: "audit", client = %key, endpoint = endpoint.as_str(), per_minute = per_address, "rate limit reached");
+            }
+            return Err(bucket.retry_after(per_address));
+        }
+        if global != 0 {
+            let shared = &mut buckets.global_register;
+            shared.refill(global, now);
+            if shared.tokens < 1.0 {
+                if !shared.is_limited {
+                    shared.is_limited = true;
+                    tracing::warn!(target: "audit", endpoint = endpoint.as_str(), per_minute = global, "global registration rate limit reached");
+                }
+                return Err(shared.retry_after(global));
+            }
+            shared.tokens -= 1.0;
+            shared.is_limited = false;
+        }
+        if let Some(bucket) = own {
+            bucket.tokens -= 1.0;
+            bucket.is_limited = false;
+        }
+        Ok(())
+    }
+
+    /// The address a request is counted against (see the module documentation).
+    pub fn key_for(&self, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
+        client_key(peer, headers, &self.trusted)
+    }
+}
+
+impl Buckets {
+    fn prune(&mut self, now: u64) {
+        let is_due = now.saturating_sub(self.last_prune) >= PRUNE_AFTER_SECONDS
+            || (self.per_address.len() > MAX_TRACKED && now != self.last_prune);
+        if is_due {
+            self.per_address
+                .retain(|_, b| now.saturating_sub(b.updated) < PRUNE_AFTER_SECONDS);
+            self.last_prune = now;
+        }
+    }
+}
+
+/// The address a request from `peer` is counted against: the peer itself, or, when the peer
+/// is a trusted proxy, the right-most `X-Forwarded-For` entry that is not a trusted address
+/// (the left-most entry if all are). A header that cannot be read leaves the proxy's own
+/// address, so malformed requests share one bucket instead of choosing their own.
+pub fn client_key(peer: IpAddr, headers: &HeaderMap, trusted: &TrustedSources) -> IpAddr {
+    let peer = peer.to_canonical();
+    if !trusted.contains(peer) {
+        return group(peer);
+    }
+    // Repeated header lines form one list, in order (RFC 9110 §5.3).
+    let mut entries = Vec::new();
+    for value in headers.get_all("x-forwarded-for") {
+        let Ok(text) = value.to_str() else {
+            return group(peer);
+        };
+        entries.extend(text.split(',').map(str::trim));
+    }
+    let mut key = peer;
+    for entry in entries.iter().rev() {
+        let Some(address) = parse_entry(entry) else {
+            return group(peer);
+        };
+        key = address.to_canonical();
+        if !trusted.contains(key) {
+            break;
+        }
+    }
+    group(key)
+}
+
+/// One `X-Forwarded-For` entry: an address, optionally with a port (`1.2.3.4:5`, `[::1]:5`).
+fn parse_entry(entry: &str) -> Option<IpAddr> {
+    entry
+        .parse::<IpAddr>()
+        .ok()
+        .or_else(|| entry.parse::<SocketAddr>().ok().map(|s| s.ip()))
+        .or_else(|| {
+            entry
+                .strip_prefix('[')
+                .and_then(|e| e.strip_suffix(']'))
+                .and_then(|e| e.parse::<Ipv6Addr>().ok())
+                .map(IpAddr::V6)
+        })
+}
+
+/// IPv4 addresses stand alone; IPv6 addresses count by their /64.
+fn group(address: IpAddr) -> IpAddr {
+    match address {
+        IpAddr::V4(_) => address,
+        IpAddr::V6(v6) => {
+            let bits = u128::from(v6) & !((1u128 << 64) - 1);
+            IpAddr::V6(Ipv6Addr::from(bits))
+        }
+    }
+}
+
+/// The 429 answer.
+fn too_many_requests(retry_after: u64) -> Response {
+    let mut response = json_error(
+        StatusCode::TOO_MANY_REQUESTS,
+        ErrorCode::TemporarilyUnavailable,
+        &format!("too many requests from this address; retry after {retry_after} seconds"),
+    );
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
+    response
+}
+
+/// Middleware: counts the request against its limit before the handler runs.
+pub async fn enforce(
+    State((limiter, endpoint)): State<(Arc<RateLimiter>, Endpoint)>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let peer = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.ip());
+    let key = limiter.key_for(peer, request.headers());
+    match limiter.check(endpoint, key) {
+        Ok(()) => next.run(request).await,
+        Err(retry_after) => too_many_requests(retry_after),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+
+    fn trusted(entries: &[&str]) -> TrustedSources {
+        let entries: Vec<String> = entries.iter().map(|s| s.to_string()).collect();
+        TrustedSources::parse(&entries).map(|(t, _)| t).unwrap()
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    fn xff(lines: &[&str]) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        for line in lines {
+            headers.append("x-forwarded-for", HeaderValue::from_str(line).unwrap());
+        }
+        headers
+    }
+
+    #[test]
+    fn an_untrusted_peer_is_its_own_key_whatever_it_forwards() {
+        let proxies = trusted(&["10.0.0.0/8"]);
+        let headers = xff(&["1.2.3.4"]);
+        assert_eq!(
+            client_key(ip("192.0.2.7"), &headers, &proxies),
+            ip("192.0.2.7")
+        );
+        assert_eq!(
+            client_key(ip("::ffff:192.0.2.7"), &headers, &proxies),
+            ip("192.0.2.7")
+        );
+    }
+
+    #[test]
+    fn behind_a_trusted_proxy_the_right_most_untrusted_entry_counts() {
+        let proxies = trusted(&["10.0.0.0/8", "127.0.0.1"]);
+        let peer = ip("10.0.0.2");
+        // The client wrote the left-most entries; the proxies appended the rest.
+        let cases: &[(&[&str], &str)] = &[
+            (&["203.0.113.9"], "203.0.113.9"),
+            (&["6.6.6.6, 203.0.113.9"], "203.0.113.9"),
+            (&["6.6.6.6, 203.0.113.9, 10.0.0.1"], "203.0.113.9"),
+            (&["6.6.6.6", "203.0.113.9, 10.1.1.1"], "203.0.113.9"),
+            (&["10.9.9.9, 10.0.0.1"], "10.9.9.9"),
+            (&["203.0.113.9:4711"], "203.0.113.9"),
+            (&["[2001:db8::1]:4711"], "2001:db8::"),
+            (&["[2001:db8::1]"], "2001:db8::"),
+            (&["::ffff:203.0.113.9"], "203.0.113.9"),
+            (&[], "10.0.0.2"),
+            // Unreadable entries leave the proxy's own address.
+            (&["6.6.6.6, unknown"], "10.0.0.2"),
+            (&["203.0.113.9, "], "10.0.0.2"),
+            (&["203.0.113.9 10.0.0.1"], "10.0.0.2"),
+        ];
+        for (lines, expected) in cases {
+            assert_eq!(
+                client_key(peer, &xff(lines), &proxies),
+                ip(expected),
+                "{lines:?}"
+            );
+        }
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            "x-forwarded-for",
+            HeaderValue::from_bytes(b"203.0.113.9, \xff").unwrap(),
+        );
+        assert_eq!(client_key(peer, &headers, &proxies), peer);
+    }
+
+    #[test]
+    fn ipv6_addresses_are_grouped_by_their_64() {
+        let proxies = trusted(&["127.0.0.1"]);
+        let a = client_key(ip("2001:db8:1:2::1"), &HeaderMap::new(), &proxies);
+        let b = client_key(ip("2001:db8:1:2:ffff::9"), &HeaderMap::new(), &proxies);
+        let c = client_key(ip("2001:db8:1:3::1"), &HeaderMap::new(), &proxies);
+        assert_eq!(a, b);
+        assert_ne!(a, c);
+    }
+
+    fn limiter(limits: RateLimits) -> (RateLimiter, Arc<ManualClock>) {
+        let clock = Arc::new(ManualClock::new(1_000));
+        (
+            RateLimiter::new(limits, trusted(&["127.0.0.1"]), clock.clone()),
+            clock,
+        )
+    }
+
+    #[test]
+    fn a_bucket_allows_a_minute_of_burst_then_refills_continuously() {
+        let limits = RateLimits {
+            register_per_minute: 3,
+            register_global_per_minute: 0,
+            token_per_minute: 60,
+        };
+        let (limiter, clock) = limiter(limits);
+        let me = ip("192.0.2.1");
+        for _ in 0..3 {
+            assert_eq!(limiter.check(Endpoint::Register, me), Ok(()));
+        }
+        assert_eq!(limiter.check(Endpoint::Register, me), Err(20));
+        // Others and the other endpoint are unaffected.
+        assert_eq!(limiter.check(Endpoint::Register, ip("192.0.2.2")), Ok(()));
+        assert_eq!(limiter.check(Endpoint::Token, me), Ok(()));
+        clock.advance(19);
+        assert!(limiter.check(Endpoint::Register, me).is_err());
+        clock.advance(1);
+        assert_eq!(limiter.check(Endpoint::Register, me), Ok(()));
+        assert_eq!(limiter.check(Endpoint::Register, me), Err(20));
+    }
+
+    #[test]
+    fn the_global_registration_bucket_is_shared_and_zero_disables() {
+        let limits = RateLimits {
+            register_per_minute: 0,
+            register_global_per_minute: 2,
+            token_per_minute: 0,
+        };
+        let (limiter, clock) = limiter(limits);
+        assert_eq!(limiter.check(Endpoint::Register, ip("192.0.2.1")), Ok(()));
+        assert_eq!(limiter.check(Endpoint::Register, ip("192.0.2.2")), Ok(()));
+        assert_eq!(limiter.check(Endpoint::Register, ip("192.0.2.3")), Err(30));
+        for _ in 0..1000 {
+            assert_eq!(limiter.check(Endpoint::Token, ip("192.0.2.1")), Ok(()));
+        }
+        clock.advance(30);
+        assert_eq!(limiter.check(Endpoint::Register, ip("192.0.2.3")), Ok(()));
+    }
+
+    #[test]
+    fn a_refusal_by_the_global_bucket_does_not_spend_the_address_allowance() {
+        let limits = RateLimits {
+            register_per_minute: 1,
+            register_global_per_minute: 1,
+            token_per_minute: 0,
+        };
+        let (limiter, clock) = limiter(limits);
+        assert_eq!(limiter.check(Endpoint::Register, ip("192.0.2.1")), Ok(()));
+        assert!(limiter.check(Endpoint::Register, ip("192.0.2.2")).is_err());
+        clock.advance(60);
+        assert_eq!(limiter.check(Endpoint::Register, ip("192.0.2.2")), Ok(()));
+    }
+
+    #[test]
+    fn idle_buckets_are_pruned() {
+        let (limiter, clock) = limiter(RateLimits::default());
+        for i in 0..50u8 {
+            limiter
+                .check(Endpoint::Token, IpAddr::V4(Ipv4Addr::new(192, 0, 2, i)))
+                .unwrap();
+        }
+        assert_eq!(limiter.buckets.lock().unwrap().per_address.len(), 50);
+        clock.advance(PRUNE_AFTER_SECONDS);
+        limiter.check(Endpoint::Token, ip("198.51.100.1")).unwrap();
+        assert_eq!(limiter.buckets.lock().unwrap().per_address.len(), 1);
+    }
+}

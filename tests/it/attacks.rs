@@ -1,0 +1,1633 @@
+//! Adversarial tests: the rows of the attack catalogue that the endpoint tests
+//! (`authorize.rs`, `token.rs`, `register.rs`, `discovery.rs`, `flow.rs`, `state.rs`, `cli.rs`)
+//! do not already pin, each named after what it tries. Every test checks the status, the
+//! error code, and that nothing was issued or stored. The last test runs the real binary with
+//! debug logging through a whole flow and looks for any issued secret in what it left behind.
+
+// Test code: a failed unwrap is a failed test.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use mcp_authd::app::AppState;
+use mcp_authd::clock::ManualClock;
+use mcp_authd::config::Config;
+use mcp_authd::store::{StateStore, Store};
+use serde_json::{Value, json};
+
+use crate::helpers::*;
+
+const CLAUDE: &str = "https://claude.ai/api/mcp/auth_callback";
+
+/// The standard authorization parameters with `changes` applied (`None` removes).
+fn params_with(
+    client_id: &str,
+    redirect: &str,
+    changes: &[(&str, Option<&str>)],
+) -> Vec<(String, String)> {
+    let mut params = TestApp::authorize_params(client_id, redirect);
+    for (name, value) in changes {
+        params.retain(|(k, _)| k != name);
+        if let Some(value) = value {
+            params.push((name.to_string(), value.to_string()));
+        }
+    }
+    params
+}
+
+/// Asserts an HTML error page with `status`: no redirect, anti-framing headers; returns it.
+async fn assert_page(response: reqwest::Response, status: u16) -> String {
+    assert_eq!(response.status(), status);
+    assert!(response.headers().get("location").is_none());
+    assert_eq!(response.headers()["x-frame-options"], "DENY");
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+    response.text().await.unwrap()
+}
+
+/// Asserts a 302 to `redirect` with `error`, `state` and `iss`, and no code.
+fn assert_error_redirect(app: &TestApp, response: &reqwest::Response, redirect: &str, error: &str) {
+    assert_eq!(response.status(), 302);
+    let location = location(response);
+    assert!(location.starts_with(&format!("{redirect}?")), "{location}");
+    let query = query_of(&location);
+    assert_eq!(
+        query.get("error").map(String::as_str),
+        Some(error),
+        "{location}"
+    );
+    assert_eq!(query.get("iss"), Some(&app.base));
+    assert!(!query.contains_key("code"), "{location}");
+}
+
+/// Registers a public client for `uris`; returns its id.
+async fn register_uris(app: &TestApp, uris: &[&str]) -> String {
+    let response = app
+        .register_raw(json!({"client_name": "Client", "redirect_uris": uris}))
+        .await;
+    assert_eq!(response.status(), 201);
+    response.json::<Value>().await.unwrap()["client_id"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// Exchanges `code` and returns the tokens.
+async fn tokens_for(app: &TestApp, client_id: &str, code: &str) -> Value {
+    let response = app.exchange(client_id, code, REDIRECT).await;
+    assert_eq!(response.status(), 200);
+    response.json().await.unwrap()
+}
+
+fn string(body: &Value, field: &str) -> String {
+    body[field]
+        .as_str()
+        .unwrap_or_else(|| panic!("no {field} in {body}"))
+        .to_string()
+}
+
+/// Whether `text` keeps to RFC 6749 §5.2's characters for `error` and `error_description`.
+fn is_rfc6749_charset(text: &str) -> bool {
+    text.bytes()
+        .all(|b| matches!(b, 0x20..=0x21 | 0x23..=0x5B | 0x5D..=0x7E))
+}
+
+// =============================================================================================
+// A. Authorization endpoint and redirect URIs
+
+/// Rows 4, 6, 8: byte comparison defeats every look-alike and parser trick, for an https URI
+/// and a loopback URI; each is an error page, never a redirect.
+#[tokio::test]
+async fn redirect_uri_look_alikes_and_parser_tricks_are_error_pages() {
+    let (app, _dir) = TestApp::spawn().await;
+    let client_id = register_uris(&app, &[CLAUDE, REDIRECT]).await;
+    let mut tried = 0;
+    for redirect in [
+        // Encoded and double-encoded traversal, encoded unreserved characters.
+        "https://claude.ai/api/mcp/%252e%252e/mcp/auth_callback",
+        "https://claude.ai/api/mcp/./auth_callback",
+        "https://claude.ai/api/mcp//auth_callback",
+        "https://claude.ai/api/mcp/auth%5Fcallback",
+        "https://claude.ai/api/mcp/auth_callback%20",
+        "https://claude.ai/api/mcp/auth_callback%00",
+        "https://claude.ai/api/mcp/auth_callback?",
+        "https://claude.ai/api/mcp/auth_callback#",
+        "https://claude.ai/api/mcp/auth_callback#x",
+        // Authority tricks: userinfo, backslashes, a trailing dot, encoded separators.
+        "https://evil.com\\@claude.ai/api/mcp/auth_callback",
+        "https://claude.ai\\@evil.com/api/mcp/auth_callback",
+        "https://claude.ai%2F@evil.com/api/mcp/auth_callback",
+        "https://claude.ai%40evil.com/api/mcp/auth_callback",
+        "https://claude.ai./api/mcp/auth_callback",
+        "https://claude.ai:/api/mcp/auth_callback",
+        "//claude.ai/api/mcp/auth_callback",
+        "https:/claude.ai/api/mcp/auth_callback",
+        " https://claude.ai/api/mcp/auth_callback",
+        "https://claude.ai/api/mcp/auth_callback\t",
+        "https://claude.ai/api/mcp/auth\ncallback",
+        // Look-alikes of the registered 127.0.0.1 (row 8).
+        "http://LOCALHOST:33418/callback",
+        "http://localhost.:33418/callback",
+        "http://127.0.0.1.:33418/callback",
+        "http://0x7f.1:33418/callback",
+        "http://0x7f000001:33418/callback",
+        "http://017700000001:33418/callback",
+        "http://127.000.000.001:33418/callback",
+        "http://localhost.evil.com:33418/callback",
+        "http://[::1]:33418/callback",
+        "http://[0:0:0:0:0:ffff:7f00:1]:33418/callback",
+        "http://127.0.0.1:33418@evil.com/callback",
+        "http://127.0.0.1:33418\\@evil.com/callback",
+        "http://127.0.0.1:033418/callback",
+        "http://127.0.0.1:/callback",
+        "http://127.0.0.1:33418:80/callback",
+        "http://127.0.0.1:33418/callback/..",
+        "http://127.0.0.1:33418/callback%2f",
+        "http://127.0.0.1:33418/%63allback",
+    ] {
+        let params = TestApp::authorize_params(&client_id, redirect);
+        let page = assert_page(app.authorize_as(Some(USER), &params).await, 400).await;
+        assert!(
+            page.contains("redirect_uri rejected"),
+            "{redirect:?}: {page}"
+        );
+        tried += 1;
+    }
+    assert_eq!(tried, 38);
+    assert!(!app.state.store.has_consent(USER, &client_id).await);
+    app.stop().await;
+}
+
+/// Row 5: a registered query is part of the URI; any other query is a different URI.
+#[tokio::test]
+async fn a_registered_query_must_match_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = TestApp::spawn_with(Options {
+        configure: &|c| {
+            c["redirectUriAllowlist"]
+                .as_array_mut()
+                .unwrap()
+                .push(json!("https://app.example.com/cb?x=1"));
+        },
+        dir: Some(dir.path()),
+        ..Default::default()
+    })
+    .await;
+    let registered = "https://app.example.com/cb?x=1";
+    let client_id = register_uris(&app, &[registered]).await;
+    for requested in [
+        "https://app.example.com/cb?x=1&y=2",
+        "https://app.example.com/cb?y=2&x=1",
+        "https://app.example.com/cb?x=2",
+        "https://app.example.com/cb?X=1",
+        "https://app.example.com/cb?x=1&",
+        "https://app.example.com/cb?x=%31",
+        "https://app.example.com/cb",
+        "https://app.example.com/cb?",
+    ] {
+        let params = TestApp::authorize_params(&client_id, requested);
+        assert_page(app.authorize_as(Some(USER), &params).await, 400).await;
+    }
+    // The exact URI works, and the code is appended to its query.
+    let code = app.code_for(&client_id, registered).await;
+    let response = app.exchange(&client_id, &code, registered).await;
+    assert_eq!(response.status(), 200);
+    app.stop().await;
+}
+
+/// Row 12: a 4 KiB `state` of awkward characters comes back byte for byte.
+#[tokio::test]
+async fn a_four_kib_state_is_echoed_exactly() {
+    let (app, _dir) = TestApp::spawn().await;
+    let client_id = app.register_public(REDIRECT).await;
+    let state: String = "a&b=c#d%20e+f\"<>'é/?\\"
+        .chars()
+        .cycle()
+        .take(4096)
+        .collect();
+    let params = params_with(&client_id, REDIRECT, &[("state", Some(&state))]);
+    // Consent first, then the remembered approval answers directly.
+    app.code_for(&client_id, REDIRECT).await;
+    let response = app.authorize_as(Some(USER), &params).await;
+    assert_eq!(response.status(), 302);
+    assert_eq!(query_of(&location(&response))["state"], state);
+    // An error redirect echoes it too.
+    let params = params_with(
+        &client_id,
+        REDIRECT,
+        &[
+            ("state", Some(&state)),
+            ("code_challenge_method", Some("plain")),
+        ],
+    );
+    let response = app.authorize_as(Some(USER), &params).await;
+    let query = query_of(&location(&response));
+    assert_eq!(query["error"], "invalid_request");
+    assert_eq!(query["state"], state);
+    app.stop().await;
+}
+
+/// Row 13: the success redirect carries exactly one `code`, `state` and `iss`; codes are
+/// 256-bit base64url strings, all different, each bound to its own redirect.
+#[tokio::test]
+async fn the_success_redirect_has_one_code_state_and_iss_and_codes_are_256_bit() {
+    let (app, _dir) = TestApp::spawn().await;
+    let client_id = app.register_public(REDIRECT).await;
+    app.code_for(&client_id, REDIRECT).await;
+    let mut codes = std::collections::HashSet::new();
+    for _ in 0..20 {
+        let response = app
+            .authorize_as(Some(USER), &TestApp::authorize_params(&client_id, REDIRECT))
+            .await;
+        assert_eq!(response.status(), 302);
+        assert_eq!(response.headers()["referrer-policy"], "no-referrer");
+        let location = location(&response);
+        let pairs: Vec<(String, String)> = url::Url::parse(&location)
+            .unwrap()
+            .query_pairs()
+            .into_owned()
+            .collect();
+        let mut counts: HashMap<&str, usize> = HashMap::new();
+        for (k, _) in &pairs {
+            *counts.entry(k.as_str()).or_default() += 1;
+        }
+        assert_eq!(
+            counts,
+            HashMap::from([("code", 1), ("state", 1), ("iss", 1)]),
+            "{location}"
+        );
+        let code = pairs.iter().find(|(k, _)| k == "code").unwrap().1.clone();
+        assert_eq!(URL_SAFE_NO_PAD.decode(&code).unwrap().len(), 32, "{code}");
+        assert!(codes.insert(code));
+    }
+    app.stop().await;
+}
+
+/// Row 15 (confused deputy): a client an attacker registered, sent to a signed-in victim as a
+/// link, gets a consent page naming it as unverified and showing where the code would go;
+/// nothing is issued or remembered before the victim approves, and approving another
+/// client earlier does not count.
+#[tokio::test]
+async fn an_attackers_client_sent_as_a_link_gets_only_a_consent_page() {
+    let (app, _dir) = TestApp::spawn().await;
+    // The victim already uses a legitimate client.
+    let legit = app.register_public(REDIRECT).await;
+    app.code_for(&legit, REDIRECT).await;
+    assert!(app.state.store.has_consent(USER, &legit).await);
+
+    let attacker_uri = "http://localhost:4444/steal";
+    let response = app
+        .register_raw(json!({"client_name": "Claude Code", "redirect_uris": [attacker_uri]}))
+        .await;
+    let attacker = string(&response.json().await.unwrap(), "client_id");
+    let response = app
+        .authorize_as(
+            Some(USER),
+            &TestApp::authorize_params(&attacker, attacker_uri),
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+    assert!(response.headers().get("location").is_none());
+    let page = response.text().await.unwrap();
+    assert!(page.contains("unverified"), "{page}");
+    assert!(
+        page.contains("localhost"),
+        "the redirect host is shown: {page}"
+    );
+    assert!(!page.contains("code="), "{page}");
+    assert!(!app.state.store.has_consent(USER, &attacker).await);
+    // Denying sends the user back with an error, and still remembers nothing.
+    let response = app.answer_consent(&page, USER, "deny").await;
+    assert_eq!(response.status(), 303);
+    assert!(query_of(&location(&response))["error"] == "access_denied");
+    assert!(!app.state.store.has_consent(USER, &attacker).await);
+    assert!(app.state.store.families().await.is_empty());
+    app.stop().await;
+}
+
+/// Row 19: error pages and the consent form's answers carry the anti-framing and referrer
+/// headers, and no CORS even when asked from another origin.
+#[tokio::test]
+async fn error_pages_forbid_framing_and_referrers_and_never_allow_cors() {
+    let (app, _dir) = TestApp::spawn().await;
+    let response = app
+        .http
+        .get(app.url("/oauth/authorize"))
+        .query(&[("client_id", "nope")])
+        .header("X-Forwarded-User", USER)
+        .header("Origin", "https://evil.example")
+        .send()
+        .await
+        .unwrap();
+    let headers = response.headers().clone();
+    assert_page(response, 400).await;
+    assert!(
+        headers["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .contains("frame-ancestors 'none'")
+    );
+    assert_eq!(headers["referrer-policy"], "no-referrer");
+    assert_eq!(headers["cache-control"], "no-store");
+    assert!(headers.get("access-control-allow-origin").is_none());
+
+    let client_id = app.register_public(REDIRECT).await;
+    let page = app
+        .authorize_as(Some(USER), &TestApp::authorize_params(&client_id, REDIRECT))
+        .await
+        .text()
+        .await
+        .unwrap();
+    let response = app
+        .http
+        .post(app.url("/oauth/authorize/consent"))
+        .header("X-Forwarded-User", USER)
+        .header("Origin", "https://evil.example")
+        .form(&[
+            ("ticket", consent_ticket(&page).as_str()),
+            ("decision", "approve"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 303);
+    assert_eq!(response.headers()["referrer-policy"], "no-referrer");
+    assert!(
+        response
+            .headers()
+            .get("access-control-allow-origin")
+            .is_none()
+    );
+    app.stop().await;
+}
+
+// =============================================================================================
+// B. PKCE
+
+/// Row 23: challenges that are not 43 base64url characters are refused by redirect.
+#[tokio::test]
+async fn malformed_code_challenges_are_invalid_request() {
+    let (app, _dir) = TestApp::spawn().await;
+    let client_id = app.register_public(REDIRECT).await;
+    let good = challenge(VERIFIER);
+    let padded = format!("{good}=");
+    let short = good[..42].to_string();
+    let long = format!("{good}A");
+    let non_ascii = format!("{}é", &good[..42]);
+    let spaced = format!("{} ", &good[..42]);
+    let dotted = format!("{}.", &good[..42]);
+    for bad in [
+        &padded,
+        &short,
+        &long,
+        &non_ascii,
+        &spaced,
+        &dotted,
+        &String::new(),
+    ] {
+        let params = params_with(&client_id, REDIRECT, &[("code_challenge", Some(bad))]);
+        let response = app.authorize_as(Some(USER), &params).await;
+        assert_error_redirect(&app, &response, REDIRECT, "invalid_request");
+    }
+    assert!(!app.state.store.has_consent(USER, &client_id).await);
+    app.stop().await;
+}
+
+/// Rows 25, 26: a missing verifier is `invalid_request`; malformed ones (`+` decoded to a
+/// space, `%00`, `%ZZ` kept literally, wrong alphabet) are `invalid_grant`; none of them burns
+/// the code.
+#[tokio::test]
+async fn malformed_or_missing_verifiers_are_refused_and_keep_the_code() {
+    let (app, _dir) = TestApp::spawn().await;
+    let client_id = app.register_public(REDIRECT).await;
+    let code = app.code_for(&client_id, REDIRECT).await;
+    let base = format!(
+        "grant_type=authorization_code&client_id={client_id}&code={code}&redirect_uri={}",
+        url::form_urlencoded::byte_serialize(REDIRECT.as_bytes()).collect::<String>()
+    );
+    let v = &VERIFIER[..42];
+    for (tail, expected) in [
+        (String::new(), "invalid_request"),
+        ("&code_verifier=".to_string(), "invalid_request"),
+        (format!("&code_verifier={v}+"), "invalid_grant"),
+        (format!("&code_verifier={v}%00"), "invalid_grant"),
+        (
+            format!("&code_verifier={}%ZZ", &VERIFIER[..40]),
+            "invalid_grant",
+        ),
+        (format!("&code_verifier={v}%2B"), "invalid_grant"),
+        (format!("&code_verifier={v}%C3%A9"), "invalid_grant"),
+        (format!("&code_verifier={VERIFIER}%20"), "invalid_grant"),
+        (
+            format!("&code_verifier={}", challenge(VERIFIER)),
+            "invalid_grant",
+        ),
+    ] {
+        let response = app
+            .http
+            .post(app.url("/oauth/token"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(format!("{base}{tail}"))
+            .send()
+            .await
+            .unwrap();
+        assert_oauth_error(response, 400, expected).await;
+    }
+    let response = app.exchange(&client_id, &code, REDIRECT).await;
+    assert_eq!(response.status(), 200);
+    app.stop().await;
+}
+
+/// Row 27 (decision): the same challenge may be used for several authorizations; each code
+/// is still single-use and bound to its own request.
+#[tokio::test]
+async fn a_reused_challenge_is_accepted_but_each_code_works_once() {
+    let (app, _dir) = TestApp::spawn().await;
+    let client_id = app.register_public(REDIRECT).await;
+    let first = app.code_for(&client_id, REDIRECT).await;
+    let second = app.code_for(&client_id, REDIRECT).await;
+    assert_ne!(first, second);
+    for code in [&first, &second] {
+        assert_eq!(app.exchange(&client_id, code, REDIRECT).await.status(), 200);
+        assert_oauth_error(
+            app.exchange(&client_id, code, REDIRECT).await,
+            400,
+            "invalid_grant",
+        )
+        .await;
+    }
+    app.stop().await;
+}
+
+// =============================================================================================
+// C. Token endpoint: authorization_code
+
+/// Row 33 (decision 4): `redirect_uri` omitted at the token endpoint is `invalid_request`,
+/// and the code survives.
+#[tokio::test]
+async fn redirect_uri_omitted_at_the_token_endpoint_is_invalid_request() {
+    let (app, _dir) = TestApp::spawn().await;
+    let client_id = app.register_public(REDIRECT).await;
+    let code = app.code_for(&client_id, REDIRECT).await;
+    for redirect in [None, Some("")] {
+        let mut form = vec![
+            ("grant_type", "authorization_code"),
+            ("client_id", client_id.as_str()),
+            ("code", code.as_str()),
+            ("code_verifier", VERIFIER),
+        ];
+        if let Some(redirect) = redirect {
+            form.push(("redirect_uri", redirect));
+        }
+        let description = assert_oauth_error(app.token(&form).await, 400, "invalid_request").await;
+        assert!(description.contains("redirect_uri"), "{description}");
+    }
+    assert_eq!(
+        app.exchange(&client_id, &code, REDIRECT).await.status(),
+        200
+    );
+    app.stop().await;
+}
+
+/// Rows 36, 38: broken encodings, NUL, non-UTF-8 bytes, many or huge parameters: always a
+/// 400 JSON error, never a 5xx, and the real code survives all of it.
+#[tokio::test]
+async fn garbage_token_requests_are_400_json_and_never_burn_the_code() {
+    let (app, _dir) = TestApp::spawn().await;
+    let client_id = app.register_public(REDIRECT).await;
+    let code = app.code_for(&client_id, REDIRECT).await;
+    let many: String = (0..2000).map(|i| format!("p{i}=x&")).collect();
+    let bodies: Vec<Vec<u8>> = vec![
+        format!("grant_type=authorization_code&client_id={client_id}&code=%FF%FE&redirect_uri=x&code_verifier={VERIFIER}").into_bytes(),
+        format!("grant_type=authorization_code&client_id={client_id}&code=%00&redirect_uri=x&code_verifier={VERIFIER}").into_bytes(),
+        format!("grant_type=authorization_code&client_id={client_id}&code={code}%ZZ&redirect_uri=x&code_verifier={VERIFIER}").into_bytes(),
+        b"\xff\xfe\xfd=\x00\x01&&&==&".to_vec(),
+        b"grant_type=authorization_code&client_id=\xff".to_vec(),
+        format!("{many}grant_type=authorization_code&client_id={client_id}").into_bytes(),
+        format!("grant_type=refresh_token&client_id={client_id}&refresh_token=..").into_bytes(),
+        format!("grant_type=refresh_token&client_id={client_id}&refresh_token=%00.%00").into_bytes(),
+        b"=".to_vec(),
+        b"%".to_vec(),
+        Vec::new(),
+    ];
+    for body in bodies {
+        let response = app
+            .http
+            .post(app.url("/oauth/token"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        assert!(
+            status == 400 || status == 401,
+            "{status} for {:?}",
+            String::from_utf8_lossy(&body)
+        );
+        let error: Value = response.json().await.unwrap();
+        assert!(error["error"].is_string(), "{error}");
+    }
+    assert_eq!(
+        app.exchange(&client_id, &code, REDIRECT).await.status(),
+        200
+    );
+    app.stop().await;
+}
+
+/// Row 37: every error response keeps `error` and `error_description` inside RFC 6749 §5.2's
+/// character set, even when it quotes hostile input, and never quotes a code or secret.
+#[tokio::test]
+async fn error_fields_keep_to_the_rfc_6749_character_set() {
+    let (app, _dir) = TestApp::spawn().await;
+    let client_id = app.register_public(REDIRECT).await;
+    let code = app.code_for(&client_id, REDIRECT).await;
+    let mut responses = Vec::new();
+    for body in [
+        json!({"redirect_uris": ["https://evil.example/\"é\\<x>"]}),
+        json!({"redirect_uris": ["http://127.0.0.1:1/\u{202E}cb"]}),
+        json!({"redirect_uris": "\"quoted\" é"}),
+        json!({"redirect_uris": [REDIRECT], "token_endpoint_auth_method": "\"é\\\u{7}"}),
+        json!({"redirect_uris": [REDIRECT], "client_name": ["é\""]}),
+    ] {
+        responses.push(app.register_raw(body).await);
+    }
+    for form in [
+        "grant_type=%22%C3%A9%5C".to_string(),
+        "%C3%A9%22=1&%C3%A9%22=2".to_string(),
+        format!(
+            "grant_type=authorization_code&client_id={client_id}&code=x&redirect_uri=%22%C3%A9&code_verifier={VERIFIER}"
+        ),
+        format!(
+            "grant_type=authorization_code&client_id={client_id}&code={code}&redirect_uri=%22%C3%A9&code_verifier={VERIFIER}"
+        ),
+        format!(
+            "grant_type=refresh_token&client_id={client_id}&refresh_token=%22.%C3%A9&scope=%22%C3%A9"
+        ),
+        "grant_type=authorization_code&client_id=%22%C3%A9%5C".to_string(),
+    ] {
+        responses.push(
+            app.http
+                .post(app.url("/oauth/token"))
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(form)
+                .send()
+                .await
+                .unwrap(),
+        );
+    }
+    assert_eq!(responses.len(), 11);
+    for response in responses {
+        let status = response.status().as_u16();
+        assert!((400..500).contains(&status), "{status}");
+        let body: Value = response.json().await.unwrap();
+        let error = body["error"].as_str().unwrap();
+        let description = body["error_description"].as_str().unwrap_or_default();
+        assert!(is_rfc6749_charset(error), "{body}");
+        assert!(is_rfc6749_charset(description), "{body}");
+        assert!(!description.contains(&code), "{body}");
+    }
+    // The code was never consumed by the attempts that named it.
+    assert_eq!(
+        app.exchange(&client_id, &code, REDIRECT).await.status(),
+        200
+    );
+    app.stop().await;
+}
+
+// =============================================================================================
+// D. Client authentication
+
+/// Row 42: HTTP Basic is decoded per RFC 6749 §2.3.1 (form-decoding after base64), the
+/// scheme is case-insensitive, and every malformed header is a 401 with
+/// `WWW-Authenticate: Basic`. Revocation of an unknown token (200 once authenticated) is the
+/// oracle, so no code is spent.
+#[tokio::test]
+async fn basic_credentials_are_decoded_per_rfc_6749_and_malformed_ones_are_401() {
+    let (app, _dir) = TestApp::spawn().await;
+    let response = app
+        .register_raw(json!({"redirect_uris": [REDIRECT], "token_endpoint_auth_method": "client_secret_basic"}))
+        .await;
+    let registered: Value = response.json().await.unwrap();
+    let (id, secret) = (
+        string(&registered, "client_id"),
+        string(&registered, "client_secret"),
+    );
+    let other = app.register_public(REDIRECT).await;
+    let encode_all = |s: &str| s.bytes().map(|b| format!("%{b:02X}")).collect::<String>();
+    let revoke = |authorization: Vec<u8>| {
+        let request = app
+            .http
+            .post(app.url("/oauth/revoke"))
+            .header(
+                "authorization",
+                reqwest::header::HeaderValue::from_bytes(&authorization).unwrap(),
+            )
+            .form(&[("token", "unknown.token")]);
+        async move { request.send().await.unwrap() }
+    };
+    let b64 = |s: &str| STANDARD.encode(s.as_bytes());
+    for good in [
+        format!("Basic {}", b64(&format!("{id}:{secret}"))),
+        format!("basic {}", b64(&format!("{id}:{secret}"))),
+        format!("BASIC {}", b64(&format!("{id}:{secret}"))),
+        format!(
+            "Basic {}",
+            b64(&format!("{}:{}", encode_all(&id), encode_all(&secret)))
+        ),
+    ] {
+        assert_eq!(
+            revoke(good.clone().into_bytes()).await.status(),
+            200,
+            "{good}"
+        );
+    }
+    let mut bad: Vec<Vec<u8>> = [
+        format!("Basic {}", b64(&format!("{id}:{secret}x"))),
+        format!("Basic {}", b64(&format!("{id}:{secret}+"))),
+        format!("Basic {}", b64(&format!("{id}:"))),
+        format!("Basic {}", b64(&format!("{id}{secret}"))),
+        format!("Basic {}", b64(&format!("{other}:{secret}"))),
+        format!("Basic {}", b64(&format!(":{secret}"))),
+        format!("Basic {}", b64(&format!("{id}:{secret}%"))),
+        format!("Basic {}", b64(&format!("{id}:{secret}%ZZ"))),
+        format!(
+            "Basic {}",
+            URL_SAFE_NO_PAD.encode(format!("{id}:{secret}?>"))
+        ),
+        "Basic !!!not-base64!!!".to_string(),
+        "Basic".to_string(),
+        "Basic ".to_string(),
+        format!("Bearer {secret}"),
+        format!("Digest {}", b64(&format!("{id}:{secret}"))),
+    ]
+    .into_iter()
+    .map(String::into_bytes)
+    .collect();
+    let mut non_utf8 = b"Basic ".to_vec();
+    non_utf8.extend(STANDARD.encode(b"\xff\xfe:\xfd").into_bytes());
+    bad.push(non_utf8);
+    for authorization in bad {
+        let response = revoke(authorization.clone()).await;
+        assert!(
+            response.headers()["www-authenticate"]
+                .to_str()
+                .unwrap()
+                .starts_with("Basic"),
+            "{:?}",
+            String::from_utf8_lossy(&authorization)
+        );
+        assert_oauth_error(response, 401, "invalid_client").await;
+    }
+    app.stop().await;
+}
+
+// =============================================================================================
+// E. Refresh tokens
+
+/// Row 50: two refreshes of one token at the same moment, 1000 times along one family. Under
+/// the grace rule both succeed with the same successor (one rotation), the family stays the
+/// only one and stays live, and older tokens are still reuse.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_refreshes_of_one_token_follow_the_grace_rule_over_1000_runs() {
+    let (app, _dir) = TestApp::spawn().await;
+    let (client_id, tokens) = app.signed_in_client().await;
+    let mut current = string(&tokens, "refresh_token");
+    let mut history = vec![current.clone()];
+    let expectations = app.expectations();
+    let http = [client(None), client(None)];
+    for run in 0..1000 {
+        let start = Arc::new(tokio::sync::Barrier::new(2));
+        let mut tasks = Vec::new();
+        for http in &http {
+            let (http, url, start) = (http.clone(), app.url("/oauth/token"), start.clone());
+            let form = [
+                ("grant_type", "refresh_token".to_string()),
+                ("client_id", client_id.clone()),
+                ("refresh_token", current.clone()),
+            ];
+            tasks.push(tokio::spawn(async move {
+                start.wait().await;
+                let response = http.post(url).form(&form).send().await.unwrap();
+                (
+                    response.status().as_u16(),
+                    response.json::<Value>().await.unwrap(),
+                )
+            }));
+        }
+        let mut successors = Vec::new();
+        for task in tasks {
+            let (status, body) = task.await.unwrap();
+            assert_eq!(status, 200, "run {run}: {body}");
+            let claims =
+                mcp_authd::verify_access_token(&string(&body, "access_token"), &expectations)
+                    .unwrap();
+            assert_eq!(
+                (claims.sub.as_str(), claims.client_id.as_str()),
+                (USER, client_id.as_str())
+            );
+            successors.push(string(&body, "refresh_token"));
+        }
+        assert_eq!(successors[0], successors[1], "run {run}: one rotation");
+        assert_ne!(successors[0], current, "run {run}");
+        current = successors.remove(0);
+        history.push(current.clone());
+    }
+    let families = app.state.store.families().await;
+    assert_eq!(families.len(), 1);
+    // The token two generations back is plain reuse: the family dies, the live token too.
+    let stale = &history[history.len() - 3];
+    assert_oauth_error(app.refresh(&client_id, stale).await, 400, "invalid_grant").await;
+    assert_oauth_error(
+        app.refresh(&client_id, &current).await,
+        400,
+        "invalid_grant",
+    )
+    .await;
+    assert!(app.state.store.families().await.is_empty());
+    app.stop().await;
+}
+
+/// Row 51 (decision 2): a lost response may be retried with the previous token, more than
+/// once, inside 30 s while the successor is unused; afterwards, or once the successor is
+/// used, the previous token revokes the family.
+#[tokio::test]
+async fn lost_responses_may_be_retried_inside_the_grace_window_only() {
+    let (app, _dir) = TestApp::spawn().await;
+    let (client_id, tokens) = app.signed_in_client().await;
+    let first = string(&tokens, "refresh_token");
+    let second = string(
+        &app.refresh(&client_id, &first).await.json().await.unwrap(),
+        "refresh_token",
+    );
+    for wait in [5, 20] {
+        app.clock.advance(wait);
+        let retried: Value = app.refresh(&client_id, &first).await.json().await.unwrap();
+        assert_eq!(string(&retried, "refresh_token"), second);
+    }
+    // 31 s after the rotation the retry is reuse.
+    app.clock.advance(6);
+    assert_oauth_error(app.refresh(&client_id, &first).await, 400, "invalid_grant").await;
+    assert_oauth_error(app.refresh(&client_id, &second).await, 400, "invalid_grant").await;
+
+    // Same with the successor used first, inside the window.
+    let (client_id, tokens) = app.signed_in_client().await;
+    let first = string(&tokens, "refresh_token");
+    let second = string(
+        &app.refresh(&client_id, &first).await.json().await.unwrap(),
+        "refresh_token",
+    );
+    let third = string(
+        &app.refresh(&client_id, &second).await.json().await.unwrap(),
+        "refresh_token",
+    );
+    assert_oauth_error(app.refresh(&client_id, &first).await, 400, "invalid_grant").await;
+    assert_oauth_error(app.refresh(&client_id, &third).await, 400, "invalid_grant").await;
+    app.stop().await;
+}
+
+/// Row 52: a family past its lifetime is dead, even for a retry inside the grace window.
+#[tokio::test]
+async fn an_expired_family_fails_even_inside_the_grace_window() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = TestApp::spawn_with(Options {
+        configure: &|c| c["refreshTokenTtlSeconds"] = json!(10),
+        dir: Some(dir.path()),
+        ..Default::default()
+    })
+    .await;
+    let (client_id, tokens) = app.signed_in_client().await;
+    let first = string(&tokens, "refresh_token");
+    let second = string(
+        &app.refresh(&client_id, &first).await.json().await.unwrap(),
+        "refresh_token",
+    );
+    app.clock.advance(11);
+    // The live token has expired; the previous one, inside its 30 s of grace, is refused too
+    // (as reuse, which revokes what is left of the family).
+    let description =
+        assert_oauth_error(app.refresh(&client_id, &second).await, 400, "invalid_grant").await;
+    assert!(description.contains("expired"), "{description}");
+    assert_oauth_error(app.refresh(&client_id, &first).await, 400, "invalid_grant").await;
+    assert!(app.state.store.families().await.is_empty());
+    app.stop().await;
+}
+
+/// Row 54: refresh tokens are `<family id>.<secret>` with a 256-bit base64url secret; only
+/// its SHA-256 is kept.
+#[tokio::test]
+async fn refresh_tokens_carry_256_bits_and_only_their_hash_is_kept() {
+    let (app, _dir) = TestApp::spawn().await;
+    let (_, tokens) = app.signed_in_client().await;
+    let refresh = string(&tokens, "refresh_token");
+    let (family_id, secret) = refresh.split_once('.').expect("<family>.<secret>");
+    assert_eq!(URL_SAFE_NO_PAD.decode(secret).unwrap().len(), 32);
+    let family = app.state.store.family(family_id).await.expect("the family");
+    assert_ne!(family.current_hash, refresh);
+    assert!(!family.current_hash.contains(secret));
+    app.stop().await;
+}
+
+// =============================================================================================
+// F. Access tokens
+
+/// Signs a JWT with an arbitrary header over `payload` (a base64url segment).
+fn resign(header: Value, payload: &str, key: &[u8]) -> String {
+    let h = URL_SAFE_NO_PAD.encode(header.to_string());
+    let sig = URL_SAFE_NO_PAD.encode(mcp_authd::secrets::hmac_raw(
+        key,
+        format!("{h}.{payload}").as_bytes(),
+    ));
+    format!("{h}.{payload}.{sig}")
+}
+
+/// Row 58: `kid` is only a key into the configured table (path or SQL fragments find nothing),
+/// key-carrying headers (`jku`, `x5u`, `jwk`) are never followed, and a `crit` extension the
+/// verifier does not understand is refused (RFC 7515 §4.1.11).
+#[tokio::test]
+async fn jwt_headers_never_choose_the_key_and_unknown_crit_is_refused() {
+    let (app, _dir) = TestApp::spawn().await;
+    let (_, tokens) = app.signed_in_client().await;
+    let token = string(&tokens, "access_token");
+    let payload = token.split('.').nth(1).unwrap().to_string();
+    let expectations = app.expectations();
+    let kid = mcp_authd::jwt::key_id(SECRET.as_bytes());
+    let attacker_key = b"attacker-key-attacker-key-attacker-key!!";
+    // The genuine header, re-signed with the real key, verifies (the control).
+    let genuine = resign(
+        json!({"alg": "HS256", "typ": "at+jwt", "kid": kid}),
+        &payload,
+        SECRET.as_bytes(),
+    );
+    assert!(mcp_authd::verify_access_token(&genuine, &expectations).is_ok());
+    let jwk = json!({"kty": "oct", "k": URL_SAFE_NO_PAD.encode(attacker_key)});
+    let mut refused = Vec::new();
+    for (header, key) in [
+        (
+            json!({"alg": "HS256", "typ": "at+jwt", "kid": "../../../../dev/null"}),
+            &attacker_key[..],
+        ),
+        (
+            json!({"alg": "HS256", "typ": "at+jwt", "kid": "x' OR '1'='1"}),
+            &attacker_key[..],
+        ),
+        (
+            json!({"alg": "HS256", "typ": "at+jwt", "kid": ""}),
+            b"".as_slice(),
+        ),
+        (
+            json!({"alg": "HS256", "typ": "at+jwt", "jku": "https://evil.example/jwks.json"}),
+            &attacker_key[..],
+        ),
+        (
+            json!({"alg": "HS256", "typ": "at+jwt", "x5u": "https://evil.example/cert.pem"}),
+            &attacker_key[..],
+        ),
+        (
+            json!({"alg": "HS256", "typ": "at+jwt", "jwk": jwk}),
+            &attacker_key[..],
+        ),
+        (
+            json!({"alg": "HS256", "typ": "at+jwt", "kid": kid, "crit": ["urn:example:unknown"], "urn:example:unknown": "x"}),
+            SECRET.as_bytes(),
+        ),
+        (
+            json!({"alg": "HS256", "typ": "at+jwt", "kid": kid, "crit": ["exp"]}),
+            SECRET.as_bytes(),
+        ),
+    ] {
+        let forged = resign(header.clone(), &payload, key);
+        if mcp_authd::verify_access_token(&forged, &expectations).is_ok() {
+            refused.push(header);
+        }
+    }
+    assert!(refused.is_empty(), "accepted: {refused:?}");
+    app.stop().await;
+}
+
+// =============================================================================================
+// G. Reverse-proxy header trust
+
+/// A server on a dual-stack `[::]` socket, where IPv4 peers appear as `::ffff:a.b.c.d`.
+struct DualStack {
+    port: u16,
+    state: Arc<AppState>,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+    _dir: tempfile::TempDir,
+}
+
+impl DualStack {
+    /// `None` when this host cannot open a dual-stack socket (no IPv6).
+    async fn spawn(trusted: &[&str]) -> Option<Self> {
+        let listener = tokio::net::TcpListener::bind("[::]:0").await.ok()?;
+        let port = listener.local_addr().unwrap().port();
+        let mut section = oauth_as(&format!("http://127.0.0.1:{port}"));
+        section["trustedSourceCidrs"] = json!(trusted);
+        let doc = json!({"serverAuth": {"oauthAs": section}});
+        let config = Config::parse(&doc.to_string(), |_| None).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> =
+            Arc::new(StateStore::open(&dir.path().join("auth_server.json")).unwrap());
+        let clock = Arc::new(ManualClock::new(1_800_000_000));
+        let state = Arc::new(AppState::with_clock(config, store, clock));
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let serving = state.clone();
+        let task = tokio::spawn(async move {
+            mcp_authd::http::serve(listener, serving, async {
+                let _ = rx.await;
+            })
+            .await
+            .unwrap();
+        });
+        Some(Self {
+            port,
+            state,
+            shutdown: Some(tx),
+            task,
+            _dir: dir,
+        })
+    }
+
+    /// GET /oauth/authorize for `client_id` through `host` (`127.0.0.1` or `[::1]`) from
+    /// `http`, as the proxy would send it.
+    async fn authorize(&self, http: &reqwest::Client, host: &str, client_id: &str) -> u16 {
+        http.get(format!("http://{host}:{}/oauth/authorize", self.port))
+            .query(&TestApp::authorize_params(client_id, REDIRECT))
+            .header("X-Forwarded-User", USER)
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    }
+
+    async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        self.task.await.unwrap();
+    }
+}
+
+/// Row 66: on a dual-stack listener the proxy's IPv4 address arrives as an IPv4-mapped IPv6
+/// peer and still matches an IPv4 `trustedSourceCidrs` entry (and a mapped-form entry);
+/// other IPv4 peers and `::1` do not, and an IPv6-only entry does not admit IPv4 peers.
+#[tokio::test]
+async fn ipv4_mapped_peers_on_a_dual_stack_listener_are_judged_as_ipv4() {
+    // The premise: an IPv4 connection to a [::] socket reports a mapped peer.
+    let Ok(probe) = std::net::TcpListener::bind("[::]:0") else {
+        eprintln!("no IPv6 on this host: dual-stack peers are covered by proxy_trust unit tests");
+        return;
+    };
+    let probe_port = probe.local_addr().unwrap().port();
+    let _conn = std::net::TcpStream::connect(("127.0.0.1", probe_port)).unwrap();
+    let (_, peer) = probe.accept().unwrap();
+    match peer {
+        SocketAddr::V6(v6) => assert_eq!(v6.ip().to_ipv4_mapped(), Some([127, 0, 0, 1].into())),
+        SocketAddr::V4(_) => panic!("a [::] listener reported an IPv4 peer: {peer}"),
+    }
+
+    let v4_proxy = client(None);
+    let v4_other = client(Some("127.0.0.2".parse().unwrap()));
+    for trusted in [
+        &["127.0.0.1/32"][..],
+        &["::ffff:127.0.0.1"][..],
+        &["::ffff:127.0.0.1/128"][..],
+    ] {
+        let server = DualStack::spawn(trusted).await.unwrap();
+        let state = server.state.clone();
+        let client_id = {
+            let response = v4_proxy
+                .post(format!("http://127.0.0.1:{}/oauth/register", server.port))
+                .json(&json!({"redirect_uris": [REDIRECT]}))
+                .send()
+                .await
+                .unwrap();
+            string(&response.json().await.unwrap(), "client_id")
+        };
+        assert_eq!(
+            server.authorize(&v4_proxy, "127.0.0.1", &client_id).await,
+            200,
+            "{trusted:?}"
+        );
+        assert_eq!(
+            server.authorize(&v4_other, "127.0.0.1", &client_id).await,
+            403,
+            "{trusted:?}"
+        );
+        assert_eq!(
+            server.authorize(&v4_proxy, "[::1]", &client_id).await,
+            403,
+            "{trusted:?}"
+        );
+        assert!(!state.store.has_consent(USER, &client_id).await);
+        server.stop().await;
+    }
+    // Trusting only ::1 admits the IPv6 loopback peer, never an IPv4 one.
+    let server = DualStack::spawn(&["::1"]).await.unwrap();
+    let response = v4_proxy
+        .post(format!("http://[::1]:{}/oauth/register", server.port))
+        .json(&json!({"redirect_uris": [REDIRECT]}))
+        .send()
+        .await
+        .unwrap();
+    let client_id = string(&response.json().await.unwrap(), "client_id");
+    assert_eq!(server.authorize(&v4_proxy, "[::1]", &client_id).await, 200);
+    assert_eq!(
+        server.authorize(&v4_proxy, "127.0.0.1", &client_id).await,
+        403
+    );
+    server.stop().await;
+}
+
+/// Row 67: wildcards are refused at boot, including one written as an IPv4-mapped network;
+/// host bits and mapped forms are normalised with a warning.
+#[tokio::test]
+async fn wildcard_trusted_sources_are_refused_at_boot() {
+    let parse = |cidrs: Value| {
+        let mut section = oauth_as("https://mcp.example.com");
+        section["trustedSourceCidrs"] = cidrs;
+        Config::parse(
+            &json!({"serverAuth": {"oauthAs": section}}).to_string(),
+            |_| None,
+        )
+    };
+    for wildcard in [
+        json!(["0.0.0.0/0"]),
+        json!(["::/0"]),
+        json!(["::ffff:0.0.0.0/96"]),
+        json!(["127.0.0.1/32", "0.0.0.0/0"]),
+        json!([]),
+        json!(["*"]),
+        json!(["10.0.0.0/33"]),
+        json!(["localhost"]),
+    ] {
+        let errors = parse(wildcard.clone()).unwrap_err().0;
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.starts_with("oauthAs.trustedSourceCidrs")),
+            "{wildcard}: {errors:?}"
+        );
+    }
+    for (entry, shown) in [
+        ("10.0.0.1/8", "10.0.0.0/8"),
+        ("::ffff:10.0.0.0/104", "10.0.0.0/8"),
+    ] {
+        let config = parse(json!([entry])).unwrap();
+        assert_eq!(config.trusted_sources_display(), shown);
+        assert_eq!(config.warnings.len(), 1, "{:?}", config.warnings);
+    }
+}
+
+/// Row 69: look-alike header names sent next to the proxy's real header change nothing.
+#[tokio::test]
+async fn underscore_variants_never_override_the_proxys_headers() {
+    let (app, _dir) = TestApp::spawn().await;
+    let client_id = app.register_public(REDIRECT).await;
+    app.code_for(&client_id, REDIRECT).await;
+    let response = app
+        .http
+        .get(app.url("/oauth/authorize"))
+        .query(&TestApp::authorize_params(&client_id, REDIRECT))
+        .header("X_Forwarded_User", "admin@example.com")
+        .header("X-Forwarded-User", USER)
+        .header("X-Forwarded_User", "root@example.com")
+        .header("X_Forwarded_Groups", "admins")
+        .header("X-Forwarded-Groups", "eng")
+        .header("X-Forwarded-Groups_", "root")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 302);
+    let code = query_of(&location(&response))["code"].clone();
+    let tokens = tokens_for(&app, &client_id, &code).await;
+    let claims =
+        mcp_authd::verify_access_token(&string(&tokens, "access_token"), &app.expectations())
+            .unwrap();
+    assert_eq!(claims.sub, USER);
+    assert_eq!(claims.groups, vec!["eng"]);
+    app.stop().await;
+}
+
+/// Row 70: the user header's limits: 256 bytes pass and 257 do not; tabs, non-breaking
+/// spaces, bidi overrides and invalid UTF-8 are refused; valid non-ASCII names are accepted.
+#[tokio::test]
+async fn user_header_values_outside_the_rules_are_400_pages() {
+    let (app, _dir) = TestApp::spawn().await;
+    let client_id = app.register_public(REDIRECT).await;
+    let params = TestApp::authorize_params(&client_id, REDIRECT);
+    let send = |value: Vec<u8>| {
+        let request = app
+            .http
+            .get(app.url("/oauth/authorize"))
+            .query(&params)
+            .header(
+                "X-Forwarded-User",
+                reqwest::header::HeaderValue::from_bytes(&value).unwrap(),
+            );
+        async move { request.send().await.unwrap() }
+    };
+    let longest = format!("{}@example.com", "a".repeat(256 - 12));
+    assert_eq!(send(longest.clone().into_bytes()).await.status(), 200);
+    assert_eq!(
+        send("josé@example.com".as_bytes().to_vec()).await.status(),
+        200
+    );
+    for bad in [
+        format!("{longest}a").into_bytes(),
+        b"al\tice".to_vec(),
+        "al\u{a0}ice".as_bytes().to_vec(),
+        "ecila\u{202E}@example.com".as_bytes().to_vec(),
+        b"\xff\xfealice".to_vec(),
+        b"alice, bob".to_vec(),
+    ] {
+        assert_page(send(bad).await, 400).await;
+    }
+    app.stop().await;
+}
+
+/// Row 71: groups are parsed the same way every time: every header line, split on commas,
+/// trimmed, de-duplicated, in order.
+#[tokio::test]
+async fn the_groups_header_is_parsed_deterministically() {
+    let (app, _dir) = TestApp::spawn().await;
+    let client_id = app.register_public(REDIRECT).await;
+    app.code_for(&client_id, REDIRECT).await;
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert("x-forwarded-user", USER.parse().unwrap());
+    headers.append("x-forwarded-groups", " eng , ops,,eng".parse().unwrap());
+    headers.append("x-forwarded-groups", "admins,ops".parse().unwrap());
+    let response = app
+        .http
+        .get(app.url("/oauth/authorize"))
+        .query(&TestApp::authorize_params(&client_id, REDIRECT))
+        .headers(headers)
+        .send()
+        .await
+        .unwrap();
+    let code = query_of(&location(&response))["code"].clone();
+    let tokens = tokens_for(&app, &client_id, &code).await;
+    let claims =
+        mcp_authd::verify_access_token(&string(&tokens, "access_token"), &app.expectations())
+            .unwrap();
+    assert_eq!(claims.groups, vec!["eng", "ops", "admins"]);
+    app.stop().await;
+}
+
+/// Row 72: identity headers sent to the server-to-server endpoints (which the proxy does not
+/// put behind SSO) are ignored: tokens carry the user of the authorization.
+#[tokio::test]
+async fn identity_headers_on_token_and_registration_requests_are_ignored() {
+    let (app, _dir) = TestApp::spawn().await;
+    let response = app
+        .http
+        .post(app.url("/oauth/register"))
+        .header("X-Forwarded-User", "mallory@example.com")
+        .json(&json!({"client_name": "C", "redirect_uris": [REDIRECT]}))
+        .send()
+        .await
+        .unwrap();
+    let client_id = string(&response.json().await.unwrap(), "client_id");
+    let code = app.code_for(&client_id, REDIRECT).await;
+    let forged = |form: Vec<(&'static str, String)>| {
+        let request = app
+            .http
+            .post(app.url("/oauth/token"))
+            .header("X-Forwarded-User", "mallory@example.com")
+            .header("X-Forwarded-Groups", "admins")
+            .form(&form);
+        async move { request.send().await.unwrap().json::<Value>().await.unwrap() }
+    };
+    let tokens = forged(vec![
+        ("grant_type", "authorization_code".into()),
+        ("client_id", client_id.clone()),
+        ("code", code),
+        ("redirect_uri", REDIRECT.into()),
+        ("code_verifier", VERIFIER.into()),
+    ])
+    .await;
+    let refreshed = forged(vec![
+        ("grant_type", "refresh_token".into()),
+        ("client_id", client_id.clone()),
+        ("refresh_token", string(&tokens, "refresh_token")),
+    ])
+    .await;
+    for body in [tokens, refreshed] {
+        let claims =
+            mcp_authd::verify_access_token(&string(&body, "access_token"), &app.expectations())
+                .unwrap();
+        assert_eq!(claims.sub, USER);
+        assert_eq!(claims.groups, vec!["eng", "ops"]);
+    }
+    app.stop().await;
+}
+
+// =============================================================================================
+// H. Dynamic client registration
+
+/// Rows 6, 78–80: with an allowlist that admits every https URI, the registration validator
+/// alone refuses each trick (the reason is never the allowlist).
+#[tokio::test]
+async fn registration_tricks_are_refused_by_the_validator_itself() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = TestApp::spawn_with(Options {
+        configure: &|c| {
+            c["redirectUriAllowlist"] = json!([
+                "https://*",
+                "http://127.0.0.1:*",
+                "http://localhost:*",
+                "app://*"
+            ])
+        },
+        dir: Some(dir.path()),
+        ..Default::default()
+    })
+    .await;
+    for uri in [
+        "https://claude.ai@evil.com/cb",
+        "https://evil.com\\@claude.ai/cb",
+        "https://claude.ai\\@evil.com/cb",
+        "https://claude.ai%2F@evil.com/cb",
+        "https://*.example.com/cb",
+        "https://example.com/*",
+        "https://example.com/cb#",
+        "https://example.com/cb#frag",
+        "https://EXAMPLE.com/cb",
+        "https://example.com:443/cb",
+        "https://example.com",
+        "https://example.com/a/../cb",
+        "https://example.com/a/./cb",
+        "https://example.com/c\tb",
+        "https://example.com/c\nb",
+        "https://exa\u{0}mple.com/cb",
+        "https:example.com/cb",
+        "https:///example.com/cb",
+        "https://xn--80ak6aa92e.com/cb\u{202E}",
+        "https://аpple.com/cb",
+        "https://example.com/c b",
+        "https://[::1/cb",
+        "https://example.com:99999/cb",
+        "http://127.0.0.1:3000/cb#",
+        "http://127.1:3000/cb",
+        "http://0x7f000001:3000/cb",
+        "http://localhost.:3000/cb",
+        "app:callback",
+    ] {
+        let response = app.register_raw(json!({"redirect_uris": [uri]})).await;
+        let description = assert_oauth_error(response, 400, "invalid_redirect_uri").await;
+        assert!(
+            description.starts_with("redirect_uri rejected: "),
+            "{uri:?}: {description}"
+        );
+        assert!(
+            !description.contains("redirectUriAllowlist"),
+            "{uri:?}: {description}"
+        );
+    }
+    assert!(app.state.store.clients().await.is_empty());
+    // The same allowlist still admits clean URIs.
+    register_uris(&app, &["https://example.com/cb", "app://callback"]).await;
+    app.stop().await;
+}
+
+/// Row 83: a repeated JSON member is refused rather than resolved to one of its values.
+#[tokio::test]
+async fn a_duplicate_json_member_is_invalid_client_metadata() {
+    let (app, _dir) = TestApp::spawn().await;
+    for body in [
+        format!(
+            r#"{{"redirect_uris": ["{REDIRECT}"], "redirect_uris": ["http://127.0.0.1:1/evil"]}}"#
+        ),
+        format!(
+            r#"{{"redirect_uris": ["{REDIRECT}"], "token_endpoint_auth_method": "none", "token_endpoint_auth_method": "client_secret_post"}}"#
+        ),
+        format!(r#"{{"redirect_uris": ["{REDIRECT}"], "client_name": "a", "client_name": "b"}}"#),
+    ] {
+        let response = app
+            .http
+            .post(app.url("/oauth/register"))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_oauth_error(response, 400, "invalid_client_metadata").await;
+    }
+    assert!(app.state.store.clients().await.is_empty());
+    app.stop().await;
+}
+
+// =============================================================================================
+// Secrets never leak (issue item 4)
+
+/// A port that was free a moment ago.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Every regular file under `dir`, with its bytes.
+fn files_under(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let entry = entry.unwrap();
+        let kind = entry.file_type().unwrap();
+        if kind.is_dir() {
+            out.extend(files_under(&entry.path()));
+        } else if kind.is_file() {
+            out.push((
+                entry.path().display().to_string(),
+                std::fs::read(entry.path()).unwrap(),
+            ));
+        }
+    }
+    out
+}
+
+/// Runs the real binary with `RUST_LOG=debug` through registration, consent, code exchange,
+/// rotation, a grace retry, a code replay, reuse detection, failed authentications and
+/// revocation; then looks for every secret it issued or was sent (client secret, codes,
+/// consent ticket, access and refresh tokens and their secret halves, the PKCE verifier, the
+/// signing key) in its stderr and stdout, in every error body, and in every file it wrote.
+#[tokio::test]
+async fn no_secret_reaches_the_logs_the_error_bodies_or_the_state() {
+    let jwt_secret = "leak-test-signing-key-0123456789-abcdefghij";
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let dir = tempfile::tempdir().unwrap();
+    let logs = tempfile::tempdir().unwrap();
+    let doc = json!({"serverAuth": {"oauthAs": {
+        "issuerUrl": base,
+        "jwtSecret": "${LEAK_TEST_JWT_SECRET}",
+        "trustedSourceCidrs": ["127.0.0.1/32"],
+        "redirectUriAllowlist": ["http://127.0.0.1:*"]
+    }}});
+    let config = dir.path().join("servers.json");
+    std::fs::write(&config, doc.to_string()).unwrap();
+    let stderr_path = logs.path().join("stderr.log");
+    let stdout_path = logs.path().join("stdout.log");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_mcp-authd"));
+    cmd.current_dir(dir.path())
+        .arg("serve")
+        .arg("--config")
+        .arg(&config)
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{port}"))
+        .env("RUST_LOG", "trace")
+        .env("LEAK_TEST_JWT_SECRET", jwt_secret)
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&stdout_path).unwrap())
+        .stderr(std::fs::File::create(&stderr_path).unwrap());
+    for var in [
+        "MCP_AUTH_SERVER_PATH",
+        "MCP_AUTH_SERVER_CONFIG",
+        "MCP_CONFIG",
+    ] {
+        cmd.env_remove(var);
+    }
+    let mut child = cmd.spawn().unwrap();
+    struct Kill<'a>(&'a mut std::process::Child);
+    impl Drop for Kill<'_> {
+        fn drop(&mut self) {
+            if let Ok(None) = self.0.try_wait() {
+                let _ = self.0.kill();
+                let _ = self.0.wait();
+            }
+        }
+    }
+    let child = Kill(&mut child);
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        if let Ok(r) = http.get(format!("{base}/healthz")).send().await
+            && r.status() == 200
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "serve did not start: {}",
+            std::fs::read_to_string(&stderr_path).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let mut secrets: Vec<String> = vec![jwt_secret.to_string(), VERIFIER.to_string()];
+    let mut error_bodies: Vec<String> = Vec::new();
+    let token = |form: Vec<(&'static str, String)>| {
+        let request = http.post(format!("{base}/oauth/token")).form(&form);
+        async move {
+            let response = request.send().await.unwrap();
+            (response.status().as_u16(), response.text().await.unwrap())
+        }
+    };
+    let authorize = |client_id: String| {
+        let request = http
+            .get(format!("{base}/oauth/authorize"))
+            .query(&TestApp::authorize_params(&client_id, REDIRECT))
+            .header("X-Forwarded-User", USER);
+        async move { request.send().await.unwrap() }
+    };
+
+    // Register a confidential client.
+    let response = http
+        .post(format!("{base}/oauth/register"))
+        .json(&json!({"client_name": "Leak test", "redirect_uris": [REDIRECT], "token_endpoint_auth_method": "client_secret_post"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let registered: Value = response.json().await.unwrap();
+    let client_id = string(&registered, "client_id");
+    let client_secret = string(&registered, "client_secret");
+    secrets.push(client_secret.clone());
+
+    // Consent, then a code.
+    let page = authorize(client_id.clone()).await.text().await.unwrap();
+    let ticket = consent_ticket(&page);
+    secrets.push(ticket.clone());
+    let response = http
+        .post(format!("{base}/oauth/authorize/consent"))
+        .header("X-Forwarded-User", USER)
+        .form(&[("ticket", ticket.as_str()), ("decision", "approve")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 303);
+    let code = query_of(&location(&response))["code"].clone();
+    secrets.push(code.clone());
+    // The replayed ticket is refused (an error page).
+    let response = http
+        .post(format!("{base}/oauth/authorize/consent"))
+        .header("X-Forwarded-User", USER)
+        .form(&[("ticket", ticket.as_str()), ("decision", "approve")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 403);
+    error_bodies.push(response.text().await.unwrap());
+
+    let code_form = |code: &str, verifier: &str| {
+        vec![
+            ("grant_type", "authorization_code".to_string()),
+            ("client_id", client_id.clone()),
+            ("client_secret", client_secret.clone()),
+            ("code", code.to_string()),
+            ("redirect_uri", REDIRECT.to_string()),
+            ("code_verifier", verifier.to_string()),
+        ]
+    };
+    let refresh_form = |refresh: &str| {
+        vec![
+            ("grant_type", "refresh_token".to_string()),
+            ("client_id", client_id.clone()),
+            ("client_secret", client_secret.clone()),
+            ("refresh_token", refresh.to_string()),
+        ]
+    };
+    // A wrong verifier first (an error), then the exchange, then a replay (an error).
+    let (status, body) = token(code_form(&code, &"x".repeat(43))).await;
+    assert_eq!(status, 400);
+    error_bodies.push(body);
+    let (status, body) = token(code_form(&code, VERIFIER)).await;
+    assert_eq!(status, 200, "{body}");
+    let first: Value = serde_json::from_str(&body).unwrap();
+    let (status, body) = token(code_form(&code, VERIFIER)).await;
+    assert_eq!(status, 400);
+    error_bodies.push(body);
+
+    // A new authorization (consent remembered), exchange, rotation, grace retry, reuse.
+    let response = authorize(client_id.clone()).await;
+    assert_eq!(response.status(), 302);
+    let code = query_of(&location(&response))["code"].clone();
+    secrets.push(code.clone());
+    let (status, body) = token(code_form(&code, VERIFIER)).await;
+    assert_eq!(status, 200);
+    let second: Value = serde_json::from_str(&body).unwrap();
+    let rt1 = string(&second, "refresh_token");
+    let (_, body) = token(refresh_form(&rt1)).await;
+    let rotated: Value = serde_json::from_str(&body).unwrap();
+    let (_, body) = token(refresh_form(&rt1)).await;
+    let retried: Value = serde_json::from_str(&body).unwrap();
+    let rt2 = string(&rotated, "refresh_token");
+    let (_, body) = token(refresh_form(&rt2)).await;
+    let third: Value = serde_json::from_str(&body).unwrap();
+    let (status, body) = token(refresh_form(&rt1)).await;
+    assert_eq!(status, 400, "reuse: {body}");
+    error_bodies.push(body);
+    let (status, body) = token(refresh_form(&string(&third, "refresh_token"))).await;
+    assert_eq!(status, 400);
+    error_bodies.push(body);
+
+    // Failed client authentication, by form and by Basic, with the secret nearly right.
+    let mut wrong = refresh_form(&rt2);
+    wrong[2].1.push('x');
+    let (status, body) = token(wrong).await;
+    assert_eq!(status, 401);
+    error_bodies.push(body);
+    let response = http
+        .post(format!("{base}/oauth/revoke"))
+        .basic_auth(&client_id, Some(format!("{client_secret}x")))
+        .form(&[("token", rt2.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 401);
+    error_bodies.push(response.text().await.unwrap());
+
+    // A fresh family, revoked by its client.
+    let response = authorize(client_id.clone()).await;
+    let code = query_of(&location(&response))["code"].clone();
+    secrets.push(code.clone());
+    let (_, body) = token(code_form(&code, VERIFIER)).await;
+    let fourth: Value = serde_json::from_str(&body).unwrap();
+    let response = http
+        .post(format!("{base}/oauth/revoke"))
+        .form(&[
+            ("client_id", client_id.as_str()),
+            ("client_secret", client_secret.as_str()),
+            ("token", string(&fourth, "refresh_token").as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+
+    for issued in [&first, &second, &rotated, &retried, &third, &fourth] {
+        for field in ["access_token", "refresh_token"] {
+            let value = string(issued, field);
+            // The signature of a JWT, the secret half of a refresh token.
+            secrets.push(value.rsplit_once('.').unwrap().1.to_string());
+            secrets.push(value);
+        }
+    }
+    assert_eq!(error_bodies.len(), 7);
+
+    let sent = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.0.id().to_string())
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while child.0.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "serve did not stop");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    drop(child);
+
+    let stderr = std::fs::read_to_string(&stderr_path).unwrap();
+    // Trace logging was on, and the audit trail is there: it names clients and users only.
+    assert!(stderr.contains("client registered"), "{stderr}");
+    assert!(stderr.contains("tokens issued"), "{stderr}");
+    assert!(stderr.contains("refresh token reused"), "{stderr}");
+    let mut haystacks: Vec<(String, Vec<u8>)> = vec![
+        ("stderr".into(), stderr.into_bytes()),
+        ("stdout".into(), std::fs::read(&stdout_path).unwrap()),
+    ];
+    haystacks.extend(
+        error_bodies
+            .into_iter()
+            .enumerate()
+            .map(|(i, b)| (format!("error body {i}"), b.into_bytes())),
+    );
+    let files = files_under(dir.path());
+    assert!(
+        files
+            .iter()
+            .any(|(name, _)| name.ends_with("auth_server.json")),
+        "{:?}",
+        files.iter().map(|(n, _)| n).collect::<Vec<_>>()
+    );
+    haystacks.extend(files);
+    assert!(secrets.len() >= 30, "{}", secrets.len());
+    for (name, bytes) in &haystacks {
+        let text = String::from_utf8_lossy(bytes);
+        for secret in &secrets {
+            assert!(
+                !text.contains(secret.as_str()),
+                "{name} holds a secret ({} bytes): {secret}",
+                secret.len()
+            );
+        }
+    }
+}
