@@ -8,11 +8,13 @@
 mod attacks;
 mod authorize;
 mod cli;
+mod clients;
 mod discovery;
 mod flow;
 mod helpers;
 mod limits;
 mod register;
 mod resource;
+mod rmcp_client;
 mod state;
 mod token;
