@@ -1,33 +1,37 @@
 //! A small MCP server protected by mcp-authd: copy this file to protect your own.
 //!
 //! It speaks MCP's streamable HTTP transport in its simplest form (JSON-RPC over `POST /mcp`,
-//! one JSON answer per request, no sessions) and offers two tools:
+//! one JSON answer per request, no sessions) and offers these tools:
 //!
-//! - `echo` returns its `text` argument; any valid access token may call it;
-//! - `admin_echo` does the same but needs the scope `mcp:admin`.
+//! - `echo` returns its `text` argument;
+//! - `admin_echo` does the same but needs the OAuth scope `mcp:admin` (step-up);
+//! - `sentry__list_issues`, `sentry__resolve_issue` and `github__merge_pr` stand in for the
+//!   tools of real integrations, to show per-tool access control.
 //!
-//! Everything about authentication sits in [`authenticate`] and [`require_scope`] below:
+//! Authentication is the library's: an [`Authenticator`] built from `serverAuth` and the
+//! [`require_bearer`] middleware in front of `/mcp`. So:
 //!
-//! - no token, or a token that fails [`mcp_authd::verify_access_token`] → `401` with
+//! - no token, or a token that is not an mcp-authd access token for this server → `401` with
 //!   `WWW-Authenticate: Bearer resource_metadata="<this origin>/.well-known/oauth-protected-resource/mcp"`
 //!   (plus `error="invalid_token"` when a token was presented), which is how MCP clients
 //!   discover where to sign in;
 //! - a tool that needs a scope the token lacks → `403` with
-//!   `WWW-Authenticate: Bearer error="insufficient_scope", scope="mcp:admin", resource_metadata="…"`,
-//!   so clients can ask the user for more (step-up).
+//!   `WWW-Authenticate: Bearer error="insufficient_scope", scope="mcp:admin", resource_metadata="…"`;
+//! - `serverAuth.toolAccess` filters `tools/list` and refuses `tools/call` of anything else,
+//!   for OAuth users and static bearer tokens alike.
 //!
 //! MCP clients fetch the protected resource metadata (RFC 9728) from the MCP server's own
-//! origin, so this server serves it too, at `/.well-known/oauth-protected-resource[/mcp]`,
-//! naming mcp-authd as its authorization server.
+//! origin, so this server serves it too, naming mcp-authd as its authorization server.
 //!
-//! Run (with mcp-authd on 127.0.0.1:8080 and `resourceUrl` = `http://127.0.0.1:9000/mcp`):
+//! Run it with a `servers.json`. It reads `serverAuth.oauthAs`, `.bearer` and `.toolAccess`,
+//! and the tokens' audience is `oauthAs.resourceUrl`:
 //!
 //! ```sh
-//! MCP_AUTH_JWT_SECRET=... MCP_AUTH_ISSUER=http://127.0.0.1:8080 \
-//!   cargo run --example mcp_server -- --listen 127.0.0.1:9000
+//! MCP_AUTH_JWT_SECRET=... MCP_ADMIN_TOKEN=... \
+//!   cargo run --example mcp_server -- --config config/servers.local.json --listen 127.0.0.1:9000
 //! ```
 //!
-//! Settings (a command-line flag wins over the environment):
+//! Or run it without one, configured from the environment (no static tokens, no access rules):
 //!
 //! | flag | environment | default |
 //! |---|---|---|
@@ -42,143 +46,77 @@ use std::sync::Arc;
 use axum::Json;
 use axum::Router;
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
+use axum::middleware::from_fn_with_state;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use mcp_authd::{TokenExpectations, verify_access_token};
+use mcp_authd::resource::{Authenticator, Identity, require_bearer};
 use serde_json::{Value, json};
 use tower_http::cors::{Any, CorsLayer};
 
 /// The scope `admin_echo` needs.
 pub const ADMIN_SCOPE: &str = "mcp:admin";
 
+/// Every tool this server has, with its description.
+pub const TOOLS: &[(&str, &str)] = &[
+    ("echo", "Returns its text argument."),
+    (
+        "admin_echo",
+        "Returns its text argument, prefixed with the caller; needs the scope mcp:admin.",
+    ),
+    (
+        "sentry__list_issues",
+        "Lists open issues (a stand-in for a Sentry integration).",
+    ),
+    (
+        "sentry__resolve_issue",
+        "Resolves an issue (a stand-in for a Sentry integration).",
+    ),
+    (
+        "github__merge_pr",
+        "Merges a pull request (a stand-in for a GitHub integration).",
+    ),
+];
+
 /// How this server checks tokens and describes itself.
 #[derive(Clone, Debug)]
 pub struct Settings {
-    /// mcp-authd's `issuerUrl`, compared exactly with the token's `iss`.
+    /// mcp-authd's `issuerUrl`, named in the protected resource metadata.
     pub issuer: String,
     /// This server's MCP URL (mcp-authd's `resourceUrl`), which must be the token's `aud`.
     pub resource: String,
-    /// The shared HS256 secret (mcp-authd's `jwtSecret`).
-    pub secret: Vec<u8>,
+    /// Verifies bearer tokens and holds the `toolAccess` rules.
+    pub auth: Arc<Authenticator>,
 }
 
 impl Settings {
-    /// The protected resource metadata URL for [`Settings::resource`], on the same origin
-    /// (RFC 9728 §3.1: the well-known segment goes between the host and the path).
-    pub fn resource_metadata_url(&self) -> String {
-        match url::Url::parse(&self.resource) {
-            Ok(url) => format!(
-                "{}/.well-known/oauth-protected-resource{}",
-                url.origin().ascii_serialization(),
-                url.path().trim_end_matches('/')
-            ),
-            Err(_) => format!("{}/.well-known/oauth-protected-resource", self.resource),
-        }
+    /// Trusts access tokens from `issuer` for `resource`, signed with `secret`; no static
+    /// tokens, no access rules.
+    pub fn new(issuer: &str, resource: &str, secret: &str) -> Result<Self, String> {
+        let doc = json!({"serverAuth": {"oauthAs": {
+            "issuerUrl": issuer, "jwtSecret": secret, "resourceUrl": resource
+        }}});
+        Self::from_servers_json(&doc.to_string(), |_| None)
     }
-}
 
-// ---------------------------------------------------------------------------------------------
-// Authentication: the only part that knows about OAuth. Swap it for your framework's middleware.
-// ---------------------------------------------------------------------------------------------
-
-/// Who is calling, from a verified access token.
-#[derive(Clone, Debug)]
-pub struct Identity {
-    /// The user the SSO proxy signed in (`sub`).
-    pub user: String,
-    /// The OAuth client acting for the user.
-    pub client_id: String,
-    /// The scopes granted to the token.
-    pub scopes: Vec<String>,
-    /// The user's groups, as the proxy reported them.
-    pub groups: Vec<String>,
-}
-
-/// Checks the bearer token of a request. On failure, returns the `401` to send as is.
-#[allow(clippy::result_large_err)] // the ready-made response is the point; failures are rare
-pub fn authenticate(settings: &Settings, headers: &HeaderMap) -> Result<Identity, Response> {
-    let Some(token) = bearer_token(headers) else {
-        return Err(challenge(
-            StatusCode::UNAUTHORIZED,
-            settings,
-            None,
-            "invalid_token",
-            "an access token is required",
-        ));
-    };
-    let expectations = TokenExpectations {
-        issuer: settings.issuer.clone(),
-        audience: settings.resource.clone(),
-        secret: settings.secret.clone(),
-        leeway_seconds: 30,
-    };
-    match verify_access_token(token, &expectations) {
-        Ok(claims) => Ok(Identity {
-            user: claims.sub,
-            client_id: claims.client_id,
-            scopes: claims
-                .scope
-                .split_whitespace()
-                .map(str::to_string)
-                .collect(),
-            groups: claims.groups,
-        }),
-        // The reason is safe to show: it never contains the token.
-        Err(why) => Err(challenge(
-            StatusCode::UNAUTHORIZED,
-            settings,
-            Some("error=\"invalid_token\""),
-            "invalid_token",
-            &why.to_string(),
-        )),
-    }
-}
-
-/// Requires `scope` of an authenticated caller. On failure, returns the `403` to send as is.
-#[allow(clippy::result_large_err)] // as for `authenticate`
-pub fn require_scope(settings: &Settings, who: &Identity, scope: &str) -> Result<(), Response> {
-    if who.scopes.iter().any(|s| s == scope) {
-        return Ok(());
-    }
-    Err(challenge(
-        StatusCode::FORBIDDEN,
-        settings,
-        Some(&format!("error=\"insufficient_scope\", scope=\"{scope}\"")),
-        "insufficient_scope",
-        &format!("this tool needs the scope {scope}"),
-    ))
-}
-
-/// The token of an `Authorization: Bearer <token>` header (the scheme is case-insensitive).
-fn bearer_token(headers: &HeaderMap) -> Option<&str> {
-    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = value.split_once(' ')?;
-    let token = token.trim();
-    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
-}
-
-/// A 401 or 403 with its `WWW-Authenticate` challenge (RFC 6750 §3, RFC 9728 §5.1).
-fn challenge(
-    status: StatusCode,
-    settings: &Settings,
-    params: Option<&str>,
-    error: &str,
-    description: &str,
-) -> Response {
-    let mut value = String::from("Bearer ");
-    if let Some(params) = params {
-        value.push_str(params);
-        value.push_str(", ");
-    }
-    value.push_str(&format!(
-        "resource_metadata=\"{}\"",
-        settings.resource_metadata_url()
-    ));
-    let body = Json(json!({"error": error, "error_description": description}));
-    match HeaderValue::from_str(&value) {
-        Ok(value) => (status, [(header::WWW_AUTHENTICATE, value)], body).into_response(),
-        Err(_) => (StatusCode::INTERNAL_SERVER_ERROR, body).into_response(),
+    /// Reads `serverAuth` (`oauthAs`, `bearer`, `toolAccess`) from the text of a
+    /// `servers.json`; `env` resolves `${NAME}` secrets.
+    pub fn from_servers_json(
+        text: &str,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, String> {
+        let auth = Authenticator::from_servers_json(text, env).map_err(|e| e.to_string())?;
+        let doc: Value = serde_json::from_str(text).map_err(|e| e.to_string())?;
+        let oauth = &doc["serverAuth"]["oauthAs"];
+        let issuer = oauth["issuerUrl"].as_str().unwrap_or_default().to_string();
+        let resource = oauth["resourceUrl"]
+            .as_str()
+            .map_or_else(|| format!("{issuer}/mcp"), str::to_string);
+        Ok(Self {
+            issuer,
+            resource,
+            auth: Arc::new(auth),
+        })
     }
 }
 
@@ -186,19 +124,22 @@ fn challenge(
 // Routes
 // ---------------------------------------------------------------------------------------------
 
-/// The server's routes: `/mcp` and the protected resource metadata, with CORS for browser
-/// clients.
+/// The server's routes: `/mcp` behind the bearer middleware, the protected resource metadata,
+/// and CORS for browser clients.
 pub fn router(settings: Settings) -> Router {
     let settings = Arc::new(settings);
     let mut metadata_paths = vec!["/.well-known/oauth-protected-resource".to_string()];
     let specific = settings
+        .auth
         .resource_metadata_url()
         .split_once("/.well-known/")
         .map(|(_, rest)| format!("/.well-known/{rest}"));
     if let Some(path) = specific.filter(|p| !metadata_paths.contains(p)) {
         metadata_paths.push(path);
     }
-    let mut router = Router::new().route("/mcp", post(mcp_post).get(mcp_other).delete(mcp_other));
+    let mut router = Router::new()
+        .route("/mcp", post(mcp_post).get(mcp_other).delete(mcp_other))
+        .layer(from_fn_with_state(settings.auth.clone(), require_bearer));
     for path in metadata_paths {
         router = router.route(&path, get(protected_resource_metadata));
     }
@@ -231,12 +172,9 @@ async fn protected_resource_metadata(State(settings): State<Arc<Settings>>) -> J
 }
 
 /// `GET` and `DELETE /mcp`: this server opens no server-to-client stream and keeps no
-/// sessions, so both answer 405 (after authentication, so that a probe still learns where to
-/// sign in).
-async fn mcp_other(State(settings): State<Arc<Settings>>, headers: HeaderMap) -> Response {
-    if let Err(response) = authenticate(&settings, &headers) {
-        return response;
-    }
+/// sessions, so both answer 405 (behind the middleware, so that a probe without a token
+/// still learns where to sign in).
+async fn mcp_other() -> Response {
     (
         StatusCode::METHOD_NOT_ALLOWED,
         [(header::ALLOW, HeaderValue::from_static("POST"))],
@@ -244,16 +182,12 @@ async fn mcp_other(State(settings): State<Arc<Settings>>, headers: HeaderMap) ->
         .into_response()
 }
 
-/// `POST /mcp`: one JSON-RPC message.
+/// `POST /mcp`: one JSON-RPC message from an authenticated caller.
 async fn mcp_post(
     State(settings): State<Arc<Settings>>,
-    headers: HeaderMap,
+    who: Identity,
     body: axum::body::Bytes,
 ) -> Response {
-    let who = match authenticate(&settings, &headers) {
-        Ok(who) => who,
-        Err(response) => return response,
-    };
     let message: Value = match serde_json::from_slice(&body) {
         Ok(message) => message,
         Err(_) => return rpc_error(Value::Null, -32700, "parse error"),
@@ -270,7 +204,7 @@ async fn mcp_post(
     match method {
         "initialize" => rpc_result(id, initialize(&params)),
         "ping" => rpc_result(id, json!({})),
-        "tools/list" => rpc_result(id, json!({ "tools": tools() })),
+        "tools/list" => rpc_result(id, json!({ "tools": visible_tools(&settings, &who) })),
         "tools/call" => call_tool(&settings, &who, id, &params),
         _ => rpc_error(id, -32601, &format!("method not found: {method}")),
     }
@@ -298,43 +232,46 @@ fn initialize(params: &Value) -> Value {
     })
 }
 
-/// The tool list.
-fn tools() -> Value {
+/// The tools `who` may see and call, as `tools/list` describes them.
+fn visible_tools(settings: &Settings, who: &Identity) -> Value {
     let schema = json!({
         "type": "object",
         "properties": { "text": { "type": "string", "description": "What to send back" } },
         "required": ["text"]
     });
-    json!([
-        {
-            "name": "echo",
-            "description": "Returns its text argument.",
-            "inputSchema": schema,
-        },
-        {
-            "name": "admin_echo",
-            "description": "Returns its text argument, prefixed with the caller; needs the scope mcp:admin.",
-            "inputSchema": schema,
-        }
-    ])
+    TOOLS
+        .iter()
+        .filter(|(name, _)| settings.auth.tool_access.is_allowed(who, name))
+        .map(|(name, description)| {
+            json!({ "name": name, "description": description, "inputSchema": schema })
+        })
+        .collect()
 }
 
-/// `tools/call`.
+/// `tools/call`. A tool the caller may not use is answered like an unknown one, so access
+/// rules do not reveal which tools exist.
 fn call_tool(settings: &Settings, who: &Identity, id: Value, params: &Value) -> Response {
     let name = params.get("name").and_then(Value::as_str).unwrap_or("");
     let text = params
         .pointer("/arguments/text")
         .and_then(Value::as_str)
         .unwrap_or("");
+    let is_known = TOOLS.iter().any(|(known, _)| *known == name);
+    if !is_known || !settings.auth.tool_access.is_allowed(who, name) {
+        return rpc_error(id, -32602, &format!("unknown tool: {name}"));
+    }
     let output = match name {
         "echo" => text.to_string(),
         "admin_echo" => {
-            if let Err(response) = require_scope(settings, who, ADMIN_SCOPE) {
-                return response;
+            if !who.has_scope(ADMIN_SCOPE) {
+                return settings
+                    .auth
+                    .insufficient_scope(ADMIN_SCOPE)
+                    .into_response();
             }
-            format!("{} (admin): {text}", who.user)
+            format!("{} (admin): {text}", who.subject)
         }
-        _ => return rpc_error(id, -32602, &format!("unknown tool: {name}")),
+        other => format!("{other} called by {}: {text}", who.subject),
     };
     rpc_result(
         id,
@@ -355,13 +292,16 @@ fn rpc_error(id: Value, code: i64, message: &str) -> Response {
 // Start-up
 // ---------------------------------------------------------------------------------------------
 
-/// Reads the settings from the command line and the environment.
-fn settings_from_env() -> Result<(SocketAddr, Settings), String> {
+/// Reads the settings from the command line: a `servers.json` (`--config`), or the
+/// environment.
+fn settings_from_args() -> Result<(SocketAddr, Settings), String> {
     let mut args = std::env::args().skip(1);
     let mut flags = std::collections::HashMap::new();
     while let Some(flag) = args.next() {
         let name = match flag.as_str() {
-            "--listen" | "--issuer" | "--resource" => flag.trim_start_matches("--").to_string(),
+            "--listen" | "--issuer" | "--resource" | "--config" => {
+                flag.trim_start_matches("--").to_string()
+            }
             _ => return Err(format!("unknown argument {flag}")),
         };
         let value = args.next().ok_or(format!("{flag} needs a value"))?;
@@ -373,6 +313,11 @@ fn settings_from_env() -> Result<(SocketAddr, Settings), String> {
         .unwrap_or_else(|| "127.0.0.1:9000".into())
         .parse()
         .map_err(|e| format!("--listen: {e}"))?;
+    if let Some(path) = flags.get("config") {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?;
+        let settings = Settings::from_servers_json(&text, |name| std::env::var(name).ok())?;
+        return Ok((listen, settings));
+    }
     let issuer = setting("issuer", "MCP_AUTH_ISSUER")
         .unwrap_or_else(|| "http://127.0.0.1:8080".into())
         .trim_end_matches('/')
@@ -380,24 +325,12 @@ fn settings_from_env() -> Result<(SocketAddr, Settings), String> {
     let resource =
         setting("resource", "MCP_AUTH_RESOURCE").unwrap_or(format!("http://{listen}/mcp"));
     let secret = std::env::var("MCP_AUTH_JWT_SECRET").unwrap_or_default();
-    if secret.len() < 32 {
-        return Err(
-            "MCP_AUTH_JWT_SECRET must hold mcp-authd's jwtSecret (at least 32 bytes)".into(),
-        );
-    }
-    Ok((
-        listen,
-        Settings {
-            issuer,
-            resource,
-            secret: secret.into_bytes(),
-        },
-    ))
+    Ok((listen, Settings::new(&issuer, &resource, &secret)?))
 }
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    let (listen, settings) = match settings_from_env() {
+    let (listen, settings) = match settings_from_args() {
         Ok(ok) => ok,
         Err(why) => {
             eprintln!("mcp_server: {why}");

@@ -10,6 +10,7 @@ mod authorize;
 mod cli;
 mod clients;
 mod discovery;
+mod example_server;
 mod flow;
 mod helpers;
 mod limits;
