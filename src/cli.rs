@@ -33,9 +33,8 @@ pub struct Cli {
 pub enum Command {
     /// Run the authorization server.
     Serve {
-        /// The configuration file (reads `serverAuth.oauthAs`).
-        #[arg(long, env = "MCP_CONFIG", default_value = "./servers.json")]
-        config: PathBuf,
+        #[command(flatten)]
+        config: ConfigPath,
         /// Address to listen on.
         #[arg(long, default_value = "127.0.0.1:8080")]
         listen: SocketAddr,
@@ -45,40 +44,41 @@ pub enum Command {
     },
     /// Validate the configuration and state, print a summary, and exit.
     Check {
-        /// The configuration file.
-        #[arg(long, env = "MCP_CONFIG", default_value = "./servers.json")]
-        config: PathBuf,
+        #[command(flatten)]
+        config: ConfigPath,
     },
     /// Print a fresh random secret (32 bytes, base64url) for `jwtSecret`.
     GenSecret,
     /// Manage pre-provisioned clients.
     Clients {
-        /// The configuration file (its directory holds the state file).
-        #[arg(
-            long,
-            env = "MCP_CONFIG",
-            default_value = "./servers.json",
-            global = true
-        )]
-        config: PathBuf,
+        #[command(flatten)]
+        config: ConfigPath,
         /// The clients subcommand.
         #[command(subcommand)]
         command: ClientsCommand,
     },
     /// Inspect and revoke refresh tokens (sign-ins).
     Tokens {
-        /// The configuration file (its directory holds the state file).
-        #[arg(
-            long,
-            env = "MCP_CONFIG",
-            default_value = "./servers.json",
-            global = true
-        )]
-        config: PathBuf,
+        #[command(flatten)]
+        config: ConfigPath,
         /// The tokens subcommand.
         #[command(subcommand)]
         command: TokensCommand,
     },
+}
+
+/// `--config`: the `servers.json` to read (`serverAuth.oauthAs`); the state file lives beside
+/// it unless `MCP_AUTH_SERVER_PATH` says otherwise.
+#[derive(Debug, clap::Args)]
+pub struct ConfigPath {
+    /// The configuration file.
+    #[arg(
+        long = "config",
+        env = "MCP_CONFIG",
+        default_value = "./servers.json",
+        global = true
+    )]
+    pub path: PathBuf,
 }
 
 /// `mcp-authd tokens …`.
@@ -154,14 +154,14 @@ pub fn run(cli: Cli) -> ExitCode {
             config,
             listen,
             insecure,
-        } => serve(&config, listen, insecure),
-        Command::Check { config } => check(&config),
+        } => serve(&config.path, listen, insecure),
+        Command::Check { config } => check(&config.path),
         Command::GenSecret => {
             println!("{}", random_token(32));
             ExitCode::SUCCESS
         }
-        Command::Clients { config, command } => clients(&config, command),
-        Command::Tokens { config, command } => tokens(&config, command),
+        Command::Clients { config, command } => clients(&config.path, command),
+        Command::Tokens { config, command } => tokens(&config.path, command),
     }
 }
 
