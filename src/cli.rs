@@ -33,6 +33,7 @@ pub struct Cli {
 pub enum Command {
     /// Run the authorization server.
     Serve {
+        /// The configuration file.
         #[command(flatten)]
         config: ConfigPath,
         /// Address to listen on.
@@ -44,6 +45,7 @@ pub enum Command {
     },
     /// Validate the configuration and state, print a summary, and exit.
     Check {
+        /// The configuration file.
         #[command(flatten)]
         config: ConfigPath,
     },
@@ -51,6 +53,7 @@ pub enum Command {
     GenSecret,
     /// Manage pre-provisioned clients.
     Clients {
+        /// The configuration file.
         #[command(flatten)]
         config: ConfigPath,
         /// The clients subcommand.
@@ -59,6 +62,7 @@ pub enum Command {
     },
     /// Inspect and revoke refresh tokens (sign-ins).
     Tokens {
+        /// The configuration file.
         #[command(flatten)]
         config: ConfigPath,
         /// The tokens subcommand.
