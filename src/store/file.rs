@@ -36,6 +36,13 @@ const COMPACT_MIN_ENTRIES: u64 = 20_000;
 /// At most this many queued mutations go into one journal write.
 const MAX_BATCH: usize = 8192;
 
+/// Test-only: when set to a positive number, the journal is compacted every that many entries
+/// instead of at the size-proportional threshold, so crash tests can land inside compactions
+/// without writing 20 000 entries first. Read once, when the store is opened. Not for
+/// production use: a small value rewrites the whole snapshot that often.
+#[doc(hidden)]
+pub const COMPACT_EVERY_ENV: &str = "MCP_AUTHD_COMPACT_EVERY";
+
 /// Why the state could not be opened.
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
@@ -116,6 +123,20 @@ fn lock_path(state: &Path) -> PathBuf {
     let mut name = state.as_os_str().to_owned();
     name.push(".lock");
     PathBuf::from(name)
+}
+
+/// The temporary file a snapshot is written to before it is renamed over the state file.
+pub fn tmp_path(state: &Path) -> PathBuf {
+    let mut name = state.as_os_str().to_owned();
+    name.push(".tmp");
+    PathBuf::from(name)
+}
+
+/// The directory holding the state file (whose entries an fsync makes durable).
+fn dir_of(path: &Path) -> &Path {
+    path.parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> StateError + '_ {
@@ -212,27 +233,89 @@ fn replay(doc: &mut StateDocument, bytes: &[u8], journal: &Path) -> Result<(), S
     Ok(())
 }
 
-/// Writes `doc` to `path` atomically: temporary file (0600), fsync, rename, fsync directory.
+/// Writes `doc` to `path` atomically: a new temporary file (0600), fsync, rename, fsync
+/// directory. Callers hold the state lock, so a temporary file already there is a leftover of
+/// a crash: it is replaced, never reused (it could carry another mode).
 pub fn write_snapshot(path: &Path, doc: &StateDocument) -> std::io::Result<()> {
     let bytes = serde_json::to_vec(doc).map_err(std::io::Error::other)?;
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let mut tmp_name = path.as_os_str().to_owned();
-    tmp_name.push(".tmp");
-    let tmp = PathBuf::from(tmp_name);
-    {
-        let mut file = owner_only()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&tmp)?;
-        file.write_all(&bytes)?;
-        file.sync_all()?;
+    let tmp = tmp_path(path);
+    remove_if_present(&tmp)?;
+    let written = owner_only()
+        .write(true)
+        .create_new(true)
+        .open(&tmp)
+        .and_then(|mut file| {
+            file.write_all(&bytes)?;
+            file.sync_all()
+        })
+        .and_then(|()| std::fs::rename(&tmp, path));
+    if let Err(e) = written {
+        // Best effort: the next open removes it anyway.
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
     }
-    std::fs::rename(&tmp, path)?;
-    File::open(dir)?.sync_all()
+    sync_dir(path)
+}
+
+/// Makes the directory entries of the state's directory (a rename, a new file) durable.
+fn sync_dir(path: &Path) -> std::io::Result<()> {
+    File::open(dir_of(path))?.sync_all()
+}
+
+fn remove_if_present(path: &Path) -> std::io::Result<()> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
+/// Warns when the state file can be read or written by other users: it holds client secret
+/// hashes and refresh-token hashes. (Files this store writes are created 0600; a file the
+/// operator copied in keeps its mode until the next snapshot replaces it.)
+fn warn_if_exposed(path: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        if let Ok(meta) = std::fs::metadata(path) {
+            let mode = meta.permissions().mode() & 0o777;
+            if mode & 0o077 != 0 {
+                tracing::warn!(
+                    state_path = %path.display(),
+                    "the state file has mode {mode:o}: other users can read it; run chmod 600 on it"
+                );
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+}
+
+/// Takes the exclusive lock, retrying for up to [`LOCK_WAIT`]. The lock (`flock`) belongs to
+/// the open file description, which a child process forked by anything in this process shares
+/// until its `exec` closes it: a store dropped and reopened while another thread spawns a
+/// process can find its own lock still held for a moment. Another daemon holds it for good.
+fn take_lock(lock: &File) -> bool {
+    let deadline = std::time::Instant::now() + LOCK_WAIT;
+    loop {
+        if lock.try_lock().is_ok() {
+            return true;
+        }
+        if std::time::Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
+/// How long [`take_lock`] waits for a lock that is held.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The compaction threshold override of [`COMPACT_EVERY_ENV`], if set to a positive number.
+fn compact_every_override() -> Option<u64> {
+    std::env::var(COMPACT_EVERY_ENV)
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .filter(|n| *n > 0)
 }
 
 fn owner_only() -> OpenOptions {
@@ -256,16 +339,22 @@ impl StateStore {
             .truncate(false)
             .open(&lock_file)
             .map_err(io_err(&lock_file))?;
-        if lock.try_lock().is_err() {
+        if !take_lock(&lock) {
             return Err(StateError::Locked {
                 path: path.to_path_buf(),
                 lock: lock_file,
             });
         }
         let (doc, has_journal) = read_state(path)?;
+        // Only now that the state is known to be good is anything on disk changed. A temporary
+        // snapshot is a leftover of a crash before its rename: the journal still holds
+        // everything in it, so it is dropped.
+        let tmp = tmp_path(path);
+        remove_if_present(&tmp).map_err(io_err(&tmp))?;
         if has_journal || !path.exists() {
             write_snapshot(path, &doc).map_err(io_err(path))?;
         }
+        warn_if_exposed(path);
         let journal = journal_path(path);
         // Append mode, so writes after a compaction's `set_len(0)` start at the new end
         // instead of leaving a hole at the old offset.
@@ -274,8 +363,21 @@ impl StateStore {
             .create(true)
             .open(&journal)
             .map_err(io_err(&journal))?;
+        #[cfg(unix)]
+        {
+            // A journal left by an older build or copied in keeps its mode otherwise.
+            use std::os::unix::fs::PermissionsExt as _;
+            if let Err(e) = journal_file.set_permissions(std::fs::Permissions::from_mode(0o600)) {
+                tracing::warn!(
+                    journal = %journal.display(),
+                    "could not make the journal owner-only ({e})"
+                );
+            }
+        }
         journal_file.set_len(0).map_err(io_err(&journal))?;
         journal_file.sync_all().map_err(io_err(&journal))?;
+        // The journal may have just been created: make its directory entry durable too.
+        sync_dir(path).map_err(io_err(path))?;
 
         let seq = doc.seq;
         let (queue, rx) = mpsc::channel();
@@ -286,7 +388,9 @@ impl StateStore {
             path: path.to_path_buf(),
             journal: journal_file,
             journal_entries: 0,
+            journal_len: 0,
             snapshot_seq: seq,
+            compact_every: compact_every_override(),
         };
         let handle = std::thread::Builder::new()
             .name("state-writer".into())
@@ -621,7 +725,11 @@ struct Writer {
     path: PathBuf,
     journal: File,
     journal_entries: u64,
+    /// The journal's length up to its last durable (acknowledged) entry.
+    journal_len: u64,
     snapshot_seq: u64,
+    /// [`COMPACT_EVERY_ENV`]: a fixed compaction threshold, for tests.
+    compact_every: Option<u64>,
 }
 
 impl Writer {
@@ -647,10 +755,14 @@ impl Writer {
                 .write_all(&buf)
                 .and_then(|()| self.journal.sync_data());
             if let Err(e) = written {
+                // Cut first, then answer: the requests of this batch learn of the failure only
+                // once their entries are gone again.
+                self.drop_unacknowledged_tail();
                 self.fail(&e);
                 return;
             }
             self.journal_entries += count;
+            self.journal_len += buf.len() as u64;
             self.durable.send_modify(|d| d.seq = d.seq.max(last_seq));
             if let Err(e) = self.maybe_compact() {
                 self.fail(&e);
@@ -663,7 +775,10 @@ impl Writer {
         let (doc, seq) = {
             let mut shared = self.shared.lock().unwrap_or_else(|e| e.into_inner());
             let records = (shared.doc.refresh_tokens.len() + shared.doc.clients.len()) as u64;
-            if self.journal_entries < COMPACT_MIN_ENTRIES.max(2 * records) {
+            let threshold = self
+                .compact_every
+                .unwrap_or_else(|| COMPACT_MIN_ENTRIES.max(2 * records));
+            if self.journal_entries < threshold {
                 return Ok(());
             }
             let now = crate::clock::Clock::now(&crate::clock::SystemClock);
@@ -675,6 +790,7 @@ impl Writer {
         self.journal.set_len(0)?;
         self.journal.sync_all()?;
         self.journal_entries = 0;
+        self.journal_len = 0;
         self.durable.send_modify(|d| d.seq = d.seq.max(seq));
         Ok(())
     }
@@ -686,5 +802,24 @@ impl Writer {
             "writing the state failed ({error}); refusing further changes until restarted"
         );
         self.durable.send_modify(|d| d.has_failed = true);
+    }
+
+    /// After a failed append (a full disk, a file size limit, an I/O error), cuts the journal
+    /// back to its last acknowledged entry. Every request in the failed batch was answered
+    /// with an error, so none of it may come back at the next start: a refresh-token rotation
+    /// the client never received would otherwise turn its retry into reuse. Best effort: if
+    /// this fails too, the partial batch stays (a torn last line is dropped at load).
+    fn drop_unacknowledged_tail(&mut self) {
+        let cut = self
+            .journal
+            .set_len(self.journal_len)
+            .and_then(|()| self.journal.sync_all());
+        if let Err(e) = cut {
+            tracing::error!(
+                target: "audit",
+                state_path = %self.path.display(),
+                "could not remove the unacknowledged end of the journal ({e})"
+            );
+        }
     }
 }
