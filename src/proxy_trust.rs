@@ -8,6 +8,12 @@ use std::net::IpAddr;
 use axum::http::{HeaderMap, HeaderName};
 use ipnet::{IpNet, Ipv4Net};
 
+/// The widest IPv4 network `trustedSourceCidrs` accepts (10.0.0.0/8 is the largest private one).
+pub const MIN_IPV4_PREFIX: u8 = 8;
+
+/// The widest IPv6 network `trustedSourceCidrs` accepts.
+pub const MIN_IPV6_PREFIX: u8 = 16;
+
 /// The networks of `trustedSourceCidrs`.
 #[derive(Debug, Clone)]
 pub struct TrustedSources(Vec<IpNet>);
@@ -46,9 +52,15 @@ impl TrustedSources {
                     "oauthAs.trustedSourceCidrs: {entry:?} is an IPv4-mapped IPv6 network; using {net}"
                 ));
             }
-            if net.prefix_len() == 0 {
+            // Several short prefixes together can cover everything (0.0.0.0/1 + 128.0.0.0/1),
+            // so each entry must be at least as narrow as a private network.
+            let min_prefix = match net {
+                IpNet::V4(_) => MIN_IPV4_PREFIX,
+                IpNet::V6(_) => MIN_IPV6_PREFIX,
+            };
+            if net.prefix_len() < min_prefix {
                 return Err(format!(
-                    "oauthAs.trustedSourceCidrs: {entry:?} trusts every address; list only your reverse proxy's addresses"
+                    "oauthAs.trustedSourceCidrs: {entry:?} trusts too many addresses (use /{MIN_IPV4_PREFIX} or narrower for IPv4, /{MIN_IPV6_PREFIX} for IPv6); list only your reverse proxy's addresses"
                 ));
             }
             let trunc = net.trunc();
@@ -167,7 +179,7 @@ mod tests {
 
     #[test]
     fn bare_addresses_and_ipv6_networks() {
-        let trusted = sources(&["127.0.0.1", "fd00::/8"]);
+        let trusted = sources(&["127.0.0.1", "fd12::/16"]);
         assert!(trusted.contains("127.0.0.1".parse().unwrap()));
         assert!(!trusted.contains("127.0.0.2".parse().unwrap()));
         assert!(trusted.contains("fd12::1".parse().unwrap()));
@@ -175,7 +187,15 @@ mod tests {
 
     #[test]
     fn wildcards_empty_lists_and_garbage_are_refused() {
-        for bad in [vec!["0.0.0.0/0"], vec!["::/0"], vec!["not-an-ip"], vec![]] {
+        for bad in [
+            vec!["0.0.0.0/0"],
+            vec!["::/0"],
+            vec!["0.0.0.0/1", "128.0.0.0/1"],
+            vec!["10.0.0.0/7"],
+            vec!["fc00::/7"],
+            vec!["not-an-ip"],
+            vec![],
+        ] {
             let entries: Vec<String> = bad.iter().map(|s| s.to_string()).collect();
             assert!(TrustedSources::parse(&entries).is_err(), "{bad:?}");
         }
@@ -199,7 +219,7 @@ mod tests {
         assert!(trusted.contains("127.0.0.1".parse().unwrap()));
         for wildcard in ["::ffff:0.0.0.0/96", "::ffff:0:0/96"] {
             let error = TrustedSources::parse(&[wildcard.to_string()]).unwrap_err();
-            assert!(error.contains("trusts every address"), "{error}");
+            assert!(error.contains("trusts too many addresses"), "{error}");
         }
     }
 

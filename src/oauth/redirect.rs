@@ -132,9 +132,12 @@ fn strip_loopback_port(uri: &str) -> Option<String> {
     Some(format!("http://{host}{tail}"))
 }
 
+/// `:<port>` with a port in 1..=65535.
 fn is_port_suffix(s: &str) -> bool {
     s.strip_prefix(':').is_some_and(|digits| {
-        (1..=5).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit())
+        (1..=5).contains(&digits.len())
+            && digits.bytes().all(|b| b.is_ascii_digit())
+            && digits.parse::<u16>().is_ok_and(|port| port != 0)
     })
 }
 

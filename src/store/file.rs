@@ -28,6 +28,7 @@ use super::{
     Client, Mutation, RefreshFamily, RefreshOutcome, StateDocument, Store, StoreUnavailable,
 };
 use crate::oauth::refresh::{RefreshDecision, decide};
+use crate::secrets::constant_time_eq;
 
 /// Compaction happens once the journal holds this many entries, or twice the number of
 /// records in the state, whichever is larger, so its cost per mutation stays constant.
@@ -613,6 +614,10 @@ impl Store for StateStore {
                 return Ok(RefreshOutcome::Unknown);
             };
             let grant = family.grant.clone();
+            // The grace retry hands out the successor derived from the presented token; it must
+            // be the one stored (it is not if jwtSecret changed since the rotation).
+            let is_successor_live =
+                constant_time_eq(family.current_hash.as_bytes(), successor_hash.as_bytes());
             match decide(family, presented_hash, now) {
                 RefreshDecision::Rotate => {
                     let mutation = Mutation::Rotate {
@@ -629,6 +634,7 @@ impl Store for StateStore {
                 }
                 // The successor handed out again must itself be durable: wait for whatever
                 // is pending, which includes the rotation that created it.
+                RefreshDecision::Grace if !is_successor_live => return Ok(RefreshOutcome::Unknown),
                 RefreshDecision::Grace => (RefreshOutcome::Grace(grant), shared.doc.seq),
                 RefreshDecision::Reuse => {
                     let mutation = Mutation::RevokeFamily {
