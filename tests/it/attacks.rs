@@ -25,36 +25,6 @@ use crate::helpers::*;
 
 const CLAUDE: &str = "https://claude.ai/api/mcp/auth_callback";
 
-/// The standard authorization parameters with `changes` applied (`None` removes).
-fn params_with(
-    client_id: &str,
-    redirect: &str,
-    changes: &[(&str, Option<&str>)],
-) -> Vec<(String, String)> {
-    let mut params = TestApp::authorize_params(client_id, redirect);
-    for (name, value) in changes {
-        params.retain(|(k, _)| k != name);
-        if let Some(value) = value {
-            params.push((name.to_string(), value.to_string()));
-        }
-    }
-    params
-}
-
-/// Asserts an HTML error page with `status`: no redirect, anti-framing headers; returns it.
-async fn assert_page(response: reqwest::Response, status: u16) -> String {
-    assert_eq!(response.status(), status);
-    assert!(response.headers().get("location").is_none());
-    assert_eq!(response.headers()["x-frame-options"], "DENY");
-    assert!(
-        response.headers()["content-type"]
-            .to_str()
-            .unwrap()
-            .starts_with("text/html")
-    );
-    response.text().await.unwrap()
-}
-
 /// Asserts a 302 to `redirect` with `error`, `state` and `iss`, and no code.
 fn assert_error_redirect(app: &TestApp, response: &reqwest::Response, redirect: &str, error: &str) {
     assert_eq!(response.status(), 302);

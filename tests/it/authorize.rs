@@ -20,45 +20,6 @@ fn untrusted_ip() -> IpAddr {
     "127.0.0.2".parse().unwrap()
 }
 
-/// The standard parameters with `changes` applied: `Some(v)` sets, `None` removes.
-fn params_with(
-    client_id: &str,
-    redirect: &str,
-    changes: &[(&str, Option<&str>)],
-) -> Vec<(String, String)> {
-    let mut params = TestApp::authorize_params(client_id, redirect);
-    for (name, value) in changes {
-        params.retain(|(k, _)| k != name);
-        if let Some(value) = value {
-            params.push((name.to_string(), value.to_string()));
-        }
-    }
-    params
-}
-
-/// Asserts an HTML error page with `status` and no redirect; returns the body.
-async fn assert_page(response: reqwest::Response, status: u16) -> String {
-    assert_eq!(response.status(), status);
-    assert!(
-        response.headers().get("location").is_none(),
-        "an error page never redirects"
-    );
-    assert!(
-        response.headers()["content-type"]
-            .to_str()
-            .unwrap()
-            .starts_with("text/html")
-    );
-    assert_eq!(response.headers()["x-frame-options"], "DENY");
-    assert!(
-        response
-            .headers()
-            .get("access-control-allow-origin")
-            .is_none()
-    );
-    response.text().await.unwrap()
-}
-
 /// Asserts a redirect with `status` to `redirect` carrying `error`, the echoed state and `iss`,
 /// and no code; returns the query.
 fn assert_error_redirect(

@@ -349,3 +349,42 @@ pub async fn assert_oauth_error(response: reqwest::Response, status: u16, code: 
         .unwrap_or_default()
         .to_string()
 }
+
+/// The standard parameters with `changes` applied: `Some(v)` sets, `None` removes.
+pub fn params_with(
+    client_id: &str,
+    redirect: &str,
+    changes: &[(&str, Option<&str>)],
+) -> Vec<(String, String)> {
+    let mut params = TestApp::authorize_params(client_id, redirect);
+    for (name, value) in changes {
+        params.retain(|(k, _)| k != name);
+        if let Some(value) = value {
+            params.push((name.to_string(), value.to_string()));
+        }
+    }
+    params
+}
+
+/// Asserts an HTML error page with `status` and no redirect; returns the body.
+pub async fn assert_page(response: reqwest::Response, status: u16) -> String {
+    assert_eq!(response.status(), status);
+    assert!(
+        response.headers().get("location").is_none(),
+        "an error page never redirects"
+    );
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+    assert_eq!(response.headers()["x-frame-options"], "DENY");
+    assert!(
+        response
+            .headers()
+            .get("access-control-allow-origin")
+            .is_none()
+    );
+    response.text().await.unwrap()
+}
