@@ -5,12 +5,10 @@
 
 // Test code: a failed unwrap is a failed test.
 
-use std::fs::File;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Command, ExitStatus, Stdio};
 use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -18,9 +16,8 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::helpers::{VERIFIER, challenge, query_of};
+use crate::process::{BIN, Served, free_port, http};
 
-/// The binary under test.
-const BIN: &str = env!("CARGO_BIN_EXE_mcp-authd");
 /// A literal `jwtSecret` long enough to be accepted.
 const JWT_SECRET: &str = "cli-test-secret-cli-test-secret-0123456789";
 /// The redirect URI Gemini Enterprise uses.
@@ -33,10 +30,6 @@ const STATE_ENV: [&str; 3] = [
 ];
 /// How long a command that is expected to finish on its own may take.
 const RUN_TIMEOUT: Duration = Duration::from_secs(30);
-/// How long `serve` may take to answer `/healthz`.
-const READY_TIMEOUT: Duration = Duration::from_secs(15);
-/// How long `serve` may take to exit after SIGTERM.
-const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A complete `servers.json` whose `oauthAs` section is valid for `issuer`, with the keys that
 /// belong to the MCP server around it (which mcp-authd must ignore).
@@ -198,31 +191,23 @@ fn run(cmd: &mut Command) -> Outcome {
     }
 }
 
-/// A port that was free a moment ago.
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A reqwest client that does not follow redirects.
-fn http() -> reqwest::Client {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(Duration::from_secs(5))
-        .build()
-        .unwrap()
-}
-
-/// A running `serve` child; killed on drop unless it has already exited.
+/// A running `serve` child with its log directory (see `process.rs`).
 struct Server {
-    child: Child,
-    /// `http://127.0.0.1:PORT`, where health checks go.
-    base: String,
-    log: PathBuf,
+    served: Served,
     _logs: tempfile::TempDir,
+}
+
+impl std::ops::Deref for Server {
+    type Target = Served;
+    fn deref(&self) -> &Served {
+        &self.served
+    }
+}
+
+impl std::ops::DerefMut for Server {
+    fn deref_mut(&mut self) -> &mut Served {
+        &mut self.served
+    }
 }
 
 impl Server {
@@ -230,77 +215,10 @@ impl Server {
     /// configuration directory.
     fn start(mut cmd: Command, port: u16) -> Self {
         let logs = tempfile::tempdir().unwrap();
-        let log = logs.path().join("stderr.log");
-        let child = cmd
-            .stdout(Stdio::null())
-            .stderr(File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
+        let served = Served::spawn(&mut cmd, port, logs.path().join("stderr.log"));
         Self {
-            child,
-            base: format!("http://127.0.0.1:{port}"),
-            log,
+            served,
             _logs: logs,
-        }
-    }
-
-    fn stderr(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// Polls `/healthz` until it answers 200; fails if the process exits or time runs out.
-    async fn wait_ready(&mut self) {
-        let http = http();
-        let deadline = Instant::now() + READY_TIMEOUT;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                panic!(
-                    "serve exited before becoming ready ({status})\nstderr:\n{}",
-                    self.stderr()
-                );
-            }
-            if let Ok(response) = http.get(format!("{}/healthz", self.base)).send().await
-                && response.status() == 200
-            {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "serve did not answer /healthz within {READY_TIMEOUT:?}\nstderr:\n{}",
-                self.stderr()
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    /// Sends SIGTERM and waits for the exit status.
-    async fn terminate(&mut self) -> ExitStatus {
-        let sent = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.child.id().to_string())
-            .status()
-            .unwrap();
-        assert!(sent.success(), "kill -TERM failed");
-        let deadline = Instant::now() + STOP_TIMEOUT;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "serve did not exit within {STOP_TIMEOUT:?} of SIGTERM\nstderr:\n{}",
-                self.stderr()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
         }
     }
 }
@@ -540,7 +458,7 @@ async fn serve_on_a_non_loopback_address_with_insecure() {
     .arg("--config")
     .arg(&config);
     let mut server = Server::start(cmd, port);
-    server.wait_ready().await;
+    server.wait_ready(&http()).await;
     let status = server.terminate().await;
     assert!(status.success(), "{status}\n{}", server.stderr());
 }
@@ -550,7 +468,7 @@ async fn serve_answers_health_and_metadata_then_stops_cleanly_on_sigterm() {
     let port = free_port();
     let (dir, config) = config_dir(port);
     let mut server = Server::start(serve_cmd(dir.path(), &config, port), port);
-    server.wait_ready().await;
+    server.wait_ready(&http()).await;
 
     let http = http();
     let response = http
@@ -582,7 +500,7 @@ async fn a_second_serve_on_the_same_state_is_refused() {
     let port = free_port();
     let (dir, config) = config_dir(port);
     let mut first = Server::start(serve_cmd(dir.path(), &config, port), port);
-    first.wait_ready().await;
+    first.wait_ready(&http()).await;
 
     let out = run(&mut serve_cmd(dir.path(), &config, free_port()));
     out.assert_failure();
@@ -724,7 +642,7 @@ async fn provisioned_client_completes_a_flow_with_client_secret_basic() {
     let (id, secret) = add_gemini(dir.path(), &config);
 
     let mut server = Server::start(serve_cmd(dir.path(), &config, port), port);
-    server.wait_ready().await;
+    server.wait_ready(&http()).await;
     let http = http();
     let base = issuer(port);
 
@@ -853,7 +771,7 @@ async fn inline_state_is_read_only() {
     let mut cmd = serve_cmd(dir.path(), &config, port);
     cmd.env("MCP_AUTH_SERVER_CONFIG", inline);
     let mut server = Server::start(cmd, port);
-    server.wait_ready().await;
+    server.wait_ready(&http()).await;
     let response = http()
         .post(format!("{}/oauth/register", server.base))
         .json(&json!({
@@ -968,7 +886,7 @@ async fn admin_commands_reach_a_running_server_through_its_socket() {
     let port = free_port();
     let (dir, config) = config_dir(port);
     let mut server = Server::start(serve_cmd(dir.path(), &config, port), port);
-    server.wait_ready().await;
+    server.wait_ready(&http()).await;
     let base = issuer(port);
     let socket = dir.path().join("auth_server.json.sock");
     assert_owner_only(&socket);

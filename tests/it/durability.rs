@@ -12,10 +12,8 @@
 //! replays a run (the seed is printed).
 
 use std::collections::HashSet;
-use std::fs::File;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -26,9 +24,8 @@ use rand::{Rng as _, SeedableRng as _};
 use serde_json::{Value, json};
 
 use crate::helpers::{VERIFIER, challenge, query_of};
+use crate::process::{BIN, Served, free_port, http};
 
-/// The binary under test.
-const BIN: &str = env!("CARGO_BIN_EXE_mcp-authd");
 /// `jwtSecret` of every daemon here.
 const SECRET: &str = "durability-secret-durability-secret-0123456";
 /// The issuer the tokens name. It is only a string to the server, so every restart can listen
@@ -38,10 +35,6 @@ const ISSUER: &str = "http://127.0.0.1:8080";
 const REDIRECT: &str = "http://127.0.0.1:33418/callback";
 /// The signed-in user.
 const USER: &str = "durable@example.com";
-/// How long a daemon may take to answer `/healthz`.
-const READY_TIMEOUT: Duration = Duration::from_secs(15);
-/// How long a daemon may take to exit after SIGTERM.
-const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// `servers.json` for the daemons: no rate limits, no client cap, no collection of unused
 /// clients and no consent page, so every request is a plain mutation.
@@ -63,24 +56,6 @@ fn write_config(dir: &Path) -> PathBuf {
     path
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A reqwest client that does not follow redirects; a fresh one per daemon, so no pooled
-/// connection to a dead process is reused.
-fn http() -> reqwest::Client {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(Duration::from_secs(5))
-        .build()
-        .unwrap()
-}
-
 /// How a daemon is started.
 #[derive(Default)]
 struct Launch<'a> {
@@ -93,17 +68,13 @@ struct Launch<'a> {
     env: &'a [(&'a str, &'a str)],
 }
 
-/// A running `mcp-authd serve`; killed on drop unless it has exited.
-struct Daemon {
-    child: Child,
-    base: String,
-    log: PathBuf,
-}
+/// A running `mcp-authd serve` (see `process.rs`).
+type Daemon = Served;
 
-impl Daemon {
-    /// Starts `serve` on a free port for the configuration and state in `dir`; stderr goes to
-    /// a new file in `logs`, outside the state directory.
-    fn start(dir: &Path, logs: &Path, launch: &Launch<'_>) -> Self {
+/// Starts `serve` on a free port for the configuration and state in `dir`; stderr goes to a
+/// new file in `logs`, outside the state directory.
+fn start_daemon(dir: &Path, logs: &Path, launch: &Launch<'_>) -> Daemon {
+    {
         let config = dir.join("servers.json");
         let port = free_port();
         let mut cmd = match launch.file_size_limit_kib {
@@ -141,83 +112,7 @@ impl Daemon {
             "daemon-{}.log",
             STARTS.fetch_add(1, Ordering::Relaxed)
         ));
-        cmd.stderr(File::create(&log).unwrap());
-        let child = cmd.spawn().unwrap();
-        Self {
-            child,
-            base: format!("http://127.0.0.1:{port}"),
-            log,
-        }
-    }
-
-    fn stderr(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-
-    /// Polls `/healthz` until it answers 200; fails if the process exits or time runs out.
-    async fn wait_ready(&mut self, http: &reqwest::Client) {
-        let deadline = Instant::now() + READY_TIMEOUT;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                panic!(
-                    "serve exited before becoming ready ({status})\nstderr:\n{}",
-                    self.stderr()
-                );
-            }
-            if let Ok(r) = http.get(self.url("/healthz")).send().await
-                && r.status() == 200
-            {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "serve did not answer /healthz within {READY_TIMEOUT:?}\nstderr:\n{}",
-                self.stderr()
-            );
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    }
-
-    /// SIGKILL, then reap.
-    fn kill_9(&mut self) {
-        // `Child::kill` is SIGKILL on Unix; the child is not reaped yet, so the pid is ours.
-        let _ = self.child.kill();
-        self.child.wait().unwrap();
-    }
-
-    /// SIGTERM, then the exit status.
-    async fn terminate(&mut self) -> ExitStatus {
-        let sent = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.child.id().to_string())
-            .status()
-            .unwrap();
-        assert!(sent.success(), "kill -TERM failed");
-        let deadline = Instant::now() + STOP_TIMEOUT;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "serve did not exit within {STOP_TIMEOUT:?} of SIGTERM\nstderr:\n{}",
-                self.stderr()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
+        Served::spawn(&mut cmd, port, log)
     }
 }
 
@@ -551,7 +446,7 @@ async fn kill_9_at_random_moments_loses_no_acknowledged_mutation() {
     for round in 0..rounds {
         let compact_every = rng.random_bool(0.7).then(|| rng.random_range(3..60));
         compacting_rounds += usize::from(compact_every.is_some());
-        let mut daemon = Daemon::start(
+        let mut daemon = start_daemon(
             dir.path(),
             logs.path(),
             &Launch {
@@ -593,7 +488,7 @@ async fn kill_9_at_random_moments_loses_no_acknowledged_mutation() {
     }
 
     // A last start: everything acknowledged is served, and every live family refreshes.
-    let mut daemon = Daemon::start(dir.path(), logs.path(), &Launch::default());
+    let mut daemon = start_daemon(dir.path(), logs.path(), &Launch::default());
     let http = http();
     daemon.wait_ready(&http).await;
     settle_pending(&http, &daemon, &mut workers, rounds).await;
@@ -648,7 +543,7 @@ async fn a_failed_journal_write_refuses_cleanly_and_loses_nothing_acknowledged()
     let http = http();
 
     // 48 KiB for any file: the first snapshot fits, the journal fills up after some clients.
-    let mut daemon = Daemon::start(
+    let mut daemon = start_daemon(
         dir.path(),
         logs.path(),
         &Launch {
@@ -735,7 +630,7 @@ async fn a_failed_journal_write_refuses_cleanly_and_loses_nothing_acknowledged()
     );
 
     // Restarted without the limit: everything acknowledged works, and changes are accepted.
-    let mut daemon = Daemon::start(dir.path(), logs.path(), &Launch::default());
+    let mut daemon = start_daemon(dir.path(), logs.path(), &Launch::default());
     daemon.wait_ready(&http).await;
     let successor = refresh(&http, &daemon.base, &client, &latest)
         .await
@@ -757,7 +652,7 @@ async fn sigterm_drains_and_everything_acknowledged_is_on_disk() {
     write_config(dir.path());
     let state = dir.path().join("auth_server.json");
     let http = http();
-    let mut daemon = Daemon::start(dir.path(), logs.path(), &Launch::default());
+    let mut daemon = start_daemon(dir.path(), logs.path(), &Launch::default());
     daemon.wait_ready(&http).await;
     let client = register(&http, &daemon.base).await.unwrap();
     let token = new_family(&http, &daemon.base, &client).await.unwrap();
@@ -883,7 +778,7 @@ async fn serve_warns_when_the_state_file_is_readable_by_others() {
     drop(StateStore::open(&state).unwrap());
     std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o644)).unwrap();
     let http = http();
-    let mut daemon = Daemon::start(dir.path(), logs.path(), &Launch::default());
+    let mut daemon = start_daemon(dir.path(), logs.path(), &Launch::default());
     daemon.wait_ready(&http).await;
     let status = daemon.terminate().await;
     assert!(status.success());
