@@ -91,14 +91,14 @@ pub enum TokensCommand {
     /// List live sign-ins (refresh-token families).
     List {
         /// Only this user's.
-        #[arg(long)]
+        #[arg(long, allow_hyphen_values = true)]
         user: Option<String>,
     },
     /// Revoke every refresh token of a user (offboarding). Access tokens already issued stay
     /// valid until they expire (`accessTokenTtlSeconds`) unless MCP servers introspect.
     Revoke {
         /// The user, as the proxy names them (`X-Forwarded-User`).
-        #[arg(long)]
+        #[arg(long, allow_hyphen_values = true)]
         user: String,
     },
 }
@@ -119,7 +119,9 @@ pub enum ClientsCommand {
     List,
     /// Remove a client, its consents and its refresh tokens.
     Remove {
-        /// The client to remove.
+        /// The client to remove. Generated ids are base64url, so one in 64 starts with `-`;
+        /// accept that as a value rather than as an unknown flag.
+        #[arg(allow_hyphen_values = true)]
         client_id: String,
     },
 }
@@ -481,7 +483,40 @@ fn utc(secs: u64) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::utc;
+    use clap::Parser;
+
+    use super::{Cli, ClientsCommand, Command, TokensCommand, utc};
+
+    fn parse(args: &[&str]) -> Command {
+        match Cli::try_parse_from(std::iter::once("mcp-authd").chain(args.iter().copied())) {
+            Ok(cli) => cli.command,
+            Err(e) => panic!("{args:?} did not parse: {e}"),
+        }
+    }
+
+    #[test]
+    fn ids_and_users_starting_with_a_hyphen_are_values_not_flags() {
+        for args in [
+            &["clients", "remove", "-Dx3_abc"][..],
+            &["clients", "remove", "--config", "s.json", "-Dx3_abc"],
+            &["clients", "remove", "-Dx3_abc", "--config", "s.json"],
+        ] {
+            match parse(args) {
+                Command::Clients {
+                    command: ClientsCommand::Remove { client_id },
+                    ..
+                } => assert_eq!(client_id, "-Dx3_abc", "{args:?}"),
+                other => panic!("{args:?} parsed as {other:?}"),
+            }
+        }
+        match parse(&["tokens", "revoke", "--user", "-alice"]) {
+            Command::Tokens {
+                command: TokensCommand::Revoke { user },
+                ..
+            } => assert_eq!(user, "-alice"),
+            other => panic!("parsed as {other:?}"),
+        }
+    }
 
     #[test]
     fn utc_formats_known_instants() {
