@@ -194,6 +194,15 @@ fn serve(config_path: &Path, listen: SocketAddr, insecure: bool) -> ExitCode {
     for warning in &config.warnings {
         tracing::warn!("{warning}");
     }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => return fail([format!("cannot start the async runtime: {e}")]),
+    };
+    #[cfg(unix)]
+    runtime.block_on(survive_file_size_limit());
     let mut state_file = None;
     let store: Arc<dyn Store> = match state_source(config_path) {
         StateSource::File(path) => match StateStore::open(&path) {
@@ -213,13 +222,6 @@ fn serve(config_path: &Path, listen: SocketAddr, insecure: bool) -> ExitCode {
             }
             Err(e) => return fail([e.to_string()]),
         },
-    };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => return fail([format!("cannot start the async runtime: {e}")]),
     };
     let issuer = config.issuer.clone();
     let state = Arc::new(AppState::new(config, store));
@@ -248,6 +250,18 @@ fn serve(config_path: &Path, listen: SocketAddr, insecure: bool) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => fail([format!("cannot serve on {listen}: {e}")]),
+    }
+}
+
+/// Catches SIGXFSZ, whose default action kills the process when a write passes the file size
+/// limit (`ulimit -f`). Caught, the write fails with EFBIG instead, which the store handles like
+/// a full disk: the request gets a 503 and nothing unpersisted is handed out. Tokio keeps a
+/// signal's handler installed for the life of the process, so the stream can be dropped.
+#[cfg(unix)]
+async fn survive_file_size_limit() {
+    let xfsz = tokio::signal::unix::SignalKind::from_raw(libc::SIGXFSZ);
+    if let Err(e) = tokio::signal::unix::signal(xfsz) {
+        tracing::warn!("cannot catch SIGXFSZ ({e}): a file size limit would stop the server");
     }
 }
 

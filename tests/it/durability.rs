@@ -61,8 +61,8 @@ fn write_config(dir: &Path) -> PathBuf {
 struct Launch<'a> {
     /// `MCP_AUTHD_COMPACT_EVERY`.
     compact_every: Option<u64>,
-    /// A file size limit in KiB (`ulimit -f`), with SIGXFSZ ignored so that writes past it
-    /// fail with EFBIG instead of killing the process.
+    /// A file size limit in KiB (`ulimit -f`). SIGXFSZ keeps its default action (kill), as on
+    /// a real host; the daemon must catch it so that writes past the limit fail with EFBIG.
     file_size_limit_kib: Option<u64>,
     /// Extra environment.
     env: &'a [(&'a str, &'a str)],
@@ -80,10 +80,9 @@ fn start_daemon(dir: &Path, logs: &Path, launch: &Launch<'_>) -> Daemon {
         let mut cmd = match launch.file_size_limit_kib {
             None => Command::new(BIN),
             Some(kib) => {
-                // An ignored signal stays ignored across exec, so the daemon inherits it.
                 let mut cmd = Command::new("bash");
                 cmd.arg("-c")
-                    .arg(format!("trap '' XFSZ; ulimit -f {kib}; exec \"$0\" \"$@\""))
+                    .arg(format!("trap - XFSZ; ulimit -f {kib}; exec \"$0\" \"$@\""))
                     .arg(BIN);
                 cmd
             }
