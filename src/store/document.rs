@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 
-use super::{Client, RefreshFamily, Registration};
+use super::{Client, RefreshFamily, Registration, unique_keys};
 
 /// The state file format version this build reads and writes.
 pub const STATE_VERSION: u32 = 1;
@@ -27,16 +27,20 @@ pub struct StateDocument {
     #[serde(default)]
     pub seq: u64,
     /// Registered clients by id.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "unique_keys::map")]
     pub clients: BTreeMap<String, Client>,
     /// Consents: client id → user → when approved.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "unique_keys::nested")]
     pub consents: BTreeMap<String, BTreeMap<String, u64>>,
     /// Refresh-token families by family id.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "unique_keys::map")]
     pub refresh_tokens: HashMap<String, RefreshFamily>,
     /// Revoked access tokens: `jti` → the token's `exp` (kept until then).
-    #[serde(default, skip_serializing_if = "HashMap::is_empty")]
+    #[serde(
+        default,
+        skip_serializing_if = "HashMap::is_empty",
+        deserialize_with = "unique_keys::map"
+    )]
     pub revoked_access_tokens: HashMap<String, u64>,
 }
 

@@ -153,14 +153,23 @@ pub fn parse_document(text: &str, origin: &Path) -> Result<StateDocument, StateE
         path: origin.to_path_buf(),
         detail: e.to_string(),
     })?;
+    let corrupt = |detail: String| StateError::Corrupt {
+        path: origin.to_path_buf(),
+        detail,
+    };
     if doc.version != STATE_VERSION {
-        return Err(StateError::Corrupt {
-            path: origin.to_path_buf(),
-            detail: format!(
-                "version {} is not supported (expected {STATE_VERSION})",
-                doc.version
-            ),
-        });
+        return Err(corrupt(format!(
+            "version {} is not supported (expected {STATE_VERSION})",
+            doc.version
+        )));
+    }
+    // A client filed under another id would answer to the wrong client_id; only an edit makes
+    // one, and which id is meant cannot be known.
+    if let Some((key, client)) = doc.clients.iter().find(|(k, c)| **k != c.client_id) {
+        return Err(corrupt(format!(
+            "clients[\"{key}\"] holds client_id \"{}\"",
+            client.client_id
+        )));
     }
     Ok(doc)
 }

@@ -803,11 +803,39 @@ async fn inline_state_is_read_only() {
     );
 }
 
+/// A state document with one client, `{client}` filed under `{key}`, and two refresh-token
+/// families with ids `{f1}` and `{f2}`.
+fn state_text(key: &str, client: &str, f1: &str, f2: &str) -> String {
+    let family = r#"{"grant": {"client_id": "CLIENT", "sub": "alice", "groups": [], "scope": "",
+        "resource": "http://127.0.0.1:8080/mcp"}, "current_hash": "h", "created_at": 1,
+        "expires_at": 99999999999}"#
+        .replace("CLIENT", client);
+    format!(
+        r#"{{"version": 1, "seq": 3, "clients": {{"{key}": {{"client_id": "{client}",
+        "client_name": "c", "redirect_uris": ["http://127.0.0.1:5000/cb"],
+        "token_endpoint_auth_method": "none", "grant_types": ["authorization_code"],
+        "response_types": ["code"], "client_id_issued_at": 1, "registration": "dynamic"}}}},
+        "refresh_tokens": {{"{f1}": {family}, "{f2}": {family}}}}}"#
+    )
+}
+
 #[test]
 fn a_corrupt_state_file_stops_serve_and_check_and_is_left_untouched() {
-    let truncated = r#"{"clients": ["#;
-    let future = r#"{"version": 99, "clients": {}, "refresh_tokens": {}}"#;
-    for content in [truncated, future] {
+    // The control: well-formed, so what fails below fails for the one thing changed.
+    let (dir, config) = config_dir(8080);
+    std::fs::write(
+        dir.path().join("auth_server.json"),
+        state_text("c1", "c1", "f1", "f2"),
+    )
+    .unwrap();
+    run(&mut one_shot(dir.path(), &config, &["check"])).assert_success();
+
+    let truncated = r#"{"clients": ["#.to_string();
+    let future = r#"{"version": 99, "clients": {}, "refresh_tokens": {}}"#.to_string();
+    // serde would keep the second of two equal keys; the load must refuse instead.
+    let twice = state_text("c1", "c1", "f1", "f1");
+    let misfiled = state_text("c1", "c2", "f1", "f2");
+    for content in [&truncated, &future, &twice, &misfiled] {
         let (dir, config) = config_dir(8080);
         let state = dir.path().join("auth_server.json");
         std::fs::write(&state, content).unwrap();
@@ -823,7 +851,7 @@ fn a_corrupt_state_file_stops_serve_and_check_and_is_left_untouched() {
             );
         }
         assert_eq!(
-            std::fs::read_to_string(&state).unwrap(),
+            &std::fs::read_to_string(&state).unwrap(),
             content,
             "a corrupt state file must never be overwritten"
         );
