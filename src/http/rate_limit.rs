@@ -12,6 +12,12 @@
 //! the nearest trusted proxy saw), never the left-most, which the client writes. IPv6
 //! addresses are grouped by /64, the block a single host usually controls.
 //!
+//! A request that comes from a trusted source itself (the peer is trusted and every forwarded
+//! hop is too, or there are none) has no per-address limit: such a host may already assert any
+//! user's identity at `/oauth/authorize`, so a per-address allowance would protect nothing,
+//! and counting it would throttle the proxy's own traffic, or a load test on the host, as one
+//! client. The global registration limit and the client cap still apply to it.
+//!
 //! A refused request gets 429 with `Retry-After` (seconds) and
 //! `{"error": "temporarily_unavailable", …}`: the code RFC 6749 defines for "try again later".
 
@@ -121,9 +127,9 @@ impl RateLimiter {
         }
     }
 
-    /// Takes one request from `key`'s allowance for `endpoint`; `Err` holds the seconds to
-    /// wait (for `Retry-After`).
-    pub fn check(&self, endpoint: Endpoint, key: IpAddr) -> Result<(), u64> {
+    /// Takes one request from `key`'s allowance for `endpoint` (`None`: a trusted source,
+    /// only the global limit applies); `Err` holds the seconds to wait (for `Retry-After`).
+    pub fn check(&self, endpoint: Endpoint, key: Option<IpAddr>) -> Result<(), u64> {
         let now = self.clock.now();
         let per_address = match endpoint {
             Endpoint::Register => self.limits.register_per_minute,
@@ -138,15 +144,15 @@ impl RateLimiter {
         let buckets = &mut *guard;
         buckets.prune(now);
 
-        let mut own = (per_address != 0).then(|| {
+        let mut own = key.filter(|_| per_address != 0).map(|key| {
             let bucket = buckets
                 .per_address
                 .entry((endpoint, key))
                 .or_insert_with(|| Bucket::full(per_address, now));
             bucket.refill(per_address, now);
-            bucket
+            (key, bucket)
         });
-        if let Some(bucket) = own.as_deref_mut()
+        if let Some((key, bucket)) = own.as_mut()
             && bucket.tokens < 1.0
         {
             if !bucket.is_limited {
@@ -168,15 +174,16 @@ impl RateLimiter {
             shared.tokens -= 1.0;
             shared.is_limited = false;
         }
-        if let Some(bucket) = own {
+        if let Some((_, bucket)) = own {
             bucket.tokens -= 1.0;
             bucket.is_limited = false;
         }
         Ok(())
     }
 
-    /// The address a request is counted against (see the module documentation).
-    pub fn key_for(&self, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
+    /// The address a request is counted against, `None` for a trusted source (see the module
+    /// documentation).
+    pub fn key_for(&self, peer: IpAddr, headers: &HeaderMap) -> Option<IpAddr> {
         client_key(peer, headers, &self.trusted)
     }
 }
@@ -194,33 +201,33 @@ impl Buckets {
 }
 
 /// The address a request from `peer` is counted against: the peer itself, or, when the peer
-/// is a trusted proxy, the right-most `X-Forwarded-For` entry that is not a trusted address
-/// (the left-most entry if all are). A header that cannot be read leaves the proxy's own
-/// address, so malformed requests share one bucket instead of choosing their own.
-pub fn client_key(peer: IpAddr, headers: &HeaderMap, trusted: &TrustedSources) -> IpAddr {
+/// is a trusted proxy, the right-most `X-Forwarded-For` entry that is not a trusted address;
+/// `None` when there is no such entry, as the request then comes from a trusted source. A
+/// header that cannot be read counts against the proxy's own address, so malformed requests
+/// share one bucket instead of choosing their own or escaping the limit.
+pub fn client_key(peer: IpAddr, headers: &HeaderMap, trusted: &TrustedSources) -> Option<IpAddr> {
     let peer = peer.to_canonical();
     if !trusted.contains(peer) {
-        return group(peer);
+        return Some(group(peer));
     }
     // Repeated header lines form one list, in order (RFC 9110 §5.3).
     let mut entries = Vec::new();
     for value in headers.get_all("x-forwarded-for") {
         let Ok(text) = value.to_str() else {
-            return group(peer);
+            return Some(group(peer));
         };
         entries.extend(text.split(',').map(str::trim));
     }
-    let mut key = peer;
     for entry in entries.iter().rev() {
         let Some(address) = parse_entry(entry) else {
-            return group(peer);
+            return Some(group(peer));
         };
-        key = address.to_canonical();
-        if !trusted.contains(key) {
-            break;
+        let address = address.to_canonical();
+        if !trusted.contains(address) {
+            return Some(group(address));
         }
     }
-    group(key)
+    None
 }
 
 /// One `X-Forwarded-For` entry: an address, optionally with a port (`1.2.3.4:5`, `[::1]:5`).
@@ -307,11 +314,11 @@ mod tests {
         let headers = xff(&["1.2.3.4"]);
         assert_eq!(
             client_key(ip("192.0.2.7"), &headers, &proxies),
-            ip("192.0.2.7")
+            Some(ip("192.0.2.7"))
         );
         assert_eq!(
             client_key(ip("::ffff:192.0.2.7"), &headers, &proxies),
-            ip("192.0.2.7")
+            Some(ip("192.0.2.7"))
         );
     }
 
@@ -320,26 +327,29 @@ mod tests {
         let proxies = trusted(&["10.0.0.0/8", "127.0.0.1"]);
         let peer = ip("10.0.0.2");
         // The client wrote the left-most entries; the proxies appended the rest.
-        let cases: &[(&[&str], &str)] = &[
-            (&["203.0.113.9"], "203.0.113.9"),
-            (&["6.6.6.6, 203.0.113.9"], "203.0.113.9"),
-            (&["6.6.6.6, 203.0.113.9, 10.0.0.1"], "203.0.113.9"),
-            (&["6.6.6.6", "203.0.113.9, 10.1.1.1"], "203.0.113.9"),
-            (&["10.9.9.9, 10.0.0.1"], "10.9.9.9"),
-            (&["203.0.113.9:4711"], "203.0.113.9"),
-            (&["[2001:db8::1]:4711"], "2001:db8::"),
-            (&["[2001:db8::1]"], "2001:db8::"),
-            (&["::ffff:203.0.113.9"], "203.0.113.9"),
-            (&[], "10.0.0.2"),
-            // Unreadable entries leave the proxy's own address.
-            (&["6.6.6.6, unknown"], "10.0.0.2"),
-            (&["203.0.113.9, "], "10.0.0.2"),
-            (&["203.0.113.9 10.0.0.1"], "10.0.0.2"),
+        let cases: &[(&[&str], Option<&str>)] = &[
+            (&["203.0.113.9"], Some("203.0.113.9")),
+            (&["6.6.6.6, 203.0.113.9"], Some("203.0.113.9")),
+            (&["6.6.6.6, 203.0.113.9, 10.0.0.1"], Some("203.0.113.9")),
+            (&["6.6.6.6", "203.0.113.9, 10.1.1.1"], Some("203.0.113.9")),
+            (&["203.0.113.9:4711"], Some("203.0.113.9")),
+            (&["[2001:db8::1]:4711"], Some("2001:db8::")),
+            (&["[2001:db8::1]"], Some("2001:db8::")),
+            (&["::ffff:203.0.113.9"], Some("203.0.113.9")),
+            // Only trusted hops, or none: a trusted source, under no per-address limit.
+            (&["10.9.9.9, 10.0.0.1"], None),
+            (&["::ffff:127.0.0.1"], None),
+            (&[], None),
+            // Unreadable entries count against the proxy's own address.
+            (&["6.6.6.6, unknown"], Some("10.0.0.2")),
+            (&["203.0.113.9, "], Some("10.0.0.2")),
+            (&["203.0.113.9 10.0.0.1"], Some("10.0.0.2")),
+            (&["unknown, 10.0.0.1"], Some("10.0.0.2")),
         ];
         for (lines, expected) in cases {
             assert_eq!(
                 client_key(peer, &xff(lines), &proxies),
-                ip(expected),
+                expected.map(ip),
                 "{lines:?}"
             );
         }
@@ -348,13 +358,14 @@ mod tests {
             "x-forwarded-for",
             HeaderValue::from_bytes(b"203.0.113.9, \xff").unwrap(),
         );
-        assert_eq!(client_key(peer, &headers, &proxies), peer);
+        assert_eq!(client_key(peer, &headers, &proxies), Some(peer));
     }
 
     #[test]
     fn ipv6_addresses_are_grouped_by_their_64() {
         let proxies = trusted(&["127.0.0.1"]);
         let a = client_key(ip("2001:db8:1:2::1"), &HeaderMap::new(), &proxies);
+        assert!(a.is_some());
         let b = client_key(ip("2001:db8:1:2:ffff::9"), &HeaderMap::new(), &proxies);
         let c = client_key(ip("2001:db8:1:3::1"), &HeaderMap::new(), &proxies);
         assert_eq!(a, b);
@@ -377,13 +388,16 @@ mod tests {
             token_per_minute: 60,
         };
         let (limiter, clock) = limiter(limits);
-        let me = ip("192.0.2.1");
+        let me = Some(ip("192.0.2.1"));
         for _ in 0..3 {
             assert_eq!(limiter.check(Endpoint::Register, me), Ok(()));
         }
         assert_eq!(limiter.check(Endpoint::Register, me), Err(20));
         // Others and the other endpoint are unaffected.
-        assert_eq!(limiter.check(Endpoint::Register, ip("192.0.2.2")), Ok(()));
+        assert_eq!(
+            limiter.check(Endpoint::Register, Some(ip("192.0.2.2"))),
+            Ok(())
+        );
         assert_eq!(limiter.check(Endpoint::Token, me), Ok(()));
         clock.advance(19);
         assert!(limiter.check(Endpoint::Register, me).is_err());
@@ -400,14 +414,29 @@ mod tests {
             token_per_minute: 0,
         };
         let (limiter, clock) = limiter(limits);
-        assert_eq!(limiter.check(Endpoint::Register, ip("192.0.2.1")), Ok(()));
-        assert_eq!(limiter.check(Endpoint::Register, ip("192.0.2.2")), Ok(()));
-        assert_eq!(limiter.check(Endpoint::Register, ip("192.0.2.3")), Err(30));
+        assert_eq!(
+            limiter.check(Endpoint::Register, Some(ip("192.0.2.1"))),
+            Ok(())
+        );
+        assert_eq!(
+            limiter.check(Endpoint::Register, Some(ip("192.0.2.2"))),
+            Ok(())
+        );
+        assert_eq!(
+            limiter.check(Endpoint::Register, Some(ip("192.0.2.3"))),
+            Err(30)
+        );
         for _ in 0..1000 {
-            assert_eq!(limiter.check(Endpoint::Token, ip("192.0.2.1")), Ok(()));
+            assert_eq!(
+                limiter.check(Endpoint::Token, Some(ip("192.0.2.1"))),
+                Ok(())
+            );
         }
         clock.advance(30);
-        assert_eq!(limiter.check(Endpoint::Register, ip("192.0.2.3")), Ok(()));
+        assert_eq!(
+            limiter.check(Endpoint::Register, Some(ip("192.0.2.3"))),
+            Ok(())
+        );
     }
 
     #[test]
@@ -418,10 +447,38 @@ mod tests {
             token_per_minute: 0,
         };
         let (limiter, clock) = limiter(limits);
-        assert_eq!(limiter.check(Endpoint::Register, ip("192.0.2.1")), Ok(()));
-        assert!(limiter.check(Endpoint::Register, ip("192.0.2.2")).is_err());
+        assert_eq!(
+            limiter.check(Endpoint::Register, Some(ip("192.0.2.1"))),
+            Ok(())
+        );
+        assert!(
+            limiter
+                .check(Endpoint::Register, Some(ip("192.0.2.2")))
+                .is_err()
+        );
         clock.advance(60);
-        assert_eq!(limiter.check(Endpoint::Register, ip("192.0.2.2")), Ok(()));
+        assert_eq!(
+            limiter.check(Endpoint::Register, Some(ip("192.0.2.2"))),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn a_trusted_source_has_no_per_address_limit_but_the_global_one_holds() {
+        let limits = RateLimits {
+            register_per_minute: 1,
+            register_global_per_minute: 3,
+            token_per_minute: 1,
+        };
+        let (limiter, _clock) = limiter(limits);
+        for _ in 0..10_000 {
+            assert_eq!(limiter.check(Endpoint::Token, None), Ok(()));
+        }
+        for _ in 0..3 {
+            assert_eq!(limiter.check(Endpoint::Register, None), Ok(()));
+        }
+        assert_eq!(limiter.check(Endpoint::Register, None), Err(20));
+        assert!(limiter.buckets.lock().unwrap().per_address.is_empty());
     }
 
     #[test]
@@ -429,12 +486,17 @@ mod tests {
         let (limiter, clock) = limiter(RateLimits::default());
         for i in 0..50u8 {
             limiter
-                .check(Endpoint::Token, IpAddr::V4(Ipv4Addr::new(192, 0, 2, i)))
+                .check(
+                    Endpoint::Token,
+                    Some(IpAddr::V4(Ipv4Addr::new(192, 0, 2, i))),
+                )
                 .unwrap();
         }
         assert_eq!(limiter.buckets.lock().unwrap().per_address.len(), 50);
         clock.advance(PRUNE_AFTER_SECONDS);
-        limiter.check(Endpoint::Token, ip("198.51.100.1")).unwrap();
+        limiter
+            .check(Endpoint::Token, Some(ip("198.51.100.1")))
+            .unwrap();
         assert_eq!(limiter.buckets.lock().unwrap().per_address.len(), 1);
     }
 }

@@ -54,6 +54,22 @@ async fn register_via(
     request.send().await.unwrap()
 }
 
+/// POST /oauth/token (or `path`) for a client behind the proxy at `forwarded_for`.
+async fn token_via(
+    app: &TestApp,
+    path: &str,
+    forwarded_for: &str,
+    form: &[(&str, &str)],
+) -> reqwest::Response {
+    app.http
+        .post(app.url(path))
+        .header("X-Forwarded-For", forwarded_for)
+        .form(form)
+        .send()
+        .await
+        .unwrap()
+}
+
 /// Asserts a 429 with `Retry-After` and an RFC 6749 JSON body; returns the seconds.
 async fn assert_limited(response: reqwest::Response) -> u64 {
     assert_eq!(response.status(), 429);
@@ -84,31 +100,39 @@ async fn dynamic_clients(app: &TestApp) -> usize {
 #[tokio::test]
 async fn registration_is_limited_per_address_by_default_with_retry_after() {
     let (app, _dir) = spawn_limited(None, &|_| {}).await;
+    // A client connecting directly from an address that is not a trusted source.
+    let direct = client(Some("127.0.0.2".parse().unwrap()));
     // Default: 20 per minute per address, as a burst.
     for _ in 0..20 {
         assert_eq!(
-            register_via(&app, &app.http, "/oauth/register", &[])
+            register_via(&app, &direct, "/oauth/register", &[])
                 .await
                 .status(),
             201
         );
     }
     let retry_after =
-        assert_limited(register_via(&app, &app.http, "/oauth/register", &[]).await).await;
+        assert_limited(register_via(&app, &direct, "/oauth/register", &[]).await).await;
     // One registration comes back every 3 s (20 per minute).
     assert_eq!(retry_after, 3);
     // The root alias shares the allowance.
-    assert_limited(register_via(&app, &app.http, "/register", &[]).await).await;
+    assert_limited(register_via(&app, &direct, "/register", &[]).await).await;
     assert_eq!(
         dynamic_clients(&app).await,
         20,
         "a refused request stores nothing"
     );
 
-    // Another address is not affected.
-    let other = client(Some("127.0.0.2".parse().unwrap()));
+    // Another address is not affected, whether direct or behind the trusted proxy.
+    let other = client(Some("127.0.0.3".parse().unwrap()));
     assert_eq!(
         register_via(&app, &other, "/register", &[]).await.status(),
+        201
+    );
+    assert_eq!(
+        register_via(&app, &app.http, "/register", &["203.0.113.5"])
+            .await
+            .status(),
         201
     );
     // Preflights are never counted, and a 429 is readable cross-origin.
@@ -121,8 +145,7 @@ async fn registration_is_limited_per_address_by_default_with_retry_after() {
         .await
         .unwrap();
     assert!(response.status().is_success());
-    let response = app
-        .http
+    let response = direct
         .post(app.url("/oauth/register"))
         .header("Origin", "https://claude.ai")
         .json(&json!({"redirect_uris": [REDIRECT]}))
@@ -135,12 +158,12 @@ async fn registration_is_limited_per_address_by_default_with_retry_after() {
     // Time refills the bucket.
     app.clock.advance(retry_after);
     assert_eq!(
-        register_via(&app, &app.http, "/oauth/register", &[])
+        register_via(&app, &direct, "/oauth/register", &[])
             .await
             .status(),
         201
     );
-    assert_limited(register_via(&app, &app.http, "/oauth/register", &[]).await).await;
+    assert_limited(register_via(&app, &direct, "/oauth/register", &[]).await).await;
     app.stop().await;
 }
 
@@ -153,25 +176,38 @@ async fn the_token_endpoint_is_limited_per_address_and_a_refused_request_burns_n
     .await;
     let client_id = app.register_public(REDIRECT).await;
     let code = app.code_for(&client_id, REDIRECT).await;
+    let exchange = [
+        ("grant_type", "authorization_code"),
+        ("client_id", client_id.as_str()),
+        ("code", code.as_str()),
+        ("redirect_uri", REDIRECT),
+        ("code_verifier", VERIFIER),
+    ];
+    // A client behind the proxy.
+    let me = "203.0.113.7";
     for _ in 0..5 {
-        let response = app
-            .token(&[("grant_type", "refresh_token"), ("client_id", &client_id)])
-            .await;
+        let bad = [("grant_type", "refresh_token"), ("client_id", &client_id)];
+        let response = token_via(&app, "/oauth/token", me, &bad).await;
         assert_eq!(response.status(), 400);
     }
     // The sixth request, valid or not, on either path, is refused before it is read.
-    assert_limited(app.exchange(&client_id, &code, REDIRECT).await).await;
-    let response = app
-        .http
-        .post(app.url("/token"))
-        .form(&[("grant_type", "authorization_code")])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(assert_limited(response).await, 12);
+    assert_limited(token_via(&app, "/oauth/token", me, &exchange).await).await;
+    let junk = [("grant_type", "authorization_code")];
+    assert_eq!(
+        assert_limited(token_via(&app, "/token", me, &junk).await).await,
+        12
+    );
+    // The proxy's own requests (a trusted source) are not limited per address, nor is
+    // another client behind it.
+    let bad = [("grant_type", "refresh_token"), ("client_id", &client_id)];
+    for _ in 0..20 {
+        assert_eq!(app.token(&bad).await.status(), 400);
+    }
+    let other = token_via(&app, "/oauth/token", "203.0.113.8", &bad).await;
+    assert_eq!(other.status(), 400);
     // The code was not consumed by the refused attempt.
     app.clock.advance(12);
-    let response = app.exchange(&client_id, &code, REDIRECT).await;
+    let response = token_via(&app, "/oauth/token", me, &exchange).await;
     assert_eq!(response.status(), 200);
     // Revocation and discovery are not limited.
     let response = app
@@ -235,18 +271,31 @@ async fn behind_the_proxy_the_right_most_untrusted_forwarded_address_is_the_key(
             .status(),
         201
     );
-    // The proxy's own requests (no header) are counted under the proxy's address.
+    // Requests from a trusted source itself (no forwarded address, or only trusted ones) have
+    // no per-address limit: such a host can already assert any user's identity.
+    for forwarded in [&[][..], &["10.0.0.7"], &["127.0.0.1, 10.0.0.9"]] {
+        for _ in 0..3 {
+            assert_eq!(
+                register_via(&app, &app.http, "/oauth/register", forwarded)
+                    .await
+                    .status(),
+                201,
+                "{forwarded:?}"
+            );
+        }
+    }
+    // Unreadable entries count against the proxy's own address: they neither choose an
+    // address of their own nor escape the limit.
     for _ in 0..2 {
         assert_eq!(
-            register_via(&app, &app.http, "/oauth/register", &[])
+            register_via(&app, &app.http, "/oauth/register", &["unknown"])
                 .await
                 .status(),
             201
         );
     }
-    assert_limited(register_via(&app, &app.http, "/oauth/register", &[]).await).await;
-    // Unreadable entries count against the proxy's address too, not an address of their own.
-    assert_limited(register_via(&app, &app.http, "/oauth/register", &["unknown"]).await).await;
+    assert_limited(register_via(&app, &app.http, "/oauth/register", &["unknown, 10.0.0.9"]).await)
+        .await;
 
     // From a peer that is not a trusted proxy, X-Forwarded-For is never read.
     let direct = client(Some("127.0.0.3".parse().unwrap()));
