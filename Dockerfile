@@ -6,6 +6,7 @@ COPY Cargo.toml Cargo.lock ./
 COPY src ./src
 COPY tests ./tests
 COPY examples ./examples
+COPY benches ./benches
 RUN cargo build --release --locked --bin mcp-authd
 
 # Runtime stage: a small image with only the binary, running as a non-root user.
