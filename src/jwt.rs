@@ -38,6 +38,11 @@ pub struct AccessTokenClaims {
     pub exp: u64,
     /// A unique token id.
     pub jti: String,
+    /// The sign-in (refresh-token family) the token was issued from, as its
+    /// [`crate::oauth::refresh::family_key`]; introspection reports the token inactive once
+    /// that sign-in is revoked. Absent from tokens minted before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sid: Option<String>,
 }
 
 /// The key id (`kid`) of an HS256 secret: 8 base64url characters of its SHA-256, enough to
@@ -265,6 +270,7 @@ mod tests {
             iat: now(),
             exp: now() + 600,
             jti: "j1".into(),
+            sid: None,
         }
     }
 

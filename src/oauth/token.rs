@@ -71,6 +71,7 @@ async fn authorization_code(
 
     let code_hash = sha256_b64(code.as_bytes());
     let (family_id, refresh_token) = refresh::new_family_token();
+    let family_key = refresh::family_key(&family_id);
     let now = app.now();
     // Every check runs before the code is consumed, so a client that got one parameter wrong
     // can retry with the same code (RFC 9700 decision recorded in ARCHITECTURE.md).
@@ -95,7 +96,7 @@ async fn authorization_code(
         }
         Ok(())
     };
-    let issued = match app.codes.redeem(&code_hash, now, &family_id, &check) {
+    let issued = match app.codes.redeem(&code_hash, now, &family_key, &check) {
         RedeemOutcome::Redeemed(issued) => issued,
         RedeemOutcome::Rejected(e) => return Err(e),
         RedeemOutcome::Invalid => {
@@ -103,9 +104,9 @@ async fn authorization_code(
                 "authorization code is invalid or expired",
             ));
         }
-        RedeemOutcome::Replayed { family_id } => {
+        RedeemOutcome::Replayed { family_key } => {
             app.store
-                .revoke_family(&family_id)
+                .revoke_family(&family_key)
                 .await
                 .map_err(|_| OAuthError::storage_unavailable())?;
             tracing::warn!(target: "audit", client_id = %client.client_id, "authorization code replayed; revoked the tokens it issued");
@@ -124,7 +125,7 @@ async fn authorization_code(
         expires_at: now.saturating_add(app.config.refresh_token_ttl),
     };
     app.store
-        .put_family(&family_id, family)
+        .put_family(&family_key, family)
         .await
         .map_err(|_| OAuthError::storage_unavailable())?;
     if app.codes.was_replayed(&code_hash) {
@@ -132,12 +133,13 @@ async fn authorization_code(
         // not exist yet; revoke it now. This request was the legitimate first redemption, so it
         // still gets its answer: the refresh token in it is already dead.
         app.store
-            .revoke_family(&family_id)
+            .revoke_family(&family_key)
             .await
             .map_err(|_| OAuthError::storage_unavailable())?;
     }
     tracing::info!(target: "audit", client_id = %client.client_id, user = %issued.grant.sub, "tokens issued for an authorization code");
-    respond(app, &issued.grant, &issued.grant.scope, refresh_token, now)
+    let scope = &issued.grant.scope;
+    respond(app, &issued.grant, &family_key, scope, refresh_token, now)
 }
 
 async fn refresh_token(
@@ -150,7 +152,8 @@ async fn refresh_token(
         .ok_or_else(|| OAuthError::invalid_request("refresh_token is required"))?;
     let invalid = || OAuthError::invalid_grant("refresh token is invalid, expired or revoked");
     let family_id = refresh::family_of(presented).ok_or_else(invalid)?;
-    let family = app.store.family(family_id).await.ok_or_else(invalid)?;
+    let family_key = refresh::family_key(family_id);
+    let family = app.store.family(&family_key).await.ok_or_else(invalid)?;
 
     // Checks that must not consume the token.
     if family.grant.client_id != client.client_id {
@@ -185,7 +188,7 @@ async fn refresh_token(
     let outcome = app
         .store
         .use_refresh_token(
-            family_id,
+            &family_key,
             &refresh::hash(presented),
             &refresh::hash(&successor),
             now,
@@ -195,7 +198,7 @@ async fn refresh_token(
         .map_err(|_| OAuthError::storage_unavailable())?;
     match outcome {
         RefreshOutcome::Rotated(grant) | RefreshOutcome::Grace(grant) => {
-            respond(app, &grant, &scope.to_string(), successor, now)
+            respond(app, &grant, &family_key, &scope.to_string(), successor, now)
         }
         RefreshOutcome::Reused => {
             tracing::warn!(target: "audit", client_id = %client.client_id, user = %family.grant.sub, "refresh token reused; family revoked");
@@ -213,6 +216,7 @@ async fn refresh_token(
 fn respond(
     app: &AppState,
     grant: &Grant,
+    family_key: &str,
     scope: &str,
     refresh_token: String,
     now: u64,
@@ -228,6 +232,7 @@ fn respond(
         iat: now,
         exp: now.saturating_add(app.config.access_token_ttl),
         jti: random_token(16),
+        sid: Some(family_key.to_string()),
     };
     let access_token = mint_access_token(&claims, &app.keys.jwt).map_err(|e| {
         tracing::error!("signing an access token failed: {e}");
@@ -251,13 +256,14 @@ pub async fn revoke(app: &AppState, client: &Client, form: &Params) -> Result<()
         .ok_or_else(|| OAuthError::invalid_request("token is required"))?;
     let now = app.now();
     if let Some(family_id) = refresh::family_of(token) {
-        if let Some(family) = app.store.family(family_id).await
+        let family_key = refresh::family_key(family_id);
+        if let Some(family) = app.store.family(&family_key).await
             && family.grant.client_id == client.client_id
             && refresh::decide(&family, &refresh::hash(token), now)
                 != refresh::RefreshDecision::Reuse
         {
             app.store
-                .revoke_family(family_id)
+                .revoke_family(&family_key)
                 .await
                 .map_err(|_| OAuthError::storage_unavailable())?;
             tracing::info!(target: "audit", client_id = %client.client_id, "refresh token revoked by its client");
@@ -294,7 +300,7 @@ pub async fn introspect(
     let now = app.now();
     let inactive = serde_json::json!({"active": false});
     if let Some(family_id) = refresh::family_of(token) {
-        let Some(family) = app.store.family(family_id).await else {
+        let Some(family) = app.store.family(&refresh::family_key(family_id)).await else {
             return Ok(inactive);
         };
         let is_live = matches!(
@@ -316,23 +322,32 @@ pub async fn introspect(
             "exp": family.expires_at,
         }));
     }
-    match app.verifier.verify_at(token, now) {
-        Ok(claims) if !app.store.is_access_token_denied(&claims.jti).await => {
-            Ok(serde_json::json!({
-                "active": true,
-                "token_type": "Bearer",
-                "client_id": claims.client_id,
-                "sub": claims.sub,
-                "scope": claims.scope,
-                "aud": claims.aud,
-                "iss": claims.iss,
-                "iat": claims.iat,
-                "exp": claims.exp,
-                "jti": claims.jti,
-                "groups": claims.groups,
-                "roles": claims.roles,
-            }))
-        }
-        _ => Ok(inactive),
+    let Ok(claims) = app.verifier.verify_at(token, now) else {
+        return Ok(inactive);
+    };
+    // Revoked by itself, or its sign-in is over: the refresh family it came from was revoked
+    // (RFC 7009 §2.1: revoking a refresh token should end the access tokens of the same
+    // grant), found reused, offboarded or removed with its client.
+    let is_revoked = app.store.is_access_token_denied(&claims.jti).await
+        || match &claims.sid {
+            Some(key) => app.store.family(key).await.is_none(),
+            None => false,
+        };
+    if is_revoked {
+        return Ok(inactive);
     }
+    Ok(serde_json::json!({
+        "active": true,
+        "token_type": "Bearer",
+        "client_id": claims.client_id,
+        "sub": claims.sub,
+        "scope": claims.scope,
+        "aud": claims.aud,
+        "iss": claims.iss,
+        "iat": claims.iat,
+        "exp": claims.exp,
+        "jti": claims.jti,
+        "groups": claims.groups,
+        "roles": claims.roles,
+    }))
 }

@@ -33,14 +33,14 @@ pub struct CodeGrant {
 #[derive(Debug)]
 pub enum RedeemOutcome {
     /// The code passed the check and is now consumed; the tokens it yields belong to
-    /// `family_id`.
+    /// `family_key`.
     Redeemed(CodeGrant),
     /// The check refused the request; the code is untouched and can still be used.
     Rejected(OAuthError),
     /// The code had already been redeemed; the family it produced should be revoked.
     Replayed {
         /// The family issued by the first redemption.
-        family_id: String,
+        family_key: String,
     },
     /// Unknown or expired.
     Invalid,
@@ -52,12 +52,12 @@ pub trait CodeStore: Send + Sync {
     fn insert(&self, code_hash: String, code: CodeGrant, now: u64);
 
     /// Atomically: finds the code, runs `check` on it, and if that passes consumes it,
-    /// recording `family_id` as what it produced.
+    /// recording `family_key` as what it produced.
     fn redeem(
         &self,
         code_hash: &str,
         now: u64,
-        family_id: &str,
+        family_key: &str,
         check: &dyn Fn(&CodeGrant) -> Result<(), OAuthError>,
     ) -> RedeemOutcome;
 
@@ -69,7 +69,7 @@ pub trait CodeStore: Send + Sync {
 enum Entry {
     Live(CodeGrant),
     Redeemed {
-        family_id: String,
+        family_key: String,
         is_replayed: bool,
         forget_at: u64,
     },
@@ -115,7 +115,7 @@ impl CodeStore for MemoryCodeStore {
         &self,
         code_hash: &str,
         now: u64,
-        family_id: &str,
+        family_key: &str,
         check: &dyn Fn(&CodeGrant) -> Result<(), OAuthError>,
     ) -> RedeemOutcome {
         let mut inner = self.lock();
@@ -124,13 +124,13 @@ impl CodeStore for MemoryCodeStore {
         };
         match entry {
             Entry::Redeemed {
-                family_id,
+                family_key,
                 is_replayed,
                 ..
             } => {
                 *is_replayed = true;
                 RedeemOutcome::Replayed {
-                    family_id: family_id.clone(),
+                    family_key: family_key.clone(),
                 }
             }
             Entry::Live(code) if code.expires_at <= now => RedeemOutcome::Invalid,
@@ -140,7 +140,7 @@ impl CodeStore for MemoryCodeStore {
                 }
                 let code = code.clone();
                 *entry = Entry::Redeemed {
-                    family_id: family_id.to_string(),
+                    family_key: family_key.to_string(),
                     is_replayed: false,
                     forget_at: code.expires_at.saturating_add(TOMBSTONE_SECONDS),
                 };
@@ -189,7 +189,7 @@ mod tests {
         ));
         assert!(!store.was_replayed("h"));
         match store.redeem("h", 11, "other", &|_| Ok(())) {
-            RedeemOutcome::Replayed { family_id } => assert_eq!(family_id, "fam"),
+            RedeemOutcome::Replayed { family_key } => assert_eq!(family_key, "fam"),
             other => panic!("{other:?}"),
         }
         assert!(store.was_replayed("h"));

@@ -9,8 +9,15 @@ use serde::{Deserialize, Serialize};
 
 use super::{Client, RefreshFamily, Registration, unique_keys};
 
-/// The state file format version this build reads and writes.
-pub const STATE_VERSION: u32 = 1;
+/// The state file format version this build writes.
+///
+/// Version 2 keys refresh-token families by [`crate::oauth::refresh::family_key`] (a hash of
+/// the family id) where version 1 used the family id itself, half of every refresh token in
+/// clear. Version 1 files are still read: [`StateDocument::upgrade`] re-keys them.
+pub const STATE_VERSION: u32 = 2;
+
+/// The oldest version this build can upgrade.
+pub const OLDEST_READABLE_VERSION: u32 = 1;
 
 fn current_version() -> u32 {
     STATE_VERSION
@@ -32,7 +39,7 @@ pub struct StateDocument {
     /// Consents: client id → user → when approved.
     #[serde(default, deserialize_with = "unique_keys::nested")]
     pub consents: BTreeMap<String, BTreeMap<String, u64>>,
-    /// Refresh-token families by family id.
+    /// Refresh-token families by family key (see [`crate::oauth::refresh::family_key`]).
     #[serde(default, deserialize_with = "unique_keys::map")]
     pub refresh_tokens: HashMap<String, RefreshFamily>,
     /// Revoked access tokens: `jti` → the token's `exp` (kept until then).
@@ -129,6 +136,21 @@ pub enum Mutation {
 }
 
 impl StateDocument {
+    /// Brings a document of an older readable version to [`STATE_VERSION`]; whether anything
+    /// changed. Run after the journal is replayed, as an old journal holds old-style keys too.
+    pub fn upgrade(&mut self) -> bool {
+        if self.version >= STATE_VERSION {
+            return false;
+        }
+        // 1 → 2: family ids become family keys.
+        self.refresh_tokens = std::mem::take(&mut self.refresh_tokens)
+            .into_iter()
+            .map(|(id, family)| (crate::oauth::refresh::family_key(&id), family))
+            .collect();
+        self.version = STATE_VERSION;
+        true
+    }
+
     /// Applies one mutation.
     pub fn apply(&mut self, mutation: &Mutation) {
         match mutation {

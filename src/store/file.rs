@@ -23,7 +23,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
-use super::document::STATE_VERSION;
+use super::document::{OLDEST_READABLE_VERSION, STATE_VERSION};
 use super::{
     Client, Mutation, RefreshFamily, RefreshOutcome, StateDocument, Store, StoreUnavailable,
 };
@@ -147,8 +147,16 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> StateError + '_ {
     }
 }
 
-/// Parses a state document's text (a snapshot, or inline `MCP_AUTH_SERVER_CONFIG`).
+/// Parses a state document's text (a snapshot, or inline `MCP_AUTH_SERVER_CONFIG`) and
+/// upgrades it to the current version.
 pub fn parse_document(text: &str, origin: &Path) -> Result<StateDocument, StateError> {
+    let mut doc = parse_as_written(text, origin)?;
+    doc.upgrade();
+    Ok(doc)
+}
+
+/// Parses a state document in the version it was written in (which its journal matches).
+fn parse_as_written(text: &str, origin: &Path) -> Result<StateDocument, StateError> {
     let doc: StateDocument = serde_json::from_str(text).map_err(|e| StateError::Corrupt {
         path: origin.to_path_buf(),
         detail: e.to_string(),
@@ -157,9 +165,9 @@ pub fn parse_document(text: &str, origin: &Path) -> Result<StateDocument, StateE
         path: origin.to_path_buf(),
         detail,
     };
-    if doc.version != STATE_VERSION {
+    if !(OLDEST_READABLE_VERSION..=STATE_VERSION).contains(&doc.version) {
         return Err(corrupt(format!(
-            "version {} is not supported (expected {STATE_VERSION})",
+            "version {} is not supported (expected {OLDEST_READABLE_VERSION} to {STATE_VERSION})",
             doc.version
         )));
     }
@@ -174,8 +182,10 @@ pub fn parse_document(text: &str, origin: &Path) -> Result<StateDocument, StateE
     Ok(doc)
 }
 
-/// Reads the snapshot and replays the journal, changing nothing on disk. Returns the state and
-/// whether the journal had anything in it.
+/// Reads the snapshot, replays the journal and upgrades the result to the current version,
+/// changing nothing on disk. Returns the state and whether the files differ from a snapshot
+/// of it (the journal had entries, or the format was older): the store then writes one before
+/// it journals anything, so no journal ever mixes versions.
 pub fn read_state(path: &Path) -> Result<(StateDocument, bool), StateError> {
     // The journal is read before the snapshot: a compaction running meanwhile renames a newer
     // snapshot into place *before* it empties the journal, so this order never pairs an old
@@ -190,13 +200,14 @@ pub fn read_state(path: &Path) -> Result<(StateDocument, bool), StateError> {
         Err(e) => return Err(io_err(&journal)(e)),
     }
     let mut doc = match std::fs::read_to_string(path) {
-        Ok(text) => parse_document(&text, path)?,
+        Ok(text) => parse_as_written(&text, path)?,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => StateDocument::default(),
         Err(e) => return Err(io_err(path)(e)),
     };
     let has_journal = !bytes.is_empty();
     replay(&mut doc, &bytes, &journal)?;
-    Ok((doc, has_journal))
+    let was_upgraded = doc.upgrade();
+    Ok((doc, has_journal || was_upgraded))
 }
 
 /// Applies journal entries newer than the snapshot. A damaged tail (a batch that was being
@@ -355,13 +366,13 @@ impl StateStore {
                 lock: lock_file,
             });
         }
-        let (doc, has_journal) = read_state(path)?;
+        let (doc, needs_snapshot) = read_state(path)?;
         // Only now that the state is known to be good is anything on disk changed. A temporary
         // snapshot is a leftover of a crash before its rename: the journal still holds
         // everything in it, so it is dropped.
         let tmp = tmp_path(path);
         remove_if_present(&tmp).map_err(io_err(&tmp))?;
-        if has_journal || !path.exists() {
+        if needs_snapshot || !path.exists() {
             write_snapshot(path, &doc).map_err(io_err(path))?;
         }
         warn_if_exposed(path);

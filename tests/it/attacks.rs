@@ -802,9 +802,13 @@ async fn refresh_tokens_carry_256_bits_and_only_their_hash_is_kept() {
     let refresh = string(&tokens, "refresh_token");
     let (family_id, secret) = refresh.split_once('.').expect("<family>.<secret>");
     assert_eq!(URL_SAFE_NO_PAD.decode(secret).unwrap().len(), 32);
-    let family = app.state.store.family(family_id).await.expect("the family");
+    // The family is filed under a hash of its id: no part of the token is kept in clear.
+    let key = mcp_authd::oauth::refresh::family_key(family_id);
+    assert!(app.state.store.family(family_id).await.is_none());
+    let family = app.state.store.family(&key).await.expect("the family");
     assert_ne!(family.current_hash, refresh);
     assert!(!family.current_hash.contains(secret));
+    assert!(!key.contains(family_id) && !key.contains(secret));
     app.stop().await;
 }
 

@@ -257,9 +257,10 @@ async fn revoke(http: &reqwest::Client, base: &str, client_id: &str, token: &str
     Ok(())
 }
 
-/// The family id of a refresh token (`<family>.<secret>`).
-fn family_of(token: &str) -> &str {
-    token.split_once('.').unwrap().0
+/// The key a refresh token's family is stored under (a hash of `<family>` in
+/// `<family>.<secret>`).
+fn family_of(token: &str) -> String {
+    mcp_authd::oauth::refresh::family_key(token.split_once('.').unwrap().0)
 }
 
 /// What the test knows about one refresh-token family.
@@ -358,7 +359,7 @@ fn check_on_disk(state: &Path, workers: &mut [Acked], round: usize) -> bool {
         }
         for f in &mut acked.families {
             let id = family_of(&f.token);
-            let stored = doc.refresh_tokens.get(id);
+            let stored = doc.refresh_tokens.get(&id);
             if f.revoked {
                 assert!(
                     stored.is_none(),
@@ -707,7 +708,7 @@ async fn sigterm_drains_and_everything_acknowledged_is_on_disk() {
     for id in acked.iter().chain([&client]) {
         assert!(doc.clients.contains_key(id), "{id} lost on SIGTERM");
     }
-    let family = &doc.refresh_tokens[family_of(&latest)];
+    let family = &doc.refresh_tokens[&family_of(&latest)];
     assert_eq!(
         family.current_hash,
         mcp_authd::oauth::refresh::hash(&latest),

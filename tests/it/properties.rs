@@ -1025,7 +1025,7 @@ impl Machine {
         let (doc, _) = read_state(&self.path()).unwrap();
         let stored = doc
             .refresh_tokens
-            .get(family)
+            .get(&refresh::family_key(family))
             .unwrap_or_else(|| panic!("family {family} answered 200 but is not on disk"));
         assert_eq!(
             stored.current_hash,
@@ -1255,7 +1255,7 @@ impl Machine {
     /// The invariants that hold between any two steps.
     async fn check(&self) {
         for f in &self.families {
-            let stored = self.app().store.family(&f.id).await;
+            let stored = self.app().store.family(&refresh::family_key(&f.id)).await;
             if !f.live {
                 // Revoked families yield nothing.
                 assert!(

@@ -459,6 +459,84 @@ async fn a_revoked_access_token_is_refused_everywhere() {
     app.stop().await;
 }
 
+/// The payload of a JWT, unverified.
+fn decode_claims(jwt: &str) -> Value {
+    let payload = jwt.split('.').nth(1).unwrap();
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap()
+}
+
+/// Whether introspection calls `token` active.
+async fn is_active(app: &TestApp, rs: &(String, String), token: &str) -> bool {
+    let body: Value = introspect(app, &rs.0, &rs.1, token)
+        .await
+        .json()
+        .await
+        .unwrap();
+    body["active"] == json!(true)
+}
+
+/// RFC 7009 §2.1: revoking a refresh token should also end the access tokens of the same
+/// grant. Each access token names its sign-in (`sid`, a hash of the refresh family id), and
+/// introspection calls it inactive once that sign-in is over, however it ended.
+#[tokio::test]
+async fn ending_a_sign_in_ends_its_access_tokens_at_introspection() {
+    let (app, _dir) = TestApp::spawn().await;
+    let rs = resource_server_credentials(&app).await;
+    let access = |t: &Value| t["access_token"].as_str().unwrap().to_string();
+    let refresh = |t: &Value| t["refresh_token"].as_str().unwrap().to_string();
+
+    // Three sign-ins; each has an access token from the code and one from a refresh.
+    let mut sign_ins = Vec::new();
+    for _ in 0..3 {
+        let (client_id, first) = app.signed_in_client().await;
+        let response = app.refresh(&client_id, &refresh(&first)).await;
+        assert_eq!(response.status(), 200);
+        let second: Value = response.json().await.unwrap();
+        sign_ins.push((client_id, first, second));
+    }
+    let (a, b, c) = (&sign_ins[0], &sign_ins[1], &sign_ins[2]);
+    for (_, first, second) in &sign_ins {
+        let claims = decode_claims(&access(first));
+        let family_id = refresh(first).split_once('.').unwrap().0.to_string();
+        assert_eq!(claims["sid"], decode_claims(&access(second))["sid"]);
+        assert!(!claims["sid"].as_str().unwrap().contains(&family_id));
+        assert!(is_active(&app, &rs, &access(first)).await);
+    }
+
+    // A: the client revokes its refresh token.
+    let response = app
+        .http
+        .post(app.url("/oauth/revoke"))
+        .form(&[("token", refresh(&a.2).as_str()), ("client_id", &a.0)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(!is_active(&app, &rs, &access(&a.1)).await);
+    assert!(!is_active(&app, &rs, &access(&a.2)).await);
+    assert!(is_active(&app, &rs, &access(&b.2)).await);
+
+    // B: its first refresh token is replayed after the grace window: reuse revokes the family.
+    app.clock.advance(31);
+    assert_eq!(app.refresh(&b.0, &refresh(&b.1)).await.status(), 400);
+    assert!(!is_active(&app, &rs, &access(&b.2)).await);
+    assert!(is_active(&app, &rs, &access(&c.2)).await);
+
+    // C: the user is offboarded (what `mcp-authd tokens revoke --user` does).
+    assert_eq!(app.state.store.revoke_user(USER).await.unwrap(), 1);
+    assert!(!is_active(&app, &rs, &access(&c.1)).await);
+    assert!(!is_active(&app, &rs, &access(&c.2)).await);
+    // A resource server that introspects refuses it too.
+    let check = IntrospectionCheck::new(&app.url("/oauth/introspect"), &rs.0, &rs.1)
+        .unwrap()
+        .with_cache_seconds(0);
+    let (server, _task) =
+        protected(authenticator(default_oauth_as(&app)).with_introspection(check)).await;
+    let response = get_tools(&app.http, &server, Some(&access(&c.2))).await;
+    assert_eq!(response.status(), 401);
+    app.stop().await;
+}
+
 #[tokio::test]
 async fn another_clients_access_token_cannot_be_revoked() {
     let (app, _dir) = TestApp::spawn().await;

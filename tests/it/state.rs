@@ -361,6 +361,63 @@ fn a_state_file_created_by_the_store_opens_again() {
     );
 }
 
+/// A version 1 file (families keyed by their id, half of every refresh token, in clear) with a
+/// journal of the same age is read, replayed, re-keyed and written back as the current
+/// version at once, so the old journal is never mixed with new entries; its refresh tokens
+/// keep working.
+#[tokio::test]
+async fn a_version_1_state_is_upgraded_and_its_refresh_tokens_keep_working() {
+    use mcp_authd::oauth::refresh::{family_key, hash};
+    use mcp_authd::store::RefreshOutcome;
+
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("auth_server.json");
+    let family_id = "AAAAAAAAAAAAAAAAAAAAAA";
+    let token = |n: u32| format!("{family_id}.{}", format!("{n}").repeat(43));
+    let snapshot = json!({
+        "version": 1, "seq": 1, "clients": {},
+        "refresh_tokens": {family_id: {
+            "grant": {"client_id": "c1", "sub": USER, "groups": [], "scope": "",
+                      "resource": "http://127.0.0.1:8080/mcp"},
+            "current_hash": hash(&token(0)), "created_at": 1_000, "expires_at": 4_000_000_000u64,
+        }},
+    });
+    std::fs::write(&state, snapshot.to_string()).unwrap();
+    // The journal rotated the family once more, under the old key.
+    let entry = json!({"seq": 2, "m": {"op": "rotate", "family_id": family_id,
+        "current_hash": hash(&token(1)), "previous_hash": hash(&token(0)),
+        "rotated_at": 2_000, "expires_at": 4_000_000_000u64}});
+    std::fs::write(journal_path(&state), format!("{entry}\n")).unwrap();
+
+    let store = StateStore::open(&state).unwrap();
+    let key = family_key(family_id);
+    assert!(store.family(family_id).await.is_none());
+    assert_eq!(
+        store.family(&key).await.unwrap().current_hash,
+        hash(&token(1))
+    );
+    // On disk at once: the current version, no family id, an empty journal.
+    let on_disk = std::fs::read_to_string(&state).unwrap();
+    assert!(!on_disk.contains(family_id), "{on_disk}");
+    let (doc, _) = read_state(&state).unwrap();
+    assert_eq!(doc.version, mcp_authd::store::document::STATE_VERSION);
+    assert!(std::fs::read(journal_path(&state)).unwrap().is_empty());
+
+    // The live token rotates; after a reopen (no second re-keying) its successor does too.
+    let outcome = store
+        .use_refresh_token(&key, &hash(&token(1)), &hash(&token(2)), 3_000, 1_000_000)
+        .await
+        .unwrap();
+    assert!(matches!(outcome, RefreshOutcome::Rotated(_)), "{outcome:?}");
+    drop(store);
+    let store = StateStore::open(&state).unwrap();
+    let outcome = store
+        .use_refresh_token(&key, &hash(&token(2)), &hash(&token(3)), 3_100, 1_000_000)
+        .await
+        .unwrap();
+    assert!(matches!(outcome, RefreshOutcome::Rotated(_)), "{outcome:?}");
+}
+
 #[tokio::test]
 async fn a_second_open_of_the_same_state_is_refused() {
     let dir = tempfile::tempdir().unwrap();
