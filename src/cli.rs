@@ -226,6 +226,7 @@ fn serve(config_path: &Path, listen: SocketAddr, insecure: bool) -> ExitCode {
     let issuer = config.issuer.clone();
     let state = Arc::new(AppState::new(config, store));
     let result = runtime.block_on(async move {
+        let shutdown = shutdown_signal();
         let listener = tokio::net::TcpListener::bind(listen).await?;
         let local = listener.local_addr()?;
         #[cfg(unix)]
@@ -238,7 +239,7 @@ fn serve(config_path: &Path, listen: SocketAddr, insecure: bool) -> ExitCode {
             });
         }
         tracing::info!("mcp-authd listening on http://{local} (issuer {issuer})");
-        let served = crate::http::serve(listener, state, shutdown_signal()).await;
+        let served = crate::http::serve(listener, state, shutdown).await;
         if let Some(path) = &state_file {
             let _ = std::fs::remove_file(admin::socket_path(path));
         }
@@ -265,27 +266,42 @@ async fn survive_file_size_limit() {
     }
 }
 
-/// Completes on Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// A future that completes on Ctrl-C or SIGTERM. The handlers are installed now, not when the
+/// future is first polled: a SIGTERM that arrives as soon as the server answers must already
+/// drain it rather than meet the default action (exit without flushing). Needs the runtime.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
+    let listeners = {
+        use tokio::signal::unix::{SignalKind, signal};
+        [SignalKind::interrupt(), SignalKind::terminate()].map(|kind| {
+            signal(kind)
+                .map_err(|e| tracing::warn!("cannot listen for signal {kind:?}: {e}"))
+                .ok()
+        })
     };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
+    async move {
+        #[cfg(unix)]
+        {
+            let [interrupt, terminate] = listeners;
+            let wait = |s: Option<tokio::signal::unix::Signal>| async move {
+                match s {
+                    Some(mut s) => {
+                        s.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            tokio::select! {
+                () = wait(interrupt) => {},
+                () = wait(terminate) => {},
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+        tracing::info!("shutting down: finishing in-flight requests");
     }
-    tracing::info!("shutting down: finishing in-flight requests");
 }
 
 fn load_state_read_only(config_path: &Path) -> Result<(String, StateDocument), StateError> {
