@@ -5,9 +5,12 @@
 //! handed to a single writer thread. The writer appends whatever has queued up as one batch,
 //! `fdatasync`s once, and then publishes the highest durable sequence number; each request
 //! waits until its own number is durable (group commit). When the journal grows past a
-//! threshold proportional to the state, the writer compacts: it writes a full snapshot to a
-//! temporary file, fsyncs it, renames it over `auth_server.json`, fsyncs the directory and
-//! empties the journal. A crash at any point leaves a snapshot plus a journal whose entries
+//! threshold proportional to the state, the writer compacts without pausing: it clones the
+//! document (at sequence number S) and a helper thread writes it to a temporary file, fsyncs
+//! it, renames it over `auth_server.json` and fsyncs the directory, while the writer goes on
+//! committing batches to the journal and keeps a copy of the entries after S. Once the snapshot
+//! is in place, the writer writes those entries to a new journal file, fsyncs it and renames it
+//! over the old journal. A crash at any point leaves a snapshot plus a journal whose entries
 //! with `seq` at or below the snapshot's are skipped on load.
 //!
 //! If a write fails, the store stops accepting mutations (every later one fails with
@@ -123,6 +126,14 @@ pub fn journal_path(state: &Path) -> PathBuf {
 fn lock_path(state: &Path) -> PathBuf {
     let mut name = state.as_os_str().to_owned();
     name.push(".lock");
+    PathBuf::from(name)
+}
+
+/// The temporary file a compaction writes the journal's remaining entries to before it is
+/// renamed over the journal.
+pub fn journal_tmp_path(state: &Path) -> PathBuf {
+    let mut name = journal_path(state).into_os_string();
+    name.push(".tmp");
     PathBuf::from(name)
 }
 
@@ -372,6 +383,10 @@ impl StateStore {
         // everything in it, so it is dropped.
         let tmp = tmp_path(path);
         remove_if_present(&tmp).map_err(io_err(&tmp))?;
+        // A journal being rewritten by a compaction: the journal it was to replace is still
+        // there and complete.
+        let journal_tmp = journal_tmp_path(path);
+        remove_if_present(&journal_tmp).map_err(io_err(&journal_tmp))?;
         if needs_snapshot || !path.exists() {
             write_snapshot(path, &doc).map_err(io_err(path))?;
         }
@@ -411,6 +426,7 @@ impl StateStore {
             journal_entries: 0,
             journal_len: 0,
             snapshot_seq: seq,
+            compaction: None,
             compact_every: compact_every_override(),
         };
         let handle = std::thread::Builder::new()
@@ -754,50 +770,115 @@ struct Writer {
     /// The journal's length up to its last durable (acknowledged) entry.
     journal_len: u64,
     snapshot_seq: u64,
+    /// The compaction in progress, if any.
+    compaction: Option<Compaction>,
     /// [`COMPACT_EVERY_ENV`]: a fixed compaction threshold, for tests.
     compact_every: Option<u64>,
 }
 
+/// A snapshot being written by a helper thread while the writer goes on journaling.
+struct Compaction {
+    /// The sequence number the snapshot holds.
+    seq: u64,
+    /// The helper writing it.
+    snapshot: std::thread::JoinHandle<std::io::Result<()>>,
+    /// The durable journal entries after `seq`: the journal that replaces the current one.
+    kept: Vec<u8>,
+    kept_entries: u64,
+}
+
+/// How often the writer looks at a compaction in progress while no batch arrives.
+const COMPACTION_POLL: std::time::Duration = std::time::Duration::from_millis(5);
+
 impl Writer {
     fn run(mut self, rx: mpsc::Receiver<(u64, Vec<u8>)>) {
         let mut buf = Vec::with_capacity(64 * 1024);
-        while let Ok(first) = rx.recv() {
-            buf.clear();
-            let mut last_seq = 0;
-            let mut count = 0u64;
-            for (seq, line) in std::iter::once(first)
-                .chain(std::iter::from_fn(|| rx.try_recv().ok()))
-                .take(MAX_BATCH)
-            {
-                last_seq = seq;
-                // Entries already folded into a snapshot need not be journaled again.
-                if seq > self.snapshot_seq {
-                    buf.extend_from_slice(&line);
-                    count += 1;
+        loop {
+            let first = if self.compaction.is_some() {
+                match rx.recv_timeout(COMPACTION_POLL) {
+                    Ok(first) => Some(first),
+                    Err(mpsc::RecvTimeoutError::Timeout) => None,
+                    Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                }
+            } else {
+                match rx.recv() {
+                    Ok(first) => Some(first),
+                    Err(_) => break,
+                }
+            };
+            if let Some(first) = first {
+                let batch = std::iter::once(first)
+                    .chain(std::iter::from_fn(|| rx.try_recv().ok()))
+                    .take(MAX_BATCH);
+                if !self.commit(batch, &mut buf) {
+                    return;
                 }
             }
-            let written = self
-                .journal
-                .write_all(&buf)
-                .and_then(|()| self.journal.sync_data());
-            if let Err(e) = written {
-                // Cut first, then answer: the requests of this batch learn of the failure only
-                // once their entries are gone again.
-                self.drop_unacknowledged_tail();
-                self.fail(&e);
-                return;
-            }
-            self.journal_entries += count;
-            self.journal_len += buf.len() as u64;
-            self.durable.send_modify(|d| d.seq = d.seq.max(last_seq));
-            if let Err(e) = self.maybe_compact() {
+            let advanced = self
+                .finish_compaction(false)
+                .and_then(|()| self.maybe_compact());
+            if let Err(e) = advanced {
                 self.fail(&e);
                 return;
             }
         }
+        // The store is gone: let a compaction in progress complete, so shutdown leaves a fresh
+        // snapshot and a short journal behind.
+        if let Err(e) = self.finish_compaction(true) {
+            self.fail(&e);
+        }
     }
 
+    /// Appends one batch to the journal and makes it durable; `false` if that failed (the
+    /// store is then failed and the writer must stop).
+    fn commit(&mut self, batch: impl Iterator<Item = (u64, Vec<u8>)>, buf: &mut Vec<u8>) -> bool {
+        buf.clear();
+        let mut last_seq = 0;
+        let mut count = 0u64;
+        // Where the entries after a compaction's snapshot begin in `buf`, and how many there
+        // are: they also go to the journal that will replace this one. Sequence numbers rise
+        // through the queue, so they are a suffix of the batch.
+        let mut kept_start = None;
+        let mut kept = 0u64;
+        let compacted_up_to = self.compaction.as_ref().map(|c| c.seq);
+        for (seq, line) in batch {
+            last_seq = seq;
+            // Entries already folded into a snapshot need not be journaled again.
+            if seq > self.snapshot_seq {
+                if compacted_up_to.is_some_and(|up_to| seq > up_to) {
+                    kept_start.get_or_insert(buf.len());
+                    kept += 1;
+                }
+                buf.extend_from_slice(&line);
+                count += 1;
+            }
+        }
+        let written = self
+            .journal
+            .write_all(buf)
+            .and_then(|()| self.journal.sync_data());
+        if let Err(e) = written {
+            // Cut first, then answer: the requests of this batch learn of the failure only
+            // once their entries are gone again.
+            self.drop_unacknowledged_tail();
+            self.fail(&e);
+            return false;
+        }
+        self.journal_entries += count;
+        self.journal_len += buf.len() as u64;
+        if let (Some(c), Some(start)) = (&mut self.compaction, kept_start) {
+            c.kept.extend_from_slice(&buf[start..]);
+            c.kept_entries += kept;
+        }
+        self.durable.send_modify(|d| d.seq = d.seq.max(last_seq));
+        true
+    }
+
+    /// Starts a compaction when the journal has grown past the threshold.
     fn maybe_compact(&mut self) -> std::io::Result<()> {
+        if self.compaction.is_some() {
+            return Ok(());
+        }
         let (doc, seq) = {
             let mut shared = self.shared.lock().unwrap_or_else(|e| e.into_inner());
             let records = (shared.doc.refresh_tokens.len() + shared.doc.clients.len()) as u64;
@@ -811,13 +892,50 @@ impl Writer {
             shared.doc.prune_expired(now);
             (shared.doc.clone(), shared.doc.seq)
         };
-        write_snapshot(&self.path, &doc)?;
-        self.snapshot_seq = seq;
-        self.journal.set_len(0)?;
-        self.journal.sync_all()?;
-        self.journal_entries = 0;
-        self.journal_len = 0;
-        self.durable.send_modify(|d| d.seq = d.seq.max(seq));
+        let path = self.path.clone();
+        let snapshot = std::thread::Builder::new()
+            .name("state-snapshot".into())
+            .spawn(move || write_snapshot(&path, &doc))?;
+        self.compaction = Some(Compaction {
+            seq,
+            snapshot,
+            kept: Vec::new(),
+            kept_entries: 0,
+        });
+        Ok(())
+    }
+
+    /// Once the compaction's snapshot is in place (or, with `wait`, after waiting for it),
+    /// replaces the journal with the entries after the snapshot: written to a temporary file,
+    /// fsynced, renamed over the journal, directory fsynced.
+    fn finish_compaction(&mut self, wait: bool) -> std::io::Result<()> {
+        let is_done = self
+            .compaction
+            .as_ref()
+            .is_some_and(|c| wait || c.snapshot.is_finished());
+        let Some(compaction) = self.compaction.take_if(|_| is_done) else {
+            return Ok(());
+        };
+        compaction
+            .snapshot
+            .join()
+            .map_err(|_| std::io::Error::other("the snapshot thread panicked"))??;
+        let journal = journal_path(&self.path);
+        let tmp = journal_tmp_path(&self.path);
+        remove_if_present(&tmp)?;
+        let mut next = owner_only().write(true).create_new(true).open(&tmp)?;
+        next.write_all(&compaction.kept)?;
+        next.sync_all()?;
+        drop(next);
+        std::fs::rename(&tmp, &journal)?;
+        sync_dir(&self.path)?;
+        // Append mode, as at open.
+        self.journal = owner_only().append(true).open(&journal)?;
+        self.snapshot_seq = compaction.seq;
+        self.journal_entries = compaction.kept_entries;
+        self.journal_len = compaction.kept.len() as u64;
+        self.durable
+            .send_modify(|d| d.seq = d.seq.max(compaction.seq));
         Ok(())
     }
 

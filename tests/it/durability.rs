@@ -18,7 +18,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use mcp_authd::store::StateStore;
-use mcp_authd::store::file::{COMPACT_EVERY_ENV, journal_path, read_state, tmp_path};
+use mcp_authd::store::file::{
+    COMPACT_EVERY_ENV, journal_path, journal_tmp_path, read_state, tmp_path,
+};
 use rand::rngs::StdRng;
 use rand::{Rng as _, SeedableRng as _};
 use serde_json::{Value, json};
@@ -344,9 +346,9 @@ async fn worker(base: String, mut acked: Acked, seed: u64) -> (Acked, Result<(),
 }
 
 /// Checks the state on disk (the daemon is dead) against everything acknowledged, and settles
-/// revocations that were in flight. Returns whether a temporary snapshot was left (the kill
-/// landed inside a compaction or a boot-time fold).
-fn check_on_disk(state: &Path, workers: &mut [Acked], round: usize) -> bool {
+/// revocations that were in flight. Returns whether a temporary snapshot and whether a
+/// temporary journal was left (the kill landed inside a compaction or a boot-time fold).
+fn check_on_disk(state: &Path, workers: &mut [Acked], round: usize) -> (bool, bool) {
     let (doc, _) = read_state(state).unwrap_or_else(|e| {
         panic!("round {round}: the state does not load after kill -9: {e}");
     });
@@ -388,7 +390,7 @@ fn check_on_disk(state: &Path, workers: &mut [Acked], round: usize) -> bool {
             );
         }
     }
-    tmp_path(state).exists()
+    (tmp_path(state).exists(), journal_tmp_path(state).exists())
 }
 
 /// After a restart, and before anything can kill the daemon again: every refresh that was in
@@ -440,7 +442,7 @@ async fn kill_9_at_random_moments_loses_no_acknowledged_mutation() {
     write_config(dir.path());
     let state = dir.path().join("auth_server.json");
     let mut workers: Vec<Acked> = (0..WORKERS).map(|_| Acked::default()).collect();
-    let (mut boot_kills, mut tmp_left, mut compacting_rounds) = (0, 0, 0);
+    let (mut boot_kills, mut tmp_left, mut journal_tmp_left, mut compacting_rounds) = (0, 0, 0, 0);
     let started = Instant::now();
 
     for round in 0..rounds {
@@ -463,8 +465,8 @@ async fn kill_9_at_random_moments_loses_no_acknowledged_mutation() {
             let http = http();
             daemon.wait_ready(&http).await;
             assert!(
-                !tmp_path(&state).exists(),
-                "round {round}: a stale temporary snapshot survived the start"
+                !tmp_path(&state).exists() && !journal_tmp_path(&state).exists(),
+                "round {round}: a stale temporary snapshot or journal survived the start"
             );
             settle_pending(&http, &daemon, &mut workers, round).await;
 
@@ -482,9 +484,9 @@ async fn kill_9_at_random_moments_loses_no_acknowledged_mutation() {
                 workers.push(acked);
             }
         }
-        if check_on_disk(&state, &mut workers, round) {
-            tmp_left += 1;
-        }
+        let (snapshot_left, journal_left) = check_on_disk(&state, &mut workers, round);
+        tmp_left += usize::from(snapshot_left);
+        journal_tmp_left += usize::from(journal_left);
     }
 
     // A last start: everything acknowledged is served, and every live family refreshes.
@@ -514,7 +516,8 @@ async fn kill_9_at_random_moments_loses_no_acknowledged_mutation() {
     );
     println!(
         "kill -9 loop: {rounds} kills survived ({boot_kills} during boot, {compacting_rounds} \
-         rounds with frequent compaction, {tmp_left} left a temporary snapshot); \
+         rounds with frequent compaction, {tmp_left} left a temporary snapshot, \
+         {journal_tmp_left} a temporary journal); \
          {mutations} acknowledged mutations, {clients} clients, {families} families \
          ({live} live) all present; {:.1}s",
         started.elapsed().as_secs_f64()
@@ -643,6 +646,62 @@ async fn a_failed_journal_write_refuses_cleanly_and_loses_nothing_acknowledged()
     for id in &acked {
         assert!(doc.clients.contains_key(id), "{id} lost");
     }
+}
+
+/// Compactions run beside the journal (a helper thread writes the snapshot while batches go
+/// on being committed, then the journal is swapped for the entries after it): with one every
+/// 20 entries under concurrent load, every acknowledged change is on disk after SIGTERM, the
+/// journal holds only the tail, and nothing temporary is left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn frequent_compactions_under_load_lose_nothing_acknowledged() {
+    let dir = tempfile::tempdir().unwrap();
+    let logs = tempfile::tempdir().unwrap();
+    write_config(dir.path());
+    let state = dir.path().join("auth_server.json");
+    let launch = Launch {
+        compact_every: Some(20),
+        ..Default::default()
+    };
+    let mut daemon = start_daemon(dir.path(), logs.path(), &launch);
+    daemon.wait_ready(&http()).await;
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..12 {
+        let base = daemon.base.clone();
+        tasks.spawn(async move {
+            let http = crate::durability::http();
+            let client = register(&http, &base).await.unwrap();
+            let mut latest = new_family(&http, &base, &client).await.unwrap();
+            for _ in 0..20 {
+                latest = refresh(&http, &base, &client, &latest).await.unwrap();
+            }
+            (client, latest)
+        });
+    }
+    let mut acked = Vec::new();
+    while let Some(done) = tasks.join_next().await {
+        acked.push(done.unwrap());
+    }
+    let status = daemon.terminate().await;
+    assert!(status.success(), "{status}\nstderr:\n{}", daemon.stderr());
+
+    let (doc, _) = read_state(&state).unwrap();
+    for (client, latest) in &acked {
+        assert!(doc.clients.contains_key(client), "{client} lost");
+        assert_eq!(
+            doc.refresh_tokens[&family_of(latest)].current_hash,
+            mcp_authd::oauth::refresh::hash(latest),
+            "the last acknowledged rotation is not the live token on disk"
+        );
+    }
+    let journal = std::fs::read_to_string(journal_path(&state)).unwrap();
+    let entries = journal.lines().count();
+    // 12 × 22 = 264 mutations were made; without compaction all would still be journaled.
+    assert!(
+        entries < 150,
+        "{entries} journal entries: compaction never swapped the journal"
+    );
+    assert!(doc.seq >= 264, "{}", doc.seq);
+    assert!(!tmp_path(&state).exists() && !journal_tmp_path(&state).exists());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
