@@ -300,6 +300,11 @@ mod tests {
         s.parse().unwrap()
     }
 
+    /// A request counted against the address `s`.
+    fn at(s: &str) -> Option<IpAddr> {
+        Some(ip(s))
+    }
+
     fn xff(lines: &[&str]) -> HeaderMap {
         let mut headers = HeaderMap::new();
         for line in lines {
@@ -314,11 +319,11 @@ mod tests {
         let headers = xff(&["1.2.3.4"]);
         assert_eq!(
             client_key(ip("192.0.2.7"), &headers, &proxies),
-            Some(ip("192.0.2.7"))
+            at("192.0.2.7")
         );
         assert_eq!(
             client_key(ip("::ffff:192.0.2.7"), &headers, &proxies),
-            Some(ip("192.0.2.7"))
+            at("192.0.2.7")
         );
     }
 
@@ -388,16 +393,13 @@ mod tests {
             token_per_minute: 60,
         };
         let (limiter, clock) = limiter(limits);
-        let me = Some(ip("192.0.2.1"));
+        let me = at("192.0.2.1");
         for _ in 0..3 {
             assert_eq!(limiter.check(Endpoint::Register, me), Ok(()));
         }
         assert_eq!(limiter.check(Endpoint::Register, me), Err(20));
         // Others and the other endpoint are unaffected.
-        assert_eq!(
-            limiter.check(Endpoint::Register, Some(ip("192.0.2.2"))),
-            Ok(())
-        );
+        assert_eq!(limiter.check(Endpoint::Register, at("192.0.2.2")), Ok(()));
         assert_eq!(limiter.check(Endpoint::Token, me), Ok(()));
         clock.advance(19);
         assert!(limiter.check(Endpoint::Register, me).is_err());
@@ -414,29 +416,14 @@ mod tests {
             token_per_minute: 0,
         };
         let (limiter, clock) = limiter(limits);
-        assert_eq!(
-            limiter.check(Endpoint::Register, Some(ip("192.0.2.1"))),
-            Ok(())
-        );
-        assert_eq!(
-            limiter.check(Endpoint::Register, Some(ip("192.0.2.2"))),
-            Ok(())
-        );
-        assert_eq!(
-            limiter.check(Endpoint::Register, Some(ip("192.0.2.3"))),
-            Err(30)
-        );
+        assert_eq!(limiter.check(Endpoint::Register, at("192.0.2.1")), Ok(()));
+        assert_eq!(limiter.check(Endpoint::Register, at("192.0.2.2")), Ok(()));
+        assert_eq!(limiter.check(Endpoint::Register, at("192.0.2.3")), Err(30));
         for _ in 0..1000 {
-            assert_eq!(
-                limiter.check(Endpoint::Token, Some(ip("192.0.2.1"))),
-                Ok(())
-            );
+            assert_eq!(limiter.check(Endpoint::Token, at("192.0.2.1")), Ok(()));
         }
         clock.advance(30);
-        assert_eq!(
-            limiter.check(Endpoint::Register, Some(ip("192.0.2.3"))),
-            Ok(())
-        );
+        assert_eq!(limiter.check(Endpoint::Register, at("192.0.2.3")), Ok(()));
     }
 
     #[test]
@@ -447,20 +434,10 @@ mod tests {
             token_per_minute: 0,
         };
         let (limiter, clock) = limiter(limits);
-        assert_eq!(
-            limiter.check(Endpoint::Register, Some(ip("192.0.2.1"))),
-            Ok(())
-        );
-        assert!(
-            limiter
-                .check(Endpoint::Register, Some(ip("192.0.2.2")))
-                .is_err()
-        );
+        assert_eq!(limiter.check(Endpoint::Register, at("192.0.2.1")), Ok(()));
+        assert!(limiter.check(Endpoint::Register, at("192.0.2.2")).is_err());
         clock.advance(60);
-        assert_eq!(
-            limiter.check(Endpoint::Register, Some(ip("192.0.2.2"))),
-            Ok(())
-        );
+        assert_eq!(limiter.check(Endpoint::Register, at("192.0.2.2")), Ok(()));
     }
 
     #[test]
@@ -494,9 +471,7 @@ mod tests {
         }
         assert_eq!(limiter.buckets.lock().unwrap().per_address.len(), 50);
         clock.advance(PRUNE_AFTER_SECONDS);
-        limiter
-            .check(Endpoint::Token, Some(ip("198.51.100.1")))
-            .unwrap();
+        limiter.check(Endpoint::Token, at("198.51.100.1")).unwrap();
         assert_eq!(limiter.buckets.lock().unwrap().per_address.len(), 1);
     }
 }
