@@ -91,14 +91,14 @@ pub enum Mutation {
     },
     /// Starts a refresh-token family.
     PutFamily {
-        /// The family id.
+        /// The family key (the field keeps its version 1 name, when it held the id).
         family_id: String,
         /// The family.
         family: RefreshFamily,
     },
     /// Rotates a family to a new live token.
     Rotate {
-        /// The family id.
+        /// The family key (the field keeps its version 1 name, when it held the id).
         family_id: String,
         /// Hash of the new live token.
         current_hash: String,
@@ -111,7 +111,7 @@ pub enum Mutation {
     },
     /// Revokes a family.
     RevokeFamily {
-        /// The family id.
+        /// The family key (the field keeps its version 1 name, when it held the id).
         family_id: String,
     },
     /// Revokes every family of a user (offboarding).

@@ -199,8 +199,8 @@ fn parse_as_written(text: &str, origin: &Path) -> Result<StateDocument, StateErr
 /// it journals anything, so no journal ever mixes versions.
 pub fn read_state(path: &Path) -> Result<(StateDocument, bool), StateError> {
     // The journal is read before the snapshot: a compaction running meanwhile renames a newer
-    // snapshot into place *before* it empties the journal, so this order never pairs an old
-    // snapshot with an already-emptied journal.
+    // snapshot into place *before* it replaces the journal with the entries after it, so this
+    // order never pairs an old snapshot with an already-shortened journal.
     let journal = journal_path(path);
     let mut bytes = Vec::new();
     match File::open(&journal) {
@@ -619,23 +619,23 @@ impl Store for StateStore {
 
     async fn put_family(
         &self,
-        family_id: &str,
+        family_key: &str,
         family: RefreshFamily,
     ) -> Result<(), StoreUnavailable> {
         self.mutate(&[Mutation::PutFamily {
-            family_id: family_id.to_string(),
+            family_id: family_key.to_string(),
             family,
         }])
         .await
     }
 
-    async fn family(&self, family_id: &str) -> Option<RefreshFamily> {
-        self.lock().doc.refresh_tokens.get(family_id).cloned()
+    async fn family(&self, family_key: &str) -> Option<RefreshFamily> {
+        self.lock().doc.refresh_tokens.get(family_key).cloned()
     }
 
     async fn use_refresh_token(
         &self,
-        family_id: &str,
+        family_key: &str,
         presented_hash: &str,
         successor_hash: &str,
         now: u64,
@@ -646,7 +646,7 @@ impl Store for StateStore {
             if self.durable.borrow().has_failed {
                 return Err(StoreUnavailable);
             }
-            let Some(family) = shared.doc.refresh_tokens.get(family_id) else {
+            let Some(family) = shared.doc.refresh_tokens.get(family_key) else {
                 return Ok(RefreshOutcome::Unknown);
             };
             let grant = family.grant.clone();
@@ -657,7 +657,7 @@ impl Store for StateStore {
             match decide(family, presented_hash, now) {
                 RefreshDecision::Rotate => {
                     let mutation = Mutation::Rotate {
-                        family_id: family_id.to_string(),
+                        family_id: family_key.to_string(),
                         current_hash: successor_hash.to_string(),
                         previous_hash: presented_hash.to_string(),
                         rotated_at: now,
@@ -674,7 +674,7 @@ impl Store for StateStore {
                 RefreshDecision::Grace => (RefreshOutcome::Grace(grant), shared.doc.seq),
                 RefreshDecision::Reuse => {
                     let mutation = Mutation::RevokeFamily {
-                        family_id: family_id.to_string(),
+                        family_id: family_key.to_string(),
                     };
                     (
                         RefreshOutcome::Reused,
@@ -688,16 +688,16 @@ impl Store for StateStore {
         Ok(outcome)
     }
 
-    async fn revoke_family(&self, family_id: &str) -> Result<bool, StoreUnavailable> {
+    async fn revoke_family(&self, family_key: &str) -> Result<bool, StoreUnavailable> {
         let seq = {
             let mut shared = self.lock();
-            if !shared.doc.refresh_tokens.contains_key(family_id) {
+            if !shared.doc.refresh_tokens.contains_key(family_key) {
                 return Ok(false);
             }
             self.commit(
                 &mut shared,
                 &[Mutation::RevokeFamily {
-                    family_id: family_id.to_string(),
+                    family_id: family_key.to_string(),
                 }],
             )
         };

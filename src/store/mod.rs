@@ -178,27 +178,28 @@ pub trait Store: Send + Sync {
         client_id: &str,
         at: u64,
     ) -> Result<(), StoreUnavailable>;
-    /// Starts a refresh-token family.
+    /// Starts a refresh-token family. Families are named by their key
+    /// ([`crate::oauth::refresh::family_key`]), never by the id inside their tokens.
     async fn put_family(
         &self,
-        family_id: &str,
+        family_key: &str,
         family: RefreshFamily,
     ) -> Result<(), StoreUnavailable>;
-    /// The family with this id.
-    async fn family(&self, family_id: &str) -> Option<RefreshFamily>;
+    /// The family with this key.
+    async fn family(&self, family_key: &str) -> Option<RefreshFamily>;
     /// Presents a refresh token: decides by [`crate::oauth::refresh::decide`] and applies the
     /// decision atomically. On rotation the family's live token becomes `successor_hash`,
     /// valid until `now + ttl`.
     async fn use_refresh_token(
         &self,
-        family_id: &str,
+        family_key: &str,
         presented_hash: &str,
         successor_hash: &str,
         now: u64,
         ttl: u64,
     ) -> Result<RefreshOutcome, StoreUnavailable>;
     /// Revokes a family; whether it existed.
-    async fn revoke_family(&self, family_id: &str) -> Result<bool, StoreUnavailable>;
+    async fn revoke_family(&self, family_key: &str) -> Result<bool, StoreUnavailable>;
     /// Revokes every family of `sub`; how many there were.
     async fn revoke_user(&self, sub: &str) -> Result<usize, StoreUnavailable>;
     /// Every live family with its id.
