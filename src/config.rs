@@ -320,6 +320,14 @@ fn validate(raw: RawOauthAs, env: impl Fn(&str) -> Option<String>) -> Result<Con
             Vec::new()
         }
         Some(patterns) => {
+            if patterns.is_empty() {
+                // Valid (pre-provisioned clients are not checked against it), but every
+                // registration will be refused: say so at boot rather than at the first client.
+                warnings.push(
+                    "oauthAs.redirectUriAllowlist is empty: every dynamic registration will be refused; only clients added with `mcp-authd clients add` can sign in"
+                        .into(),
+                );
+            }
             for pattern in &patterns {
                 if pattern.is_empty() || pattern == "*" {
                     errors.push(format!(
@@ -587,6 +595,19 @@ mod tests {
         let mut raw = minimal();
         raw["issuerUrl"] = "http://127.0.0.1:8080".into();
         assert_eq!(config(raw).unwrap().warnings.len(), 1);
+    }
+
+    #[test]
+    fn an_empty_redirect_allowlist_boots_with_a_warning() {
+        let mut raw = minimal();
+        raw["redirectUriAllowlist"] = serde_json::json!([]);
+        let warnings = config(raw).unwrap().warnings;
+        assert!(
+            warnings
+                .iter()
+                .any(|w| w.contains("redirectUriAllowlist is empty")),
+            "{warnings:?}"
+        );
     }
 
     #[test]
