@@ -48,6 +48,7 @@ fuzz_target!(|data: &[u8]| {
         iat: 1_800_000_000,
         exp: 4_000_000_000,
         jti: "jti".into(),
+        sid: Some("sid".into()),
     };
     let token = mint_access_token(&claims, SECRET).expect("signing never fails");
     if token.len() > mcp_authd::jwt::MAX_TOKEN_LEN {
