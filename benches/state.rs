@@ -58,7 +58,7 @@ fn seeded(live: usize) -> StateDocument {
             created_at: NOW,
             expires_at: NOW + TTL,
         };
-        doc.refresh_tokens.insert(family_id(i), family);
+        doc.refresh_tokens.insert(family_id(i), Arc::new(family));
     }
     doc
 }

@@ -4,6 +4,7 @@
 //! [`StateDocument::apply`], so what is replayed is exactly what was done.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -40,8 +41,11 @@ pub struct StateDocument {
     #[serde(default, deserialize_with = "unique_keys::nested")]
     pub consents: BTreeMap<String, BTreeMap<String, u64>>,
     /// Refresh-token families by family key (see [`crate::oauth::refresh::family_key`]).
+    /// Shared, so that the copy a compaction takes under the lock costs a reference count
+    /// per family rather than a deep copy (about 150 ms at 100 000 families); a change to a
+    /// family the copy still holds copies that family first ([`Arc::make_mut`]).
     #[serde(default, deserialize_with = "unique_keys::map")]
-    pub refresh_tokens: HashMap<String, RefreshFamily>,
+    pub refresh_tokens: HashMap<String, Arc<RefreshFamily>>,
     /// Revoked access tokens: `jti` → the token's `exp` (kept until then).
     #[serde(
         default,
@@ -172,7 +176,7 @@ impl StateDocument {
             }
             Mutation::PutFamily { family_id, family } => {
                 self.refresh_tokens
-                    .insert(family_id.clone(), family.clone());
+                    .insert(family_id.clone(), Arc::new(family.clone()));
             }
             Mutation::Rotate {
                 family_id,
@@ -182,6 +186,7 @@ impl StateDocument {
                 expires_at,
             } => {
                 if let Some(family) = self.refresh_tokens.get_mut(family_id) {
+                    let family = Arc::make_mut(family);
                     family.previous_hash = Some(previous_hash.clone());
                     family.current_hash = current_hash.clone();
                     family.rotated_at = Some(*rotated_at);
@@ -335,6 +340,40 @@ mod tests {
                 "old-with-family"
             ]
         );
+    }
+
+    #[test]
+    fn a_copy_taken_for_a_snapshot_keeps_its_families_as_they_were() {
+        let mut doc = StateDocument::default();
+        let family = RefreshFamily {
+            grant: super::super::Grant {
+                client_id: "c".into(),
+                sub: "alice".into(),
+                groups: vec![],
+                scope: String::new(),
+                resource: "https://mcp.example.com/mcp".into(),
+            },
+            current_hash: "h0".into(),
+            previous_hash: None,
+            rotated_at: None,
+            created_at: 100,
+            expires_at: 10_000,
+        };
+        doc.apply(&Mutation::PutFamily {
+            family_id: "k".into(),
+            family,
+        });
+        let copy = doc.clone();
+        doc.apply(&Mutation::Rotate {
+            family_id: "k".into(),
+            current_hash: "h1".into(),
+            previous_hash: "h0".into(),
+            rotated_at: 200,
+            expires_at: 20_000,
+        });
+        assert_eq!(doc.refresh_tokens["k"].current_hash, "h1");
+        assert_eq!(copy.refresh_tokens["k"].current_hash, "h0");
+        assert_eq!(copy.refresh_tokens["k"].previous_hash, None);
     }
 
     #[test]

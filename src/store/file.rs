@@ -630,7 +630,11 @@ impl Store for StateStore {
     }
 
     async fn family(&self, family_key: &str) -> Option<RefreshFamily> {
-        self.lock().doc.refresh_tokens.get(family_key).cloned()
+        self.lock()
+            .doc
+            .refresh_tokens
+            .get(family_key)
+            .map(|f| RefreshFamily::clone(f))
     }
 
     async fn use_refresh_token(
@@ -735,7 +739,7 @@ impl Store for StateStore {
             .doc
             .refresh_tokens
             .iter()
-            .map(|(id, f)| (id.clone(), f.clone()))
+            .map(|(id, f)| (id.clone(), RefreshFamily::clone(f)))
             .collect();
         families.sort_by(|a, b| {
             (&a.1.grant.sub, a.1.created_at).cmp(&(&b.1.grant.sub, b.1.created_at))
