@@ -797,6 +797,7 @@ const COMPACTION_POLL: std::time::Duration = std::time::Duration::from_millis(5)
 impl Writer {
     fn run(mut self, rx: mpsc::Receiver<(u64, Vec<u8>)>) {
         let mut buf = Vec::with_capacity(64 * 1024);
+        let mut has_failed = false;
         loop {
             let first = if self.compaction.is_some() {
                 match rx.recv_timeout(COMPACTION_POLL) {
@@ -815,7 +816,8 @@ impl Writer {
                     .chain(std::iter::from_fn(|| rx.try_recv().ok()))
                     .take(MAX_BATCH);
                 if !self.commit(batch, &mut buf) {
-                    return;
+                    has_failed = true;
+                    break;
                 }
             }
             let advanced = self
@@ -823,12 +825,19 @@ impl Writer {
                 .and_then(|()| self.maybe_compact());
             if let Err(e) = advanced {
                 self.fail(&e);
-                return;
+                has_failed = true;
+                break;
             }
         }
-        // The store is gone: let a compaction in progress complete, so shutdown leaves a fresh
-        // snapshot and a short journal behind.
-        if let Err(e) = self.finish_compaction(true) {
+        if has_failed {
+            // Nothing more is written, but a snapshot in progress is waited for, so that no
+            // file changes once the store, and with it the lock, is gone.
+            if let Some(compaction) = self.compaction.take() {
+                let _ = compaction.snapshot.join();
+            }
+        } else if let Err(e) = self.finish_compaction(true) {
+            // The store is gone: a compaction in progress completes, so shutdown leaves a
+            // fresh snapshot and a short journal behind.
             self.fail(&e);
         }
     }
