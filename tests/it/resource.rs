@@ -352,6 +352,18 @@ async fn introspect(app: &TestApp, id: &str, secret: &str, token: &str) -> reqwe
         .unwrap()
 }
 
+/// POST /oauth/revoke of `token` by the public client `client_id` (RFC 7009); always 200.
+async fn revoke(app: &TestApp, client_id: &str, token: &str) {
+    let response = app
+        .http
+        .post(app.url("/oauth/revoke"))
+        .form(&[("token", token), ("client_id", client_id)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+}
+
 #[tokio::test]
 async fn introspection_follows_rfc_7662() {
     let (app, _dir) = TestApp::spawn().await;
@@ -432,14 +444,7 @@ async fn a_revoked_access_token_is_refused_everywhere() {
     assert_eq!(get_tools(&app.http, &rs, Some(access)).await.status(), 200);
 
     // The client revokes its access token (RFC 7009).
-    let response = app
-        .http
-        .post(app.url("/oauth/revoke"))
-        .form(&[("token", access), ("client_id", &client_id)])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
+    revoke(&app, &client_id, access).await;
     let body: Value = introspect(&app, &id, &secret, access)
         .await
         .json()
@@ -504,14 +509,7 @@ async fn ending_a_sign_in_ends_its_access_tokens_at_introspection() {
     }
 
     // A: the client revokes its refresh token.
-    let response = app
-        .http
-        .post(app.url("/oauth/revoke"))
-        .form(&[("token", refresh(&a.2).as_str()), ("client_id", &a.0)])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
+    revoke(&app, &a.0, &refresh(&a.2)).await;
     assert!(!is_active(&app, &rs, &access(&a.1)).await);
     assert!(!is_active(&app, &rs, &access(&a.2)).await);
     assert!(is_active(&app, &rs, &access(&b.2)).await);
@@ -544,14 +542,7 @@ async fn another_clients_access_token_cannot_be_revoked() {
     let other = app.register_public(REDIRECT).await;
     let (id, secret) = resource_server_credentials(&app).await;
     let access = tokens["access_token"].as_str().unwrap();
-    let response = app
-        .http
-        .post(app.url("/oauth/revoke"))
-        .form(&[("token", access), ("client_id", &other)])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
+    revoke(&app, &other, access).await;
     let body: Value = introspect(&app, &id, &secret, access)
         .await
         .json()
