@@ -119,8 +119,9 @@ pub enum ClientsCommand {
     List,
     /// Remove a client, its consents and its refresh tokens.
     Remove {
-        /// The client to remove. Generated ids are base64url, so one in 64 starts with `-`;
-        /// accept that as a value rather than as an unknown flag.
+        /// The client_id to remove, as `clients list` shows it.
+        // Generated ids are base64url, so one in 64 starts with `-`: take that as a value,
+        // not as an unknown flag.
         #[arg(allow_hyphen_values = true)]
         client_id: String,
     },

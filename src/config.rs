@@ -172,9 +172,7 @@ impl Config {
                     "servers.json has no serverAuth.oauthAs section".into(),
                 ])
             })?;
-        let raw: RawOauthAs = serde_json::from_value(section.clone())
-            .map_err(|e| ConfigErrors(vec![format!("oauthAs: {e}")]))?;
-        validate(raw, env)
+        validate(parse_section(section)?, env)
     }
 
     /// Where refresh tokens and clients are stored when `MCP_AUTH_SERVER_PATH` is not set:
@@ -214,6 +212,82 @@ impl Config {
     }
 }
 
+/// Deserialises `serverAuth.oauthAs`, naming the field of every wrongly typed value and
+/// every unknown key, not only the first: each key is read on its own first.
+fn parse_section(section: &serde_json::Value) -> Result<RawOauthAs, ConfigErrors> {
+    let Some(fields) = section.as_object() else {
+        return Err(ConfigErrors(vec![format!(
+            "serverAuth.oauthAs: expected an object, found {}",
+            json_kind(section)
+        )]));
+    };
+    let mut errors = Vec::new();
+    for (key, value) in fields {
+        let alone =
+            serde_json::Value::Object(std::iter::once((key.clone(), value.clone())).collect());
+        if let Err(e) = serde_path_to_error::deserialize::<_, RawOauthAs>(&alone) {
+            errors.push(describe_field_error(key, &e));
+        }
+    }
+    if !errors.is_empty() {
+        return Err(ConfigErrors(errors));
+    }
+    serde_json::from_value(section.clone()).map_err(|e| ConfigErrors(vec![format!("oauthAs: {e}")]))
+}
+
+/// One line for a value serde refused: `oauthAs.<path>: expected a number`.
+fn describe_field_error(key: &str, e: &serde_path_to_error::Error<serde_json::Error>) -> String {
+    let message = e.inner().to_string();
+    if message.starts_with("unknown field") {
+        return format!("oauthAs: {message}");
+    }
+    let path = match e.path().to_string() {
+        p if p.is_empty() || p == "." => key.to_string(),
+        p => p,
+    };
+    let expected = message
+        .rsplit_once(", expected ")
+        .map(|(_, what)| what)
+        .unwrap_or("");
+    let integer_max = match expected {
+        "u8" => Some(u64::from(u8::MAX)),
+        "u16" => Some(u64::from(u16::MAX)),
+        "u32" => Some(u64::from(u32::MAX)),
+        "u64" | "usize" => Some(u64::MAX),
+        _ => None,
+    };
+    let wanted = if let Some(max) = integer_max {
+        if message.starts_with("invalid value") {
+            format!("a whole number from 0 to {max}")
+        } else {
+            "a number".to_string()
+        }
+    } else if expected == "a sequence" {
+        "a list".to_string()
+    } else if matches!(expected, "a string" | "a borrowed string" | "string or map") {
+        "a string".to_string()
+    } else if expected.starts_with("struct ") || expected == "a map" {
+        "an object".to_string()
+    } else if expected == "a boolean" {
+        "true or false".to_string()
+    } else {
+        return format!("oauthAs.{path}: {message}");
+    };
+    format!("oauthAs.{path}: expected {wanted}")
+}
+
+/// How a JSON value is called in an error line.
+fn json_kind(value: &serde_json::Value) -> &'static str {
+    match value {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "a list",
+        serde_json::Value::Object(_) => "an object",
+    }
+}
+
 fn validate(raw: RawOauthAs, env: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigErrors> {
     let mut errors = Vec::new();
     let mut warnings = Vec::new();
@@ -239,7 +313,11 @@ fn validate(raw: RawOauthAs, env: impl Fn(&str) -> Option<String>) -> Result<Con
             );
             Secret(Vec::new())
         }
-        Some(value) => secret_field("oauthAs.jwtSecret", value, &env, &mut errors),
+        Some(value) => {
+            let secret = secret_field("oauthAs.jwtSecret", value, &env, &mut errors);
+            warnings.extend(weak_secret_warning("oauthAs.jwtSecret", value, &secret));
+            secret
+        }
     };
     let previous_jwt_secrets: Vec<Secret> = raw
         .previous_jwt_secrets
@@ -269,17 +347,26 @@ fn validate(raw: RawOauthAs, env: impl Fn(&str) -> Option<String>) -> Result<Con
         &mut errors,
     );
 
-    let trusted_sources =
-        match TrustedSources::parse(raw.trusted_source_cidrs.as_deref().unwrap_or_default()) {
-            Ok((sources, cidr_warnings)) => {
-                warnings.extend(cidr_warnings);
-                Some(sources)
+    let trusted_sources = match TrustedSources::parse(
+        raw.trusted_source_cidrs.as_deref().unwrap_or_default(),
+    ) {
+        Ok((sources, cidr_warnings)) => {
+            warnings.extend(cidr_warnings);
+            if sources.contains(std::net::Ipv4Addr::LOCALHOST.into())
+                || sources.contains(std::net::Ipv6Addr::LOCALHOST.into())
+            {
+                warnings.push(
+                        "oauthAs.trustedSourceCidrs includes loopback: every process on this host can reach /oauth/authorize directly and assert any user; list loopback only when the proxy runs here and no untrusted local user or service does"
+                            .into(),
+                    );
             }
-            Err(e) => {
-                errors.push(e);
-                None
-            }
-        };
+            Some(sources)
+        }
+        Err(e) => {
+            errors.push(e);
+            None
+        }
+    };
 
     let access_token_ttl = positive(
         "accessTokenTtlSeconds",
@@ -329,10 +416,14 @@ fn validate(raw: RawOauthAs, env: impl Fn(&str) -> Option<String>) -> Result<Con
                 );
             }
             for pattern in &patterns {
-                if pattern.is_empty() || pattern == "*" {
-                    errors.push(format!(
-                        "oauthAs.redirectUriAllowlist: {pattern:?} would allow any redirect URI"
-                    ));
+                match RedirectPattern::parse(pattern).audit() {
+                    Ok(None) => {}
+                    Ok(Some(warning)) => warnings.push(format!(
+                        "oauthAs.redirectUriAllowlist: {pattern:?} {warning}"
+                    )),
+                    Err(refusal) => errors.push(format!(
+                        "oauthAs.redirectUriAllowlist: {pattern:?} {refusal}"
+                    )),
                 }
             }
             patterns.iter().map(|p| RedirectPattern::parse(p)).collect()
@@ -478,6 +569,30 @@ fn secret_field(
     }
 }
 
+/// A warning for a secret that looks like a mistake rather than a key: an environment
+/// variable written without braces (`$NAME` is taken literally, not expanded), or too few
+/// distinct bytes to be random (a repeated character, a word).
+fn weak_secret_warning(field: &str, written: &str, secret: &Secret) -> Option<String> {
+    let unexpanded = written.strip_prefix('$').is_some_and(|name| {
+        !name.starts_with('{')
+            && !name.is_empty()
+            && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+    });
+    if unexpanded {
+        return Some(format!(
+            "{field} looks like an unexpanded variable; write \"${{{}}}\" to read it from the environment (it is used literally now)",
+            &written[1..]
+        ));
+    }
+    let bytes = secret.expose();
+    let distinct = bytes.iter().collect::<std::collections::HashSet<_>>().len();
+    (!bytes.is_empty() && distinct < 16).then(|| {
+        format!(
+            "{field} has only {distinct} distinct bytes: it does not look random; generate one with `mcp-authd gen-secret`"
+        )
+    })
+}
+
 /// Expands `"${NAME}"` from the environment; any other value is the secret itself.
 pub(crate) fn resolve_secret(
     field: &str,
@@ -528,7 +643,7 @@ mod tests {
     fn config(oauth_as: serde_json::Value) -> Result<Config, ConfigErrors> {
         let doc = serde_json::json!({"mcpServers": {}, "serverAuth": {"bearer": {}, "oauthAs": oauth_as}});
         Config::parse(&doc.to_string(), |name| {
-            (name == "JWT").then(|| "e".repeat(40))
+            (name == "JWT").then(|| "0123456789abcdefghijklmnopqrstuvwxyz".to_string())
         })
     }
 
@@ -550,7 +665,8 @@ mod tests {
         assert_eq!(c.resource, "https://mcp.example.com/mcp");
         assert_eq!(c.user_header, "x-forwarded-user");
         assert_eq!(c.consent, ConsentMode::Dynamic);
-        assert_eq!(c.jwt_secret.expose().len(), 40);
+        assert_eq!(c.jwt_secret.expose().len(), 36);
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
     }
 
     #[test]
@@ -675,5 +791,95 @@ mod tests {
             c.endpoint("/oauth/token"),
             "https://sso.example.com/mcp-auth/oauth/token"
         );
+    }
+
+    #[test]
+    fn wrongly_typed_values_name_their_field_every_one() {
+        let mut raw = minimal();
+        raw["accessTokenTtlSeconds"] = "3600".into();
+        raw["scopesSupported"] = "read".into();
+        raw["rateLimits"] = serde_json::json!({"tokenPerMinute": "600"});
+        raw["maxDynamicClients"] = (-1).into();
+        raw["consent"] = true.into();
+        let mut errors = config(raw).unwrap_err().0;
+        errors.sort();
+        assert_eq!(
+            errors,
+            vec![
+                "oauthAs.accessTokenTtlSeconds: expected a number",
+                "oauthAs.consent: expected a string",
+                "oauthAs.maxDynamicClients: expected a whole number from 0 to 18446744073709551615",
+                "oauthAs.rateLimits.tokenPerMinute: expected a number",
+                "oauthAs.scopesSupported: expected a list",
+            ]
+        );
+        let doc = serde_json::json!({"serverAuth": {"oauthAs": []}});
+        let errors = Config::parse(&doc.to_string(), |_| None).unwrap_err().0;
+        assert_eq!(
+            errors,
+            vec!["serverAuth.oauthAs: expected an object, found a list"]
+        );
+    }
+
+    #[test]
+    fn match_every_host_patterns_are_refused_and_dead_ones_warned() {
+        let mut raw = minimal();
+        raw["redirectUriAllowlist"] = serde_json::json!(["https://*", "http://localhost:*"]);
+        let errors = config(raw).unwrap_err().0;
+        assert!(
+            errors[0]
+                .starts_with("oauthAs.redirectUriAllowlist: \"https://*\" would allow any host"),
+            "{errors:?}"
+        );
+        let mut raw = minimal();
+        raw["redirectUriAllowlist"] = serde_json::json!(["http://localhost"]);
+        let warnings = config(raw).unwrap().warnings;
+        assert!(
+            warnings.iter().any(|w| w
+                .starts_with("oauthAs.redirectUriAllowlist: \"http://localhost\" can never match")),
+            "{warnings:?}"
+        );
+    }
+
+    #[test]
+    fn secrets_that_look_like_mistakes_are_warned_about() {
+        let warn_for = |secret: &str| {
+            let mut raw = minimal();
+            raw["jwtSecret"] = secret.into();
+            config(raw).unwrap().warnings
+        };
+        let unexpanded = warn_for("$MCP_AUTH_JWT_SECRET_FOR_THE_PRODUCTION_HOST");
+        assert!(
+            unexpanded.iter().any(|w| w.contains("unexpanded variable")
+                && w.contains("${MCP_AUTH_JWT_SECRET_FOR_THE_PRODUCTION_HOST}")),
+            "{unexpanded:?}"
+        );
+        let repetitive = warn_for(&"ab".repeat(20));
+        assert!(
+            repetitive
+                .iter()
+                .any(|w| w.contains("only 2 distinct bytes")),
+            "{repetitive:?}"
+        );
+        assert!(warn_for("kX8vQ2mN9pL4rT7wY1zB5cF3hJ6dG0sA").is_empty());
+    }
+
+    #[test]
+    fn loopback_in_trusted_sources_is_warned_about() {
+        for cidrs in [
+            serde_json::json!(["127.0.0.1/32"]),
+            serde_json::json!(["::1/128"]),
+            serde_json::json!(["10.0.0.0/8", "127.0.0.0/8"]),
+        ] {
+            let mut raw = minimal();
+            raw["trustedSourceCidrs"] = cidrs.clone();
+            let warnings = config(raw).unwrap().warnings;
+            assert!(
+                warnings
+                    .iter()
+                    .any(|w| w.contains("includes loopback") && w.contains("assert any user")),
+                "{cidrs}: {warnings:?}"
+            );
+        }
     }
 }

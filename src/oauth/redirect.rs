@@ -45,6 +45,57 @@ impl RedirectPattern {
         }
     }
 
+    /// Checks an allowlist entry at boot: `Err` for a pattern that would let any host of a
+    /// scheme receive codes (refused), `Ok(Some(warning))` for one that can never match a
+    /// URI that registration accepts, or that lets look-alike hosts match.
+    pub fn audit(&self) -> Result<Option<&'static str>, &'static str> {
+        match self {
+            Self::Exact(uri) if uri.is_empty() => Err("would allow no redirect URI (empty)"),
+            Self::Exact(uri) => Ok(if uri.contains('*') {
+                Some("can never match: only a trailing * is a wildcard")
+            } else {
+                validate_for_registration(uri)
+                    .err()
+                    .map(|_| Self::NEVER_MATCHES)
+            }),
+            Self::Prefix(prefix) => {
+                // A prefix of "https://" or "http://" (including the empty pattern and "*"
+                // alone) ends before the host: every host of the scheme matches.
+                let lower = prefix.to_ascii_lowercase();
+                if "https://".starts_with(lower.as_str()) || "http://".starts_with(lower.as_str()) {
+                    return Err(
+                        "would allow any host (name the host, e.g. https://app.example.com/*)",
+                    );
+                }
+                let Some((scheme, rest)) = prefix.split_once("://") else {
+                    let scheme = prefix.split(':').next().unwrap_or_default();
+                    return Ok(FORBIDDEN_SCHEMES
+                        .contains(&scheme.to_ascii_lowercase().as_str())
+                        .then_some(Self::NEVER_MATCHES));
+                };
+                if rest.is_empty() {
+                    // A private-use scheme (`cursor://*`): the operating system hands every
+                    // such URI to the one app that claimed the scheme.
+                    return Ok(None);
+                }
+                match rest.find(['/', '?', '#']) {
+                    // The host is complete: some URI under it must pass registration.
+                    Some(_) => Ok(validate_for_registration(&format!("{prefix}x"))
+                        .err()
+                        .map(|_| Self::NEVER_MATCHES)),
+                    // The pattern ends inside the authority. After a `:` only a port can
+                    // follow; before it, any host that starts the same way matches.
+                    None if rest.contains(':') || scheme.eq_ignore_ascii_case("http") => Ok(None),
+                    None => Ok(Some(
+                        "ends inside the host name, so look-alike hosts match too (e.g. the same name followed by .evil.example); end the host with /",
+                    )),
+                }
+            }
+        }
+    }
+
+    const NEVER_MATCHES: &'static str = "can never match: registration only accepts canonical https, http loopback or private-use URIs (e.g. http://localhost/ needs its slash)";
+
     /// Whether `uri` is allowed by this pattern.
     pub fn allows(&self, uri: &str) -> bool {
         match self {
@@ -278,5 +329,52 @@ mod tests {
             !RedirectPattern::parse("https://claude.ai/api/mcp/auth_callback")
                 .allows("https://claude.ai/api/mcp/auth_callback2")
         );
+    }
+
+    #[test]
+    fn allowlist_patterns_that_match_every_host_are_refused_and_dead_ones_warned() {
+        let audit = |p: &str| RedirectPattern::parse(p).audit();
+        for every_host in [
+            "*",
+            "https://*",
+            "http://*",
+            "HTTPS://*",
+            "https:*",
+            "http*",
+            "",
+        ] {
+            assert!(audit(every_host).is_err(), "{every_host:?}");
+        }
+        for fine in [
+            "http://localhost:*",
+            "http://127.0.0.1:*",
+            "http://127.0.0.1/",
+            "http://[::1]:*",
+            "http://localhost*",
+            "https://claude.ai/api/mcp/auth_callback",
+            "https://chatgpt.com/connector/oauth/*",
+            "cursor://anysphere.cursor-mcp/oauth/callback",
+            "cursor://*",
+            "https://app.example.com:8443*",
+        ] {
+            assert_eq!(audit(fine), Ok(None), "{fine:?}");
+        }
+        for never in [
+            "http://localhost",
+            "https://mcp.example.com",
+            "http://example.com/callback",
+            "http://example.com/*",
+            "https://*.example.com/callback",
+            "javascript:*",
+            "HTTPS://claude.ai/cb",
+        ] {
+            let warning = audit(never).expect("a warning, not a refusal");
+            assert!(
+                warning.is_some_and(|w| w.starts_with("can never match")),
+                "{never:?}"
+            );
+        }
+        let lookalike = audit("https://app.example.com*").unwrap();
+        assert!(lookalike.is_some_and(|w| w.contains("look-alike")));
     }
 }

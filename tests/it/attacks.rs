@@ -1218,12 +1218,13 @@ async fn registration_tricks_are_refused_by_the_validator_itself() {
     let dir = tempfile::tempdir().unwrap();
     let app = TestApp::spawn_with(Options {
         configure: &|c| {
-            c["redirectUriAllowlist"] = json!([
-                "https://*",
-                "http://127.0.0.1:*",
-                "http://localhost:*",
-                "app://*"
-            ])
+            // Every https host, by first character (a single `https://*` is refused at
+            // boot), so that whatever is refused here is refused by the validator alone.
+            let mut allow: Vec<String> = (b'!'..=b'~')
+                .map(|c| format!("https://{}*", c as char))
+                .collect();
+            allow.extend(["http://127.0.0.1:*", "http://localhost:*", "app://*"].map(String::from));
+            c["redirectUriAllowlist"] = json!(allow)
         },
         dir: Some(dir.path()),
         ..Default::default()

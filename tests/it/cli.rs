@@ -429,6 +429,53 @@ fn serve_and_check_print_every_problem_at_once() {
 }
 
 #[test]
+fn serve_and_check_refuse_a_redirect_pattern_that_allows_every_host() {
+    for every_host in ["https://*", "http://*"] {
+        let doc = servers_json_with(&issuer(8080), |s| {
+            s["redirectUriAllowlist"] = json!(["http://127.0.0.1:*", every_host])
+        });
+        let line = format!("oauthAs.redirectUriAllowlist: {every_host:?} would allow any host");
+        serve_with_config(&doc).assert_stderr_contains(&line);
+        let dir = tempfile::tempdir().unwrap();
+        let config = write_config(dir.path(), &doc);
+        run(&mut one_shot(dir.path(), &config, &["check"]))
+            .assert_failure()
+            .assert_stderr_contains(&line);
+    }
+}
+
+#[test]
+fn check_names_every_wrongly_typed_field_and_warns_about_dead_patterns_and_secrets() {
+    let doc = servers_json_with(&issuer(8080), |s| {
+        s["accessTokenTtlSeconds"] = json!("3600");
+        s["rateLimits"] = json!({"tokenPerMinute": "600"});
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &doc);
+    run(&mut one_shot(dir.path(), &config, &["check"]))
+        .assert_failure()
+        .assert_stderr_line("oauthAs.accessTokenTtlSeconds: expected a number")
+        .assert_stderr_line("oauthAs.rateLimits.tokenPerMinute: expected a number");
+
+    // Valid, but each of these is almost certainly a mistake: said at boot, not refused.
+    let doc = servers_json_with(&issuer(8080), |s| {
+        s["redirectUriAllowlist"] = json!(["http://127.0.0.1:*", "http://localhost"]);
+        s["jwtSecret"] = json!("$MCP_AUTH_JWT_SECRET_OF_THE_PRODUCTION_HOST_XYZ");
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &doc);
+    let out = run(&mut one_shot(dir.path(), &config, &["check"]));
+    out.assert_success();
+    for warning in [
+        "warning: oauthAs.redirectUriAllowlist: \"http://localhost\" can never match",
+        "warning: oauthAs.jwtSecret looks like an unexpanded variable",
+        "warning: oauthAs.trustedSourceCidrs includes loopback",
+    ] {
+        assert!(out.stdout.contains(warning), "{warning}\n{}", out.stdout);
+    }
+}
+
+#[test]
 fn serve_refuses_a_non_loopback_listen_address_without_insecure() {
     let (dir, config) = config_dir(8080);
     for listen in ["0.0.0.0:0", "[::]:0"] {

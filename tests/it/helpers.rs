@@ -22,7 +22,7 @@ pub const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
 /// A redirect URI on loopback.
 pub const REDIRECT: &str = "http://127.0.0.1:33418/callback";
 /// The secret every test server uses.
-pub const SECRET: &str = "test-secret-test-secret-test-secret-0123";
+pub const SECRET: &str = "test-secret-Q7wK2xZ9-mN4vB8rT1yL6pD3-0123";
 
 /// S256 challenge of `verifier`.
 pub fn challenge(verifier: &str) -> String {
