@@ -2,12 +2,15 @@
 # Build stage: compile a release binary.
 FROM rust:1.95-slim-bookworm AS build
 WORKDIR /src
-COPY Cargo.toml Cargo.lock ./
+COPY Cargo.toml Cargo.lock build.rs ./
 COPY src ./src
 COPY tests ./tests
 COPY examples ./examples
 COPY benches ./benches
-RUN cargo build --release --locked --bin mcp-authd
+# No .git in the build context: pass the commit for `mcp-authd --version`
+# (docker build --build-arg MCP_AUTHD_COMMIT=$(git rev-parse --short=12 HEAD) .).
+ARG MCP_AUTHD_COMMIT=unknown
+RUN MCP_AUTHD_COMMIT=$MCP_AUTHD_COMMIT cargo build --release --locked --bin mcp-authd
 
 # Runtime stage: a small image with only the binary, running as a non-root user.
 FROM debian:bookworm-slim

@@ -19,9 +19,17 @@ pub const STATE_PATH_ENV: &str = "MCP_AUTH_SERVER_PATH";
 /// Environment variable holding the state inline (read-only).
 pub const STATE_INLINE_ENV: &str = "MCP_AUTH_SERVER_CONFIG";
 
+/// The version with the commit it was built from: `0.1.0 (1a2b3c4d5e6f)`.
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("MCP_AUTHD_COMMIT"),
+    ")"
+);
+
 /// OAuth 2.1 authorization server for remote MCP servers behind an SSO reverse proxy.
 #[derive(Debug, Parser)]
-#[command(name = "mcp-authd", version, about)]
+#[command(name = "mcp-authd", version = VERSION, about)]
 pub struct Cli {
     /// What to do.
     #[command(subcommand)]
@@ -51,6 +59,12 @@ pub enum Command {
     },
     /// Print a fresh random secret (32 bytes, base64url) for `jwtSecret`.
     GenSecret,
+    /// Exit 0 when a running server answers 200 on /readyz (for container health checks).
+    Health {
+        /// The server to ask (its listen address), or a full /readyz or /livez URL.
+        #[arg(long, default_value = crate::health_check::DEFAULT_URL)]
+        url: String,
+    },
     /// Manage pre-provisioned clients.
     Clients {
         /// The configuration file.
@@ -167,8 +181,32 @@ pub fn run(cli: Cli) -> ExitCode {
             println!("{}", random_token(32));
             ExitCode::SUCCESS
         }
+        Command::Health { url } => health(&url),
         Command::Clients { config, command } => clients(&config.path, command),
         Command::Tokens { config, command } => tokens(&config.path, command),
+    }
+}
+
+/// `mcp-authd health`: one line, exit 0 only on a 200.
+fn health(url: &str) -> ExitCode {
+    let target = match crate::health_check::readiness_url(url) {
+        Ok(target) => target,
+        Err(e) => return fail([e]),
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => return fail([format!("cannot start the runtime: {e}")]),
+    };
+    match runtime.block_on(crate::health_check::probe(&target)) {
+        Ok((200, body)) => {
+            println!("ready: {target} answered 200 {body}");
+            ExitCode::SUCCESS
+        }
+        Ok((status, body)) => fail([format!("not ready: {target} answered {status} {body}")]),
+        Err(e) => fail([format!("not ready: {e}")]),
     }
 }
 
@@ -192,6 +230,7 @@ fn serve(config_path: &Path, listen: SocketAddr, insecure: bool) -> ExitCode {
             "refusing to listen on {listen}: not a loopback address (put mcp-authd behind its reverse proxy on loopback, or pass --insecure)"
         )]);
     }
+    tracing::info!(version = VERSION, store = "file", "mcp-authd starting");
     for warning in &config.warnings {
         tracing::warn!("{warning}");
     }

@@ -50,11 +50,24 @@ pub async fn protected_resource(State(app): State<Shared>) -> Json<Value> {
     Json(protected_resource_document(&app.config))
 }
 
-/// `GET /healthz`: 200 while state can be written, 503 once the writer has failed.
-pub async fn healthz(State(app): State<Shared>) -> impl IntoResponse {
+/// `GET /livez`: 200 while the process serves HTTP, whatever the store's health (an
+/// orchestrator restarts on this one, so a failed store must not trigger restarts).
+pub async fn livez() -> impl IntoResponse {
+    (StatusCode::OK, Json(json!({"status": "ok"})))
+}
+
+/// `GET /readyz` (and `/healthz`): 200 while the store works, else 503 with the reason, so a
+/// load balancer stops sending requests that would only get 503s.
+pub async fn readyz(State(app): State<Shared>) -> impl IntoResponse {
     if app.store_is_healthy() {
-        (StatusCode::OK, "ok\n")
+        (StatusCode::OK, Json(json!({"status": "ok"})))
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "state storage failed\n")
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({
+                "status": "unavailable",
+                "reason": "state storage failed: a write could not be made durable, so changes are refused until a restart",
+            })),
+        )
     }
 }

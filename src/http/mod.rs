@@ -144,7 +144,9 @@ pub fn router(state: Shared) -> Router {
         )
         .merge(introspection)
         .merge(browser)
-        .route("/healthz", get(metadata::healthz))
+        .route("/livez", get(metadata::livez))
+        .route("/readyz", get(metadata::readyz))
+        .route("/healthz", get(metadata::readyz))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
 }

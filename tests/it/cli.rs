@@ -565,8 +565,38 @@ async fn a_second_serve_on_the_same_state_is_refused() {
         .await
         .unwrap();
     assert_eq!(health.status(), 200);
+    run(mcp_authd(dir.path()).args(["health", "--url", &first.base])).assert_success();
     let status = first.terminate().await;
     assert!(status.success(), "{status}");
+}
+
+#[test]
+fn version_names_the_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(mcp_authd(dir.path()).arg("--version"));
+    out.assert_success();
+    let line = out.stdout.trim();
+    let commit = line
+        .strip_prefix(concat!("mcp-authd ", env!("CARGO_PKG_VERSION"), " ("))
+        .and_then(|rest| rest.strip_suffix(')'))
+        .unwrap_or_else(|| panic!("{line}"));
+    assert!(
+        commit == "unknown"
+            || commit
+                .trim_end_matches("-dirty")
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit()),
+        "{line}"
+    );
+}
+
+#[test]
+fn health_fails_when_nothing_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("http://127.0.0.1:{}", free_port());
+    run(mcp_authd(dir.path()).args(["health", "--url", &url]))
+        .assert_failure()
+        .assert_stderr_contains("not ready");
 }
 
 #[test]

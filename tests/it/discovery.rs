@@ -475,5 +475,11 @@ async fn healthz_is_ok_while_serving() {
     let (app, _dir) = TestApp::spawn().await;
     let (status, _) = get_text(&app.http, &app.url("/healthz")).await;
     assert_eq!(status, 200);
+    for probe in ["/livez", "/readyz", "/healthz"] {
+        let (status, body) = get_text(&app.http, &app.url(probe)).await;
+        assert_eq!(status, 200, "{probe}");
+        let body: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(body, json!({"status": "ok"}), "{probe}");
+    }
     app.stop().await;
 }

@@ -582,6 +582,24 @@ async fn a_failed_journal_write_refuses_cleanly_and_loses_nothing_acknowledged()
     // From now on every change is refused, reads keep working, and health says so.
     let health = http.get(daemon.url("/healthz")).send().await.unwrap();
     assert_eq!(health.status(), 503);
+    // Ready no more, with the reason; but alive, so an orchestrator does not restart-loop it.
+    let ready = http.get(daemon.url("/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), 503);
+    let ready: Value = ready.json().await.unwrap();
+    assert_eq!(ready["status"], "unavailable", "{ready}");
+    assert!(
+        ready["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("storage")),
+        "{ready}"
+    );
+    let live = http.get(daemon.url("/livez")).send().await.unwrap();
+    assert_eq!(live.status(), 200);
+    let health_cmd = std::process::Command::new(env!("CARGO_BIN_EXE_mcp-authd"))
+        .args(["health", "--url", &daemon.base])
+        .output()
+        .unwrap();
+    assert!(!health_cmd.status.success(), "health must fail on a 503");
     let refused_refresh = http
         .post(daemon.url("/oauth/token"))
         .form(&[
