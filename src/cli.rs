@@ -50,6 +50,12 @@ pub enum Command {
         /// Allow listening on a non-loopback address.
         #[arg(long)]
         insecure: bool,
+        /// Log lines as text or as one JSON object per line.
+        #[arg(long, value_enum, env = crate::logging::LOG_FORMAT_ENV, default_value = "text")]
+        log_format: crate::logging::LogFormat,
+        /// Also append every audit event to this file as JSON lines (created 0600).
+        #[arg(long, value_name = "FILE")]
+        audit_log: Option<PathBuf>,
     },
     /// Validate the configuration and state, print a summary, and exit.
     Check {
@@ -175,7 +181,14 @@ pub fn run(cli: Cli) -> ExitCode {
             config,
             listen,
             insecure,
-        } => serve(&config.path, listen, insecure),
+            log_format,
+            audit_log,
+        } => {
+            if let Err(e) = crate::logging::init(log_format, audit_log.as_deref()) {
+                return fail([e.to_string()]);
+            }
+            serve(&config.path, listen, insecure)
+        }
         Command::Check { config } => check(&config.path),
         Command::GenSecret => {
             println!("{}", random_token(32));
@@ -210,17 +223,7 @@ fn health(url: &str) -> ExitCode {
     }
 }
 
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
-}
-
 fn serve(config_path: &Path, listen: SocketAddr, insecure: bool) -> ExitCode {
-    init_logging();
     let config = match Config::load(config_path) {
         Ok(c) => c,
         Err(e) => return fail(e.0),

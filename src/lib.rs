@@ -17,6 +17,7 @@ pub mod config;
 pub mod health_check;
 pub mod http;
 pub mod jwt;
+pub mod logging;
 pub mod oauth;
 pub mod proxy_trust;
 pub mod resource;
