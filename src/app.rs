@@ -24,6 +24,8 @@ pub struct AppState {
     pub consent_nonces: NonceGuard,
     /// Verifies this server's access tokens (current and previous keys).
     pub verifier: crate::jwt::Verifier,
+    /// Counters and histograms for `/metrics`.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl AppState {
@@ -44,6 +46,7 @@ impl AppState {
             clock,
             keys,
             consent_nonces: NonceGuard::default(),
+            metrics: Arc::new(crate::metrics::Metrics::new()),
         }
     }
 

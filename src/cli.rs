@@ -19,17 +19,9 @@ pub const STATE_PATH_ENV: &str = "MCP_AUTH_SERVER_PATH";
 /// Environment variable holding the state inline (read-only).
 pub const STATE_INLINE_ENV: &str = "MCP_AUTH_SERVER_CONFIG";
 
-/// The version with the commit it was built from: `0.1.0 (1a2b3c4d5e6f)`.
-pub const VERSION: &str = concat!(
-    env!("CARGO_PKG_VERSION"),
-    " (",
-    env!("MCP_AUTHD_COMMIT"),
-    ")"
-);
-
 /// OAuth 2.1 authorization server for remote MCP servers behind an SSO reverse proxy.
 #[derive(Debug, Parser)]
-#[command(name = "mcp-authd", version = VERSION, about)]
+#[command(name = "mcp-authd", version = crate::VERSION, about)]
 pub struct Cli {
     /// What to do.
     #[command(subcommand)]
@@ -56,6 +48,10 @@ pub enum Command {
         /// Also append every audit event to this file as JSON lines (created 0600).
         #[arg(long, value_name = "FILE")]
         audit_log: Option<PathBuf>,
+        /// Serve Prometheus metrics at GET /metrics on this address (loopback unless
+        /// --insecure).
+        #[arg(long, value_name = "ADDR")]
+        metrics_listen: Option<SocketAddr>,
     },
     /// Validate the configuration and state, print a summary, and exit.
     Check {
@@ -183,11 +179,12 @@ pub fn run(cli: Cli) -> ExitCode {
             insecure,
             log_format,
             audit_log,
+            metrics_listen,
         } => {
             if let Err(e) = crate::logging::init(log_format, audit_log.as_deref()) {
                 return fail([e.to_string()]);
             }
-            serve(&config.path, listen, insecure)
+            serve(&config.path, listen, metrics_listen, insecure)
         }
         Command::Check { config } => check(&config.path),
         Command::GenSecret => {
@@ -223,7 +220,12 @@ fn health(url: &str) -> ExitCode {
     }
 }
 
-fn serve(config_path: &Path, listen: SocketAddr, insecure: bool) -> ExitCode {
+fn serve(
+    config_path: &Path,
+    listen: SocketAddr,
+    metrics_listen: Option<SocketAddr>,
+    insecure: bool,
+) -> ExitCode {
     let config = match Config::load(config_path) {
         Ok(c) => c,
         Err(e) => return fail(e.0),
@@ -233,7 +235,16 @@ fn serve(config_path: &Path, listen: SocketAddr, insecure: bool) -> ExitCode {
             "refusing to listen on {listen}: not a loopback address (put mcp-authd behind its reverse proxy on loopback, or pass --insecure)"
         )]);
     }
-    tracing::info!(version = VERSION, store = "file", "mcp-authd starting");
+    if let Some(metrics) = metrics_listen.filter(|m| !m.ip().is_loopback() && !insecure) {
+        return fail([format!(
+            "refusing to serve metrics on {metrics}: not a loopback address (scrape it on loopback, or pass --insecure)"
+        )]);
+    }
+    tracing::info!(
+        version = crate::VERSION,
+        store = "file",
+        "mcp-authd starting"
+    );
     for warning in &config.warnings {
         tracing::warn!("{warning}");
     }
@@ -272,6 +283,16 @@ fn serve(config_path: &Path, listen: SocketAddr, insecure: bool) -> ExitCode {
         let shutdown = shutdown_signal();
         let listener = tokio::net::TcpListener::bind(listen).await?;
         let local = listener.local_addr()?;
+        if let Some(address) = metrics_listen {
+            let metrics = tokio::net::TcpListener::bind(address).await?;
+            tracing::info!("metrics at http://{}/metrics", metrics.local_addr()?);
+            let app = crate::metrics::router(state.metrics.clone(), state.store.clone());
+            tokio::spawn(async move {
+                if let Err(e) = axum::serve(metrics, app).await {
+                    tracing::error!("the metrics listener failed: {e}");
+                }
+            });
+        }
         #[cfg(unix)]
         if let Some(path) = state_file.clone() {
             let (store, clock) = (state.store.clone(), state.clock.clone());

@@ -18,10 +18,19 @@ pub mod health_check;
 pub mod http;
 pub mod jwt;
 pub mod logging;
+pub mod metrics;
 pub mod oauth;
 pub mod proxy_trust;
 pub mod resource;
 pub mod secrets;
 pub mod store;
+
+/// The version with the commit it was built from: `0.1.0 (1a2b3c4d5e6f)`.
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("MCP_AUTHD_COMMIT"),
+    ")"
+);
 
 pub use jwt::{AccessTokenClaims, TokenExpectations, Verifier, VerifyError, verify_access_token};

@@ -147,6 +147,11 @@ pub fn router(state: Shared) -> Router {
         .route("/livez", get(metadata::livez))
         .route("/readyz", get(metadata::readyz))
         .route("/healthz", get(metadata::readyz))
+        // After routing, so that the route pattern (never the raw path) is the label.
+        .route_layer(from_fn_with_state(
+            state.metrics.clone(),
+            crate::metrics::track,
+        ))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
 }

@@ -15,6 +15,7 @@ mod example_server;
 mod flow;
 mod helpers;
 mod limits;
+mod operations;
 mod process;
 mod properties;
 mod register;
