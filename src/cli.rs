@@ -61,6 +61,12 @@ pub enum Command {
     },
     /// Print a fresh random secret (32 bytes, base64url) for `jwtSecret`.
     GenSecret,
+    /// Check a deployment from outside, as an MCP client would: one PASS/WARN/FAIL line per
+    /// check with the fix; exit 1 if any check fails.
+    Doctor {
+        /// The MCP server URL clients are given, e.g. https://mcp.example.com/mcp.
+        mcp_url: String,
+    },
     /// Exit 0 when a running server answers 200 on /readyz (for container health checks).
     Health {
         /// The server to ask (its listen address), or a full /readyz or /livez URL.
@@ -192,8 +198,36 @@ pub fn run(cli: Cli) -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Health { url } => health(&url),
+        Command::Doctor { mcp_url } => doctor(&mcp_url),
         Command::Clients { config, command } => clients(&config.path, command),
         Command::Tokens { config, command } => tokens(&config.path, command),
+    }
+}
+
+/// `mcp-authd doctor`: the report on stdout, exit 1 when any check failed.
+fn doctor(mcp_url: &str) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => return fail([format!("cannot start the runtime: {e}")]),
+    };
+    let http = match crate::doctor::http_client() {
+        Ok(http) => http,
+        Err(e) => return fail([format!("cannot build the HTTP client: {e}")]),
+    };
+    let findings = runtime.block_on(crate::doctor::diagnose(&http, mcp_url));
+    for finding in &findings {
+        println!("{finding}");
+    }
+    if findings
+        .iter()
+        .any(|f| f.verdict == crate::doctor::Verdict::Fail)
+    {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
     }
 }
 

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use super::helpers::oauth_as;
+use super::helpers::{Options, TestApp, oauth_as};
 use super::process::{BIN, Served, free_port, http};
 
 /// Set by CI: external programs must be present.
@@ -213,4 +213,125 @@ async fn scrape_with_prometheus(dir: &Path, metrics_port: u16) {
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     drop(prometheus);
+}
+
+/// A stand-in MCP server on `listener`: every request gets 401 with the challenge that names
+/// the PRM `as_base` serves for it.
+fn serve_challenging_mcp_server(listener: tokio::net::TcpListener, as_base: &str) {
+    let challenge =
+        format!("Bearer resource_metadata=\"{as_base}/.well-known/oauth-protected-resource/mcp\"");
+    let app = axum::Router::new().fallback(move || {
+        let challenge = challenge.clone();
+        async move {
+            (
+                axum::http::StatusCode::UNAUTHORIZED,
+                [(axum::http::header::WWW_AUTHENTICATE, challenge)],
+            )
+        }
+    });
+    tokio::spawn(async move { axum::serve(listener, app).await });
+}
+
+/// An authorization server (trusting `trusted` at authorize) and an MCP server whose PRM it
+/// serves; runs `mcp-authd doctor` on the MCP URL and returns its exit success and report.
+async fn doctor_against(trusted: &'static str) -> (bool, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let mcp_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let mcp = format!("http://{}/mcp", mcp_listener.local_addr().unwrap());
+    let resource = mcp.clone();
+    let configure = move |c: &mut Value| {
+        c["trustedSourceCidrs"] = json!([trusted]);
+        c["resourceUrl"] = json!(resource);
+    };
+    let app = TestApp::spawn_with(Options {
+        configure: &configure,
+        dir: Some(dir.path()),
+        ..Default::default()
+    })
+    .await;
+    serve_challenging_mcp_server(mcp_listener, &app.base);
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(BIN)
+            .args(["doctor", &mcp])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    app.stop().await;
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+/// Each line's verdict and check name, in order.
+fn verdicts(report: &str) -> Vec<(&str, &str)> {
+    report
+        .lines()
+        .map(|line| {
+            let (verdict, rest) = line.split_once(' ').unwrap();
+            (verdict, rest.split(':').next().unwrap())
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn doctor_passes_a_deployment_whose_authorize_only_the_proxy_reaches() {
+    // The proxy is elsewhere: this test, on loopback, is an outsider to /oauth/authorize.
+    let (ok, report) = doctor_against("10.9.0.0/16").await;
+    assert!(ok, "{report}");
+    assert_eq!(
+        verdicts(&report),
+        vec![
+            ("PASS", "mcp-challenge"),
+            ("PASS", "protected-resource-metadata"),
+            ("PASS", "authorization-server-metadata"),
+            // Loopback http: fine for a test, not for cloud clients.
+            ("WARN", "endpoints-public-https"),
+            ("PASS", "registration-without-sso"),
+            ("PASS", "token-without-sso"),
+            ("PASS", "authorize-behind-sso"),
+            ("PASS", "cors-token"),
+            ("PASS", "cors-register"),
+        ],
+        "{report}"
+    );
+    assert!(
+        report.contains("— fix: "),
+        "a WARN says what to change:\n{report}"
+    );
+}
+
+#[tokio::test]
+async fn doctor_fails_when_a_forged_identity_header_reaches_authorize() {
+    // Loopback trusted and no SSO in front: whoever reaches it can claim any user.
+    let (ok, report) = doctor_against("127.0.0.1/32").await;
+    assert!(!ok, "{report}");
+    let line = report
+        .lines()
+        .find(|l| l.starts_with("FAIL authorize-behind-sso"))
+        .unwrap_or_else(|| panic!("{report}"));
+    assert!(
+        line.contains("consent page") && line.contains("fix: "),
+        "{line}"
+    );
+}
+
+#[tokio::test]
+async fn doctor_fails_when_the_mcp_url_does_not_challenge() {
+    let dir = tempfile::tempdir().unwrap();
+    let (out, _) = (
+        Command::new(BIN)
+            .args(["doctor", &format!("http://127.0.0.1:{}/mcp", free_port())])
+            .current_dir(dir.path())
+            .stdin(Stdio::null())
+            .output()
+            .unwrap(),
+        (),
+    );
+    assert!(!out.status.success());
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(report.starts_with("FAIL mcp-challenge: "), "{report}");
 }
