@@ -20,7 +20,9 @@ use std::time::Instant;
 
 use mcp_authd::oauth::refresh::hash;
 use mcp_authd::store::file::{StateStore, write_snapshot};
-use mcp_authd::store::{Grant, RefreshFamily, RefreshOutcome, StateDocument, Store};
+use mcp_authd::store::{
+    Grant, RefreshFamily, RefreshOutcome, RotationAnswer, StateDocument, Store,
+};
 
 /// Concurrent rotations in flight, as in the load test.
 const CONCURRENCY: usize = 64;
@@ -57,6 +59,7 @@ fn seeded(live: usize) -> StateDocument {
             rotated_at: None,
             created_at: NOW,
             expires_at: NOW + TTL,
+            rotation_answer: None,
         };
         doc.refresh_tokens.insert(family_id(i), Arc::new(family));
     }
@@ -100,6 +103,11 @@ async fn rotate_all(store: Arc<dyn Store>, shares: Vec<Share>, clock: u64) -> (V
                         &family_id(*i),
                         &hash(&token(*i, *generation)),
                         &hash(&token(*i, *generation + 1)),
+                        &RotationAnswer {
+                            iat: clock,
+                            exp: clock + 3600,
+                            scope: "mcp".into(),
+                        },
                         clock,
                         TTL,
                     )

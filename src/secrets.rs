@@ -55,6 +55,9 @@ pub struct Keys {
     pub refresh_successor: [u8; 32],
     /// Signs consent tickets (CSRF protection for the consent form).
     pub consent: [u8; 32],
+    /// Derives the `jti` of a rotation's access token from the refresh token it consumed, so
+    /// a grace-window retry gets the same access token (SPEC §17).
+    pub access_token_id: [u8; 32],
 }
 
 impl Keys {
@@ -64,6 +67,7 @@ impl Keys {
             jwt: jwt_secret.to_vec(),
             refresh_successor: hmac_raw(jwt_secret, b"mcp-authd/v1/refresh-successor"),
             consent: hmac_raw(jwt_secret, b"mcp-authd/v1/consent-ticket"),
+            access_token_id: hmac_raw(jwt_secret, b"mcp-authd/v1/access-token-id"),
         }
     }
 }
@@ -90,6 +94,8 @@ mod tests {
     fn purpose_keys_differ_from_each_other_and_from_the_secret() {
         let keys = Keys::derive(&[7u8; 32]);
         assert_ne!(keys.refresh_successor, keys.consent);
+        assert_ne!(keys.access_token_id, keys.refresh_successor);
+        assert_ne!(keys.access_token_id, keys.consent);
         assert_ne!(keys.refresh_successor.as_slice(), keys.jwt.as_slice());
     }
 

@@ -14,6 +14,7 @@ use super::{Shared, pages, paths};
 use crate::oauth::authorize::{self, AuthorizeError, PendingAuthorization};
 use crate::oauth::consent::{ConsentTicket, TICKET_SECONDS};
 use crate::oauth::params::Params;
+use crate::oauth::scope::Scope;
 use crate::oauth::{ErrorCode, OAuthError, redirect};
 use crate::proxy_trust::{IdentityError, read_groups, read_user};
 
@@ -74,13 +75,24 @@ pub async fn authorize(
             .into_response();
         }
     };
-    let has_consented = app.store.has_consent(&user, &client.client_id).await;
-    if !authorize::needs_consent(app.config.consent, &client, has_consented) {
+    let approved = app
+        .store
+        .consent(&user, &client.client_id)
+        .await
+        .map(|c| Scope::parse(&c.scope));
+    let requested = Scope::parse(&pending.scope);
+    if !authorize::needs_consent(app.config.consent, &client, approved.as_ref(), &requested) {
         return redirect_to(
             StatusCode::FOUND,
             &authorize::issue_code(&app, &pending, &user, groups),
         );
     }
+    // Asked again because the request goes beyond what was approved (§13 step-up): the page
+    // says which scopes are new.
+    let new_scopes = approved
+        .as_ref()
+        .map(|approved| requested.difference(approved))
+        .unwrap_or_default();
     let ticket = ConsentTicket {
         sub: user.clone(),
         request: pending.clone(),
@@ -93,6 +105,7 @@ pub async fn authorize(
         is_unverified: client.registration == crate::store::Registration::Dynamic,
         redirect_host: &redirect::display_host(&pending.redirect_uri),
         scope: &pending.scope,
+        new_scopes: &new_scopes,
         user: &user,
         action: &app.config.endpoint(paths::CONSENT),
         ticket: &ticket,
@@ -143,7 +156,7 @@ pub async fn consent(
             if app.config.consent == crate::config::ConsentMode::Dynamic
                 && app
                     .store
-                    .record_consent(&user, &pending.client_id, now)
+                    .record_consent(&user, &pending.client_id, &pending.scope, now)
                     .await
                     .is_err()
             {

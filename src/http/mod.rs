@@ -57,7 +57,8 @@ pub fn router(state: Shared) -> Router {
         .map(|u| u.path().trim_end_matches('/').to_string())
         .unwrap_or_default();
 
-    // Registration and the token endpoint answer anyone: rate-limited per client address.
+    // Registration, token, revocation and introspection answer anyone: rate-limited per
+    // client address.
     let limiter = Arc::new(RateLimiter::new(
         state.config.rate_limits,
         state.config.trusted_sources.clone(),
@@ -75,6 +76,16 @@ pub fn router(state: Shared) -> Router {
             rate_limit::enforce,
         ))
     };
+    // Introspection and revocation authenticate clients too, so they are limited like the
+    // token endpoint (SPEC §17).
+    let revoke_route = post(token::revoke).layer(from_fn_with_state(
+        (limiter.clone(), Endpoint::Revoke),
+        rate_limit::enforce,
+    ));
+    let introspect_route = post(token::introspect).layer(from_fn_with_state(
+        (limiter.clone(), Endpoint::Introspect),
+        rate_limit::enforce,
+    ));
 
     // Cloud clients call these from browsers or servers without SSO: CORS allowed.
     let mut public = Router::new()
@@ -83,7 +94,7 @@ pub fn router(state: Shared) -> Router {
         .route(paths::PRM, get(metadata::protected_resource))
         .route(&format!("{prefix}{}", paths::REGISTER), register_route())
         .route(&format!("{prefix}{}", paths::TOKEN), token_route())
-        .route(&format!("{prefix}{}", paths::REVOKE), post(token::revoke));
+        .route(&format!("{prefix}{}", paths::REVOKE), revoke_route);
     if !prefix.is_empty() {
         // RFC 8414 §3.1 path insertion, and the OpenID "append" form some clients try.
         for path in [
@@ -117,10 +128,7 @@ pub fn router(state: Shared) -> Router {
 
     // Server-to-server only (MCP servers with confidential credentials): no CORS.
     let introspection = Router::new()
-        .route(
-            &format!("{prefix}{}", paths::INTROSPECT),
-            post(token::introspect),
-        )
+        .route(&format!("{prefix}{}", paths::INTROSPECT), introspect_route)
         .layer(map_response(error::json_rejections));
 
     // Browser navigation behind SSO: never CORS.

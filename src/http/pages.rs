@@ -79,6 +79,9 @@ pub struct ConsentView<'a> {
     pub redirect_host: &'a str,
     /// The scope requested.
     pub scope: &'a str,
+    /// The requested scopes beyond an earlier approval, marked as new (SPEC §13 step-up);
+    /// empty on a first approval.
+    pub new_scopes: &'a [String],
     /// The signed-in user.
     pub user: &'a str,
     /// Where the form posts.
@@ -96,12 +99,31 @@ Only approve if you just started signing in to it.</p>"
         ""
     };
     let scope = if view.scope.is_empty() {
-        "(none requested)"
+        "(none requested)".to_string()
     } else {
         view.scope
+            .split(' ')
+            .filter(|t| !t.is_empty())
+            .map(|t| {
+                if view.new_scopes.iter().any(|n| n == t) {
+                    format!("<strong>{}</strong> <em>(new)</em>", escape(t))
+                } else {
+                    escape(t)
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let step_up = if view.new_scopes.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "<p>You approved this application before. It now asks for more: <strong>{}</strong>.</p>",
+            escape(&view.new_scopes.join(" "))
+        )
     };
     let body = format!(
-        "<h1>Allow {name} to access your MCP servers?</h1>{warning}<dl>\
+        "<h1>Allow {name} to access your MCP servers?</h1>{warning}{step_up}<dl>\
 <dt>Application</dt><dd>{name}{unverified}</dd><dt>Redirects to</dt><dd>{host}</dd>\
 <dt>Permissions</dt><dd>{scope}</dd><dt>Signed in as</dt><dd>{user}</dd></dl>\
 <form method=\"post\" action=\"{action}\"><input type=\"hidden\" name=\"ticket\" value=\"{ticket}\">\
@@ -114,7 +136,6 @@ Only approve if you just started signing in to it.</p>"
             ""
         },
         host = escape(view.redirect_host),
-        scope = escape(scope),
         user = escape(view.user),
         action = escape(view.action),
         ticket = escape(view.ticket),

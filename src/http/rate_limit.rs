@@ -1,5 +1,9 @@
-//! Rate limits for the endpoints anyone can call without signing in: registration and the
-//! token endpoint (`oauthAs.rateLimits`).
+//! Rate limits for the endpoints anyone can call without signing in: registration, the token
+//! endpoint, introspection and revocation (`oauthAs.rateLimits`).
+//!
+//! Introspection and revocation are held to `tokenPerMinute` like token requests, each in a
+//! bucket of its own, so an MCP server introspecting from an address shared with clients
+//! (one NAT, one proxy hop) never uses up their refreshes.
 //!
 //! Each limit is a token bucket holding up to one minute's allowance and refilling
 //! continuously, kept per client address in one map under a mutex; buckets that have
@@ -49,6 +53,10 @@ pub enum Endpoint {
     Register,
     /// `POST /oauth/token`, `POST /token`.
     Token,
+    /// `POST /oauth/introspect`: under `tokenPerMinute`, in a bucket of its own.
+    Introspect,
+    /// `POST /oauth/revoke`: under `tokenPerMinute`, in a bucket of its own.
+    Revoke,
 }
 
 impl Endpoint {
@@ -56,6 +64,8 @@ impl Endpoint {
         match self {
             Self::Register => "register",
             Self::Token => "token",
+            Self::Introspect => "introspect",
+            Self::Revoke => "revoke",
         }
     }
 }
@@ -133,11 +143,13 @@ impl RateLimiter {
         let now = self.clock.now();
         let per_address = match endpoint {
             Endpoint::Register => self.limits.register_per_minute,
-            Endpoint::Token => self.limits.token_per_minute,
+            Endpoint::Token | Endpoint::Introspect | Endpoint::Revoke => {
+                self.limits.token_per_minute
+            }
         };
         let global = match endpoint {
             Endpoint::Register => self.limits.register_global_per_minute,
-            Endpoint::Token => 0,
+            Endpoint::Token | Endpoint::Introspect | Endpoint::Revoke => 0,
         };
         // The map is only ever changed whole-entry, so a poisoned lock is still consistent.
         let mut guard = self.buckets.lock().unwrap_or_else(|e| e.into_inner());

@@ -10,6 +10,7 @@ use super::Shared;
 use super::error::no_store;
 use crate::oauth::register::{RegistrationRequest, register_dynamic};
 use crate::oauth::{ErrorCode, OAuthError};
+use crate::store::DynamicAdmission;
 
 /// Registers a client.
 pub async fn register(
@@ -41,19 +42,27 @@ pub async fn register(
     )?;
     let response = new.response();
     let max = app.config.max_dynamic_clients;
-    let is_added = app
+    let admission = app
         .store
         .put_dynamic_client(new.client, max)
         .await
         .map_err(|_| OAuthError::storage_unavailable())?;
-    if !is_added {
-        tracing::warn!(target: "audit", max_dynamic_clients = max, "registration refused: the client limit is reached");
-        return Err(OAuthError::new(
-            ErrorCode::TemporarilyUnavailable,
-            format!(
-                "this server already holds its maximum of {max} registered clients; try again later"
-            ),
-        ));
+    match admission {
+        DynamicAdmission::Full => {
+            tracing::warn!(target: "audit", max_dynamic_clients = max, "registration refused: the client limit is reached and every client was used or registered in the last 10 minutes");
+            return Err(OAuthError::new(
+                ErrorCode::TemporarilyUnavailable,
+                format!(
+                    "this server already holds its maximum of {max} registered clients; try again later"
+                ),
+            ));
+        }
+        DynamicAdmission::Added {
+            evicted: Some(evicted),
+        } => {
+            tracing::info!(target: "audit", evicted_client_id = %evicted, max_dynamic_clients = max, "the client limit is reached; removed the oldest client that was never used");
+        }
+        DynamicAdmission::Added { evicted: None } => {}
     }
     tracing::info!(target: "audit", client_id = %response.client_id, client_name = %response.client_name, "client registered");
     Ok((StatusCode::CREATED, no_store(), Json(response)).into_response())

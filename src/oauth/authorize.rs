@@ -7,7 +7,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::params::Params;
-use super::scope::Scope;
+use super::scope::{OFFLINE_ACCESS, Scope};
 use super::{ErrorCode, OAuthError, pkce, redirect, resource};
 use crate::app::AppState;
 use crate::config::ConsentMode;
@@ -119,10 +119,13 @@ pub async fn validate(
     )
     .map_err(|why| fail(OAuthError::invalid_request(why)))?;
 
+    // `offline_access` is accepted and ignored (SPEC §13): a refresh token is issued anyway,
+    // so it is neither checked against scopesSupported, nor granted, nor asked about.
     let scope = match params.get("scope") {
         Some(raw) => Scope::parse(raw),
         None => Scope::parse(&client.scope),
-    };
+    }
+    .without(OFFLINE_ACCESS);
     if scope.has_invalid_characters() {
         return Err(fail(OAuthError::invalid_scope(
             "scope contains characters RFC 6749 §3.3 forbids",
@@ -155,12 +158,22 @@ pub async fn validate(
     Ok((client, pending))
 }
 
-/// Whether the user must approve this client first (SPEC §6 "Consent").
-pub fn needs_consent(mode: ConsentMode, client: &Client, has_consented: bool) -> bool {
+/// Whether the user must approve this request first (SPEC §6 "Consent", §13 step-up): under
+/// `dynamic`, a self-registered client needs a remembered consent (`approved`, the scopes the
+/// user approved for it) that covers every scope `requested`.
+pub fn needs_consent(
+    mode: ConsentMode,
+    client: &Client,
+    approved: Option<&Scope>,
+    requested: &Scope,
+) -> bool {
     match mode {
         ConsentMode::Always => true,
         ConsentMode::Never => false,
-        ConsentMode::Dynamic => client.registration == Registration::Dynamic && !has_consented,
+        ConsentMode::Dynamic => {
+            client.registration == Registration::Dynamic
+                && !approved.is_some_and(|approved| requested.is_subset_of(approved))
+        }
     }
 }
 
@@ -237,6 +250,43 @@ fn response_url(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_remembered_consent_covers_only_the_scopes_approved() {
+        let client = |registration| Client {
+            client_id: "c".into(),
+            client_name: "c".into(),
+            redirect_uris: vec![],
+            token_endpoint_auth_method: crate::store::AuthMethod::None,
+            grant_types: vec![],
+            response_types: vec![],
+            scope: String::new(),
+            secret_hash: None,
+            client_id_issued_at: 0,
+            registration,
+        };
+        let dynamic = client(Registration::Dynamic);
+        let approved = Scope::parse("read write");
+        let ask = |approved: Option<&Scope>, requested: &str| {
+            needs_consent(
+                ConsentMode::Dynamic,
+                &dynamic,
+                approved,
+                &Scope::parse(requested),
+            )
+        };
+        assert!(ask(None, ""));
+        assert!(!ask(Some(&approved), "write read"));
+        assert!(!ask(Some(&approved), ""));
+        assert!(ask(Some(&approved), "read admin"));
+        assert!(ask(Some(&Scope::default()), "read"));
+        assert!(!needs_consent(
+            ConsentMode::Dynamic,
+            &client(Registration::Provisioned),
+            None,
+            &Scope::parse("admin"),
+        ));
+    }
 
     #[test]
     fn response_parameters_are_appended_with_iss() {

@@ -24,6 +24,17 @@ pub fn successor(token: &str, family_id: &str, key: &[u8]) -> String {
     format!("{family_id}.{}", hmac_b64(key, token.as_bytes()))
 }
 
+/// The `jti` of the access token answering the rotation of `token` (SPEC §17): a keyed hash
+/// of the refresh token the rotation consumed, so that a retry of that token inside the grace
+/// window re-signs the very same access token instead of minting another, while the `jti`
+/// stays unique (each token is consumed by one rotation) and unguessable without the key.
+/// 128 bits, the length of a random `jti`.
+pub fn access_token_id(token: &str, key: &[u8]) -> String {
+    let mut id = hmac_b64(key, token.as_bytes());
+    id.truncate(22);
+    id
+}
+
 /// The family id of a well-formed token.
 pub fn family_of(token: &str) -> Option<&str> {
     let (family, secret) = token.split_once('.')?;
@@ -106,6 +117,7 @@ mod tests {
             rotated_at,
             created_at: 0,
             expires_at: 1000,
+            rotation_answer: None,
         }
     }
 
@@ -119,6 +131,11 @@ mod tests {
         assert_eq!(family_of(&next), Some(family_id.as_str()));
         assert_eq!(family_of("garbage"), None);
         assert_eq!(family_of(&format!("{family_id}.short")), None);
+        let jti = access_token_id(&token, b"k");
+        assert_eq!(jti, access_token_id(&token, b"k"));
+        assert_eq!(jti.len(), 22);
+        assert_ne!(jti, access_token_id(&next, b"k"));
+        assert_ne!(jti, access_token_id(&token, b"other key"));
     }
 
     #[test]

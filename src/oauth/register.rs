@@ -1,4 +1,10 @@
 //! Dynamic client registration (RFC 7591) and the rules shared with `clients add`.
+//!
+//! Everything a registration stores is bounded, since anyone may register: at most
+//! [`MAX_REDIRECT_URIS`] redirect URIs of at most [`redirect::MAX_REDIRECT_URI_LEN`] bytes,
+//! a `scope` of at most [`MAX_SCOPE_BYTES`] bytes and [`MAX_SCOPE_TOKENS`] values, a
+//! `client_name` of at most [`MAX_CLIENT_NAME`] characters, and grant and response types
+//! from a fixed set, each kept once.
 
 use serde::{Deserialize, Serialize};
 
@@ -10,6 +16,12 @@ use crate::store::{AuthMethod, Client, Registration};
 
 /// The longest `client_name` kept, in characters.
 pub const MAX_CLIENT_NAME: usize = 100;
+
+/// The longest registered `scope` kept, in bytes; the limit on a requested scope (SPEC §16).
+pub const MAX_SCOPE_BYTES: usize = 1024;
+
+/// The most tokens a registered `scope` may hold (SPEC §16).
+pub const MAX_SCOPE_TOKENS: usize = 64;
 
 /// Grant types a client may register.
 const SUPPORTED_GRANTS: &[&str] = &["authorization_code", "refresh_token"];
@@ -158,7 +170,7 @@ pub fn register_dynamic(
         }
     };
 
-    let grant_types = request
+    let mut grant_types = request
         .grant_types
         .unwrap_or_else(|| SUPPORTED_GRANTS.iter().map(|g| g.to_string()).collect());
     if grant_types.is_empty()
@@ -170,6 +182,16 @@ pub fn register_dynamic(
             "grant_types may only contain authorization_code and refresh_token",
         ));
     }
+    // Stored as a set: a list repeating a supported grant thousands of times is accepted
+    // (each entry is valid) but kept once.
+    let mut seen = Vec::with_capacity(SUPPORTED_GRANTS.len());
+    grant_types.retain(|g| {
+        let is_new = !seen.contains(g);
+        if is_new {
+            seen.push(g.clone());
+        }
+        is_new
+    });
     if !grant_types.iter().any(|g| g == "authorization_code") {
         return Err(OAuthError::invalid_client_metadata(
             "grant_types must include authorization_code",
@@ -186,8 +208,18 @@ pub fn register_dynamic(
 
     // Unknown scopes are dropped rather than refused: several clients register whatever they
     // guess (e.g. `openid email profile`) and would otherwise fail to register at all.
-    let scope = Scope::parse(request.scope.as_deref().unwrap_or_default())
-        .retain_supported(scopes_supported);
+    let raw_scope = request.scope.as_deref().unwrap_or_default();
+    if raw_scope.len() > MAX_SCOPE_BYTES {
+        return Err(OAuthError::invalid_client_metadata(format!(
+            "scope is longer than {MAX_SCOPE_BYTES} bytes"
+        )));
+    }
+    if raw_scope.split(' ').filter(|t| !t.is_empty()).count() > MAX_SCOPE_TOKENS {
+        return Err(OAuthError::invalid_client_metadata(format!(
+            "scope holds more than {MAX_SCOPE_TOKENS} values"
+        )));
+    }
+    let scope = Scope::parse(raw_scope).retain_supported(scopes_supported);
     if scope.has_invalid_characters() {
         return Err(OAuthError::invalid_client_metadata(
             "scope contains characters RFC 6749 §3.3 forbids",

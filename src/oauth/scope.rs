@@ -52,7 +52,35 @@ impl Scope {
     pub fn tokens(&self) -> &[String] {
         &self.0
     }
+
+    /// Drops `token` if present (`offline_access`, which is accepted and ignored).
+    pub fn without(mut self, token: &str) -> Self {
+        self.0.retain(|t| t != token);
+        self
+    }
+
+    /// The tokens of `self` that `other` lacks, in `self`'s order.
+    pub fn difference(&self, other: &Scope) -> Vec<String> {
+        let known: std::collections::HashSet<&str> = other.0.iter().map(String::as_str).collect();
+        self.0
+            .iter()
+            .filter(|t| !known.contains(t.as_str()))
+            .cloned()
+            .collect()
+    }
+
+    /// `self` followed by the tokens of `other` it lacks.
+    pub fn union(mut self, other: &Scope) -> Self {
+        let added = other.difference(&self);
+        self.0.extend(added);
+        self
+    }
 }
+
+/// The scope value that asks for a refresh token (OpenID Connect §11). mcp-authd always issues
+/// one, so the value is accepted and ignored (SPEC §13): it is never refused, never granted and
+/// never asked about on the consent page.
+pub const OFFLINE_ACCESS: &str = "offline_access";
 
 impl std::fmt::Display for Scope {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -80,6 +108,27 @@ mod tests {
         assert_eq!(
             Scope::parse("read admin")
                 .retain_supported(&["read".into()])
+                .to_string(),
+            "read"
+        );
+    }
+
+    #[test]
+    fn difference_union_and_without() {
+        let approved = Scope::parse("read write");
+        let requested = Scope::parse("write admin tools:delete");
+        assert_eq!(
+            requested.difference(&approved),
+            vec!["admin", "tools:delete"]
+        );
+        assert!(Scope::parse("write").difference(&approved).is_empty());
+        assert_eq!(
+            approved.clone().union(&requested).to_string(),
+            "read write admin tools:delete"
+        );
+        assert_eq!(
+            Scope::parse("offline_access read")
+                .without(OFFLINE_ACCESS)
                 .to_string(),
             "read"
         );

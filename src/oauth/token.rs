@@ -3,12 +3,14 @@
 use serde::Serialize;
 
 use super::params::Params;
-use super::scope::Scope;
+use super::scope::{OFFLINE_ACCESS, Scope};
 use super::{ErrorCode, OAuthError, pkce, refresh, resource};
 use crate::app::AppState;
 use crate::jwt::{AccessTokenClaims, mint_access_token};
 use crate::secrets::{random_token, sha256_b64};
-use crate::store::{Client, Grant, RedeemOutcome, RefreshFamily, RefreshOutcome};
+use crate::store::{
+    Client, Grant, RedeemOutcome, RefreshFamily, RefreshOutcome, Registration, RotationAnswer,
+};
 
 /// A successful token response (OAuth 2.1 §3.2.3).
 #[derive(Debug, Serialize)]
@@ -123,6 +125,7 @@ async fn authorization_code(
         rotated_at: None,
         created_at: now,
         expires_at: now.saturating_add(app.config.refresh_token_ttl),
+        rotation_answer: None,
     };
     app.store
         .put_family(&family_key, family)
@@ -138,8 +141,19 @@ async fn authorization_code(
             .map_err(|_| OAuthError::storage_unavailable())?;
     }
     tracing::info!(target: "audit", client_id = %client.client_id, user = %issued.grant.sub, "tokens issued for an authorization code");
-    let scope = &issued.grant.scope;
-    respond(app, &issued.grant, &family_key, scope, refresh_token, now)
+    let access = RotationAnswer {
+        iat: now,
+        exp: now.saturating_add(app.config.access_token_ttl),
+        scope: issued.grant.scope.clone(),
+    };
+    respond(
+        app,
+        &issued.grant,
+        &family_key,
+        &access,
+        random_token(16),
+        refresh_token,
+    )
 }
 
 async fn refresh_token(
@@ -164,7 +178,7 @@ async fn refresh_token(
     let granted = Scope::parse(&family.grant.scope);
     let scope = match form.get("scope") {
         Some(raw) => {
-            let requested = Scope::parse(raw);
+            let requested = Scope::parse(raw).without(OFFLINE_ACCESS);
             if !requested.is_subset_of(&granted) {
                 return Err(OAuthError::invalid_scope(
                     "a refresh may narrow the scope but never widen it",
@@ -183,22 +197,36 @@ async fn refresh_token(
         ));
     }
 
+    // Both halves of the answer are functions of the presented token, so a retry inside the
+    // grace window gets the rotation's answer byte for byte (SPEC §17): the successor by its
+    // keyed derivation, the access token by a `jti` derived the same way and the times and
+    // scope the rotation recorded.
     let successor = refresh::successor(presented, family_id, &app.keys.refresh_successor);
+    let jti = refresh::access_token_id(presented, &app.keys.access_token_id);
     let now = app.now();
+    let rotation = RotationAnswer {
+        iat: now,
+        exp: now.saturating_add(app.config.access_token_ttl),
+        scope: scope.to_string(),
+    };
     let outcome = app
         .store
         .use_refresh_token(
             &family_key,
             &refresh::hash(presented),
             &refresh::hash(&successor),
+            &rotation,
             now,
             app.config.refresh_token_ttl,
         )
         .await
         .map_err(|_| OAuthError::storage_unavailable())?;
     match outcome {
-        RefreshOutcome::Rotated(grant) | RefreshOutcome::Grace(grant) => {
-            respond(app, &grant, &family_key, &scope.to_string(), successor, now)
+        RefreshOutcome::Rotated(grant) => {
+            respond(app, &grant, &family_key, &rotation, jti, successor)
+        }
+        RefreshOutcome::Grace(grant, answered) => {
+            respond(app, &grant, &family_key, &answered, jti, successor)
         }
         RefreshOutcome::Reused => {
             tracing::warn!(target: "audit", client_id = %client.client_id, user = %family.grant.sub, "refresh token reused; family revoked");
@@ -213,25 +241,28 @@ async fn refresh_token(
     }
 }
 
+/// The token response for `grant`: an access token described by `access` with id `jti`, and
+/// `refresh_token`. Everything else in the token comes from the grant and the configuration,
+/// so the same inputs sign the same bytes.
 fn respond(
     app: &AppState,
     grant: &Grant,
     family_key: &str,
-    scope: &str,
+    access: &RotationAnswer,
+    jti: String,
     refresh_token: String,
-    now: u64,
 ) -> Result<TokenResponse, OAuthError> {
     let claims = AccessTokenClaims {
         iss: app.config.issuer.clone(),
         sub: grant.sub.clone(),
         aud: grant.resource.clone(),
         client_id: grant.client_id.clone(),
-        scope: scope.to_string(),
+        scope: access.scope.clone(),
         groups: grant.groups.clone(),
         roles: app.config.injected_roles.clone(),
-        iat: now,
-        exp: now.saturating_add(app.config.access_token_ttl),
-        jti: random_token(16),
+        iat: access.iat,
+        exp: access.exp,
+        jti,
         sid: Some(family_key.to_string()),
     };
     let access_token = mint_access_token(&claims, &app.keys.jwt).map_err(|e| {
@@ -241,9 +272,9 @@ fn respond(
     Ok(TokenResponse {
         access_token,
         token_type: "Bearer",
-        expires_in: app.config.access_token_ttl,
+        expires_in: access.exp.saturating_sub(access.iat),
         refresh_token,
-        scope: scope.to_string(),
+        scope: access.scope.clone(),
     })
 }
 
@@ -283,15 +314,17 @@ pub async fn revoke(app: &AppState, client: &Client, form: &Params) -> Result<()
 }
 
 /// Token introspection (RFC 7662 §2.2): what an MCP server may learn about a token. Callers
-/// must be confidential clients; an inactive token yields only `{"active": false}`.
+/// must be confidential clients the operator added (`mcp-authd clients add`, SPEC §17): a
+/// self-registered client, secret or not, is anyone on the internet and would learn every
+/// user's `sub`, scope and sign-in liveness. An inactive token yields only `{"active": false}`.
 pub async fn introspect(
     app: &AppState,
     client: &Client,
     form: &Params,
 ) -> Result<serde_json::Value, OAuthError> {
-    if client.secret_hash.is_none() {
+    if client.secret_hash.is_none() || client.registration != Registration::Provisioned {
         return Err(OAuthError::invalid_client(
-            "introspection requires a confidential client",
+            "introspection is answered only for confidential clients added by the operator (mcp-authd clients add)",
         ));
     }
     let token = form

@@ -2,7 +2,10 @@
 //! consumed.
 //!
 //! A redeemed code leaves a tombstone naming the refresh-token family it produced, so a replay
-//! can revoke what the first redemption issued (OAuth 2.1 §4.1.3).
+//! can revoke what the first redemption issued (OAuth 2.1 §4.1.3). The tombstone keeps what the
+//! code was bound to, and only a replay that passes the same check as the first redemption
+//! (its own client, redirect URI and PKCE verifier) counts as one: a spent code read from
+//! browser history or a callback log and posted by anyone else is merely invalid (SPEC §17).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -37,12 +40,13 @@ pub enum RedeemOutcome {
     Redeemed(CodeGrant),
     /// The check refused the request; the code is untouched and can still be used.
     Rejected(OAuthError),
-    /// The code had already been redeemed; the family it produced should be revoked.
+    /// The code had already been redeemed and was presented again by a request that passes the
+    /// check (its own client, with its verifier); the family it produced should be revoked.
     Replayed {
         /// The family issued by the first redemption.
         family_key: String,
     },
-    /// Unknown or expired.
+    /// Unknown, expired, or already redeemed and presented by a request that fails the check.
     Invalid,
 }
 
@@ -52,7 +56,8 @@ pub trait CodeStore: Send + Sync {
     fn insert(&self, code_hash: String, code: CodeGrant, now: u64);
 
     /// Atomically: finds the code, runs `check` on it, and if that passes consumes it,
-    /// recording `family_key` as what it produced.
+    /// recording `family_key` as what it produced. A code already consumed is a replay only if
+    /// `check` passes for it too; otherwise it is [`RedeemOutcome::Invalid`].
     fn redeem(
         &self,
         code_hash: &str,
@@ -69,6 +74,8 @@ pub trait CodeStore: Send + Sync {
 enum Entry {
     Live(CodeGrant),
     Redeemed {
+        /// What the code was bound to, for checking who replays it.
+        code: CodeGrant,
         family_key: String,
         is_replayed: bool,
         forget_at: u64,
@@ -124,10 +131,17 @@ impl CodeStore for MemoryCodeStore {
         };
         match entry {
             Entry::Redeemed {
+                code,
                 family_key,
                 is_replayed,
                 ..
             } => {
+                // Anyone may hold a spent code (browser history, callback logs); only its own
+                // client, proving the same binding as the first redemption, may end what it
+                // issued.
+                if check(code).is_err() {
+                    return RedeemOutcome::Invalid;
+                }
                 *is_replayed = true;
                 RedeemOutcome::Replayed {
                     family_key: family_key.clone(),
@@ -140,6 +154,7 @@ impl CodeStore for MemoryCodeStore {
                 }
                 let code = code.clone();
                 *entry = Entry::Redeemed {
+                    code: code.clone(),
                     family_key: family_key.to_string(),
                     is_replayed: false,
                     forget_at: code.expires_at.saturating_add(TOMBSTONE_SECONDS),
@@ -193,6 +208,28 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(store.was_replayed("h"));
+    }
+
+    #[test]
+    fn a_spent_code_failing_the_check_is_invalid_and_not_a_replay() {
+        let store = MemoryCodeStore::new();
+        store.insert("h".into(), code(), 0);
+        assert!(matches!(
+            store.redeem("h", 10, "fam", &|_| Ok(())),
+            RedeemOutcome::Redeemed(_)
+        ));
+        let stranger = |c: &CodeGrant| {
+            if c.grant.client_id == "other" {
+                Ok(())
+            } else {
+                Err(OAuthError::invalid_grant("another client"))
+            }
+        };
+        assert!(matches!(
+            store.redeem("h", 11, "x", &stranger),
+            RedeemOutcome::Invalid
+        ));
+        assert!(!store.was_replayed("h"));
     }
 
     #[test]

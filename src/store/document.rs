@@ -8,7 +8,8 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Client, RefreshFamily, Registration, unique_keys};
+use super::{Client, Consent, RefreshFamily, Registration, unique_keys};
+use crate::oauth::scope::Scope;
 
 /// The state file format version this build writes.
 ///
@@ -37,9 +38,10 @@ pub struct StateDocument {
     /// Registered clients by id.
     #[serde(default, deserialize_with = "unique_keys::map")]
     pub clients: BTreeMap<String, Client>,
-    /// Consents: client id → user → when approved.
+    /// Consents: client id → user → when approved and for which scopes. (Files from before
+    /// consent was bound to scope hold the time alone; see [`Consent`].)
     #[serde(default, deserialize_with = "unique_keys::nested")]
-    pub consents: BTreeMap<String, BTreeMap<String, u64>>,
+    pub consents: BTreeMap<String, BTreeMap<String, Consent>>,
     /// Refresh-token families by family key (see [`crate::oauth::refresh::family_key`]).
     /// Shared, so that the copy a compaction takes under the lock costs a reference count
     /// per family rather than a deep copy (about 150 ms at 100 000 families); a change to a
@@ -84,7 +86,8 @@ pub enum Mutation {
         /// The client id.
         client_id: String,
     },
-    /// Records a user's approval of a client.
+    /// Records a user's approval of a client for a scope; the consent then covers the union
+    /// of it and what was approved before. Ignored for a client that no longer exists.
     GrantConsent {
         /// The client id.
         client_id: String,
@@ -92,6 +95,10 @@ pub enum Mutation {
         sub: String,
         /// When.
         at: u64,
+        /// The scopes approved, space-separated (absent in entries from before consent was
+        /// bound to scope, which approved none).
+        #[serde(default)]
+        scope: String,
     },
     /// Starts a refresh-token family.
     PutFamily {
@@ -112,6 +119,10 @@ pub enum Mutation {
         rotated_at: u64,
         /// When the new token expires.
         expires_at: u64,
+        /// The access token the rotation answered with (absent in entries of builds that
+        /// did not record it).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        answer: Option<super::RotationAnswer>,
     },
     /// Revokes a family.
     RevokeFamily {
@@ -168,11 +179,29 @@ impl StateDocument {
                 self.refresh_tokens
                     .retain(|_, f| &f.grant.client_id != client_id);
             }
-            Mutation::GrantConsent { client_id, sub, at } => {
-                self.consents
-                    .entry(client_id.clone())
-                    .or_default()
-                    .insert(sub.clone(), *at);
+            Mutation::GrantConsent {
+                client_id,
+                sub,
+                at,
+                scope,
+            } => {
+                // A client removed (or evicted at the cap) while its user was on the consent
+                // page: nothing to remember, and no record left behind without its client.
+                if !self.clients.contains_key(client_id) {
+                    return;
+                }
+                let consents = self.consents.entry(client_id.clone()).or_default();
+                let approved = match consents.get(sub) {
+                    Some(before) => Scope::parse(&before.scope).union(&Scope::parse(scope)),
+                    None => Scope::parse(scope),
+                };
+                consents.insert(
+                    sub.clone(),
+                    Consent {
+                        at: *at,
+                        scope: approved.to_string(),
+                    },
+                );
             }
             Mutation::PutFamily { family_id, family } => {
                 self.refresh_tokens
@@ -184,6 +213,7 @@ impl StateDocument {
                 previous_hash,
                 rotated_at,
                 expires_at,
+                answer,
             } => {
                 if let Some(family) = self.refresh_tokens.get_mut(family_id) {
                     let family = Arc::make_mut(family);
@@ -191,6 +221,7 @@ impl StateDocument {
                     family.current_hash = current_hash.clone();
                     family.rotated_at = Some(*rotated_at);
                     family.expires_at = *expires_at;
+                    family.rotation_answer = answer.clone();
                 }
             }
             Mutation::RevokeFamily { family_id } => {
@@ -228,6 +259,22 @@ impl StateDocument {
             .filter(|c| self.is_unused_dynamic(&c.client_id, &in_use))
             .map(|c| c.client_id.clone())
             .collect()
+    }
+
+    /// The dynamically registered client registered longest before `older_than` (seconds
+    /// since the epoch) that no user has approved and that holds no refresh-token family: the
+    /// one evicted at `maxDynamicClients`. Ties go to the smaller id, so the choice is the
+    /// same wherever it is made.
+    pub fn oldest_unused_dynamic_client(&self, older_than: u64) -> Option<String> {
+        let in_use = self.clients_with_families();
+        self.clients
+            .values()
+            .filter(|c| c.client_id_issued_at < older_than)
+            .filter(|c| self.is_unused_dynamic(&c.client_id, &in_use))
+            .min_by(|a, b| {
+                (a.client_id_issued_at, &a.client_id).cmp(&(b.client_id_issued_at, &b.client_id))
+            })
+            .map(|c| c.client_id.clone())
     }
 
     /// How many clients were registered dynamically.
@@ -296,6 +343,7 @@ mod tests {
             client_id: "old-consented".into(),
             sub: "alice".into(),
             at: 100,
+            scope: String::new(),
         });
         doc.apply(&Mutation::PutFamily {
             family_id: "f".into(),
@@ -312,6 +360,7 @@ mod tests {
                 rotated_at: None,
                 created_at: 100,
                 expires_at: 10_000,
+                rotation_answer: None,
             },
         });
         assert_eq!(doc.dynamic_client_count(), 4);
@@ -358,6 +407,7 @@ mod tests {
             rotated_at: None,
             created_at: 100,
             expires_at: 10_000,
+            rotation_answer: None,
         };
         doc.apply(&Mutation::PutFamily {
             family_id: "k".into(),
@@ -370,10 +420,74 @@ mod tests {
             previous_hash: "h0".into(),
             rotated_at: 200,
             expires_at: 20_000,
+            answer: None,
         });
         assert_eq!(doc.refresh_tokens["k"].current_hash, "h1");
         assert_eq!(copy.refresh_tokens["k"].current_hash, "h0");
         assert_eq!(copy.refresh_tokens["k"].previous_hash, None);
+    }
+
+    #[test]
+    fn consents_grow_by_union_and_unscoped_ones_cover_no_scope() {
+        let mut doc = StateDocument::default();
+        doc.apply(&Mutation::PutClient {
+            client: client("c", Registration::Dynamic, 0),
+        });
+        let grant = |scope: &str, at| Mutation::GrantConsent {
+            client_id: "c".into(),
+            sub: "alice".into(),
+            at,
+            scope: scope.into(),
+        };
+        doc.apply(&grant("read", 1));
+        doc.apply(&grant("write read", 2));
+        assert_eq!(
+            doc.consents["c"]["alice"],
+            Consent {
+                at: 2,
+                scope: "read write".into()
+            }
+        );
+        // A journal entry written before consent was bound to scope approves nothing more.
+        let old_entry: Mutation =
+            serde_json::from_str(r#"{"op":"grant_consent","client_id":"c","sub":"bob","at":3}"#)
+                .unwrap();
+        doc.apply(&old_entry);
+        assert_eq!(doc.consents["c"]["bob"].scope, "");
+        // No consent is kept for a client that is gone.
+        doc.apply(&Mutation::GrantConsent {
+            client_id: "gone".into(),
+            sub: "alice".into(),
+            at: 4,
+            scope: "read".into(),
+        });
+        assert!(!doc.consents.contains_key("gone"));
+
+        // A document from before: the bare time loads as a consent covering no scope; it is
+        // written back as an object.
+        let text = r#"{"version":2,"consents":{"c":{"alice":5}}}"#;
+        let old: StateDocument = serde_json::from_str(text).unwrap();
+        assert_eq!(
+            old.consents["c"]["alice"],
+            Consent {
+                at: 5,
+                scope: String::new()
+            }
+        );
+        let written = serde_json::to_string(&old).unwrap();
+        assert!(
+            written.contains(r#""alice":{"at":5,"scope":""}"#),
+            "{written}"
+        );
+        let back: StateDocument = serde_json::from_str(&written).unwrap();
+        assert_eq!(back, old);
+        for bad in [
+            r#"{"consents":{"c":{"alice":{"at":5}}}}"#,
+            r#"{"consents":{"c":{"alice":{"at":5,"scope":"","x":1}}}}"#,
+            r#"{"consents":{"c":{"alice":"5"}}}"#,
+        ] {
+            assert!(serde_json::from_str::<StateDocument>(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -28,7 +28,8 @@ use tokio::sync::watch;
 
 use super::document::{OLDEST_READABLE_VERSION, STATE_VERSION};
 use super::{
-    Client, Mutation, RefreshFamily, RefreshOutcome, StateDocument, Store, StoreUnavailable,
+    Client, Consent, DynamicAdmission, EVICTABLE_AFTER_SECONDS, Mutation, RefreshFamily,
+    RefreshOutcome, RotationAnswer, StateDocument, Store, StoreUnavailable,
 };
 use crate::oauth::refresh::{RefreshDecision, decide};
 use crate::secrets::constant_time_eq;
@@ -545,19 +546,35 @@ impl Store for StateStore {
         &self,
         client: Client,
         max_dynamic: usize,
-    ) -> Result<bool, StoreUnavailable> {
-        let seq = {
+    ) -> Result<DynamicAdmission, StoreUnavailable> {
+        let (seq, evicted) = {
             let mut shared = self.lock();
             if self.durable.borrow().has_failed {
                 return Err(StoreUnavailable);
             }
+            let mut evicted = None;
             if max_dynamic != 0 && shared.doc.dynamic_client_count() >= max_dynamic {
-                return Ok(false);
+                let older_than = client
+                    .client_id_issued_at
+                    .saturating_sub(EVICTABLE_AFTER_SECONDS);
+                match shared.doc.oldest_unused_dynamic_client(older_than) {
+                    Some(victim) => evicted = Some(victim),
+                    None => return Ok(DynamicAdmission::Full),
+                }
             }
-            self.commit(&mut shared, &[Mutation::PutClient { client }])
+            // The eviction is journaled as a collection, whose replay re-checks the client is
+            // unused: on the same state it removes the same client.
+            let mut mutations = Vec::with_capacity(2);
+            if let Some(victim) = &evicted {
+                mutations.push(Mutation::CollectUnusedClients {
+                    client_ids: vec![victim.clone()],
+                });
+            }
+            mutations.push(Mutation::PutClient { client });
+            (self.commit(&mut shared, &mutations), evicted)
         };
         self.wait(seq).await?;
-        Ok(true)
+        Ok(DynamicAdmission::Added { evicted })
     }
 
     async fn remove_unused_dynamic_clients(
@@ -603,16 +620,27 @@ impl Store for StateStore {
             .is_some_and(|users| users.contains_key(sub))
     }
 
+    async fn consent(&self, sub: &str, client_id: &str) -> Option<Consent> {
+        self.lock()
+            .doc
+            .consents
+            .get(client_id)
+            .and_then(|users| users.get(sub))
+            .cloned()
+    }
+
     async fn record_consent(
         &self,
         sub: &str,
         client_id: &str,
+        scope: &str,
         at: u64,
     ) -> Result<(), StoreUnavailable> {
         self.mutate(&[Mutation::GrantConsent {
             client_id: client_id.to_string(),
             sub: sub.to_string(),
             at,
+            scope: scope.to_string(),
         }])
         .await
     }
@@ -642,6 +670,7 @@ impl Store for StateStore {
         family_key: &str,
         presented_hash: &str,
         successor_hash: &str,
+        answer: &RotationAnswer,
         now: u64,
         ttl: u64,
     ) -> Result<RefreshOutcome, StoreUnavailable> {
@@ -666,6 +695,7 @@ impl Store for StateStore {
                         previous_hash: presented_hash.to_string(),
                         rotated_at: now,
                         expires_at: now.saturating_add(ttl),
+                        answer: Some(answer.clone()),
                     };
                     (
                         RefreshOutcome::Rotated(grant),
@@ -675,7 +705,13 @@ impl Store for StateStore {
                 // The successor handed out again must itself be durable: wait for whatever
                 // is pending, which includes the rotation that created it.
                 RefreshDecision::Grace if !is_successor_live => return Ok(RefreshOutcome::Unknown),
-                RefreshDecision::Grace => (RefreshOutcome::Grace(grant), shared.doc.seq),
+                RefreshDecision::Grace => {
+                    let answer = family
+                        .rotation_answer
+                        .clone()
+                        .unwrap_or_else(|| answer_before_recording(family, answer));
+                    (RefreshOutcome::Grace(grant, answer), shared.doc.seq)
+                }
                 RefreshDecision::Reuse => {
                     let mutation = Mutation::RevokeFamily {
                         family_id: family_key.to_string(),
@@ -761,6 +797,18 @@ impl Store for StateStore {
 
     fn is_healthy(&self) -> bool {
         !self.durable.borrow().has_failed
+    }
+}
+
+/// The grace answer for a family whose last rotation was made by a build that did not record
+/// its access token: one derived from what is stored (the rotation time, the grant's scope,
+/// today's lifetime), so every retry still gets the same token, though not the rotation's.
+fn answer_before_recording(family: &RefreshFamily, requested: &RotationAnswer) -> RotationAnswer {
+    let iat = family.rotated_at.unwrap_or(family.created_at);
+    RotationAnswer {
+        iat,
+        exp: iat.saturating_add(requested.exp.saturating_sub(requested.iat)),
+        scope: family.grant.scope.clone(),
     }
 }
 

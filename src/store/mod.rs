@@ -84,6 +84,47 @@ pub struct Client {
     pub registration: Registration,
 }
 
+/// A user's remembered approval of a client: when, and which scopes it covers (SPEC §13). A
+/// request for a scope outside them asks the user again; approving adds them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "ConsentRecord")]
+pub struct Consent {
+    /// When the user last approved, seconds since the epoch.
+    pub at: u64,
+    /// The approved scopes, space-separated (empty: only requests that name no scope).
+    pub scope: String,
+}
+
+/// A consent as written: an object, or, in files from before consent was bound to scope,
+/// the bare approval time.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum ConsentRecord {
+    Scoped(ScopedConsent),
+    /// What the user saw on that page is unknown, so such a consent covers no scope: requests
+    /// naming none go through as before, and the first request naming any asks again.
+    Unscoped(u64),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ScopedConsent {
+    at: u64,
+    scope: String,
+}
+
+impl From<ConsentRecord> for Consent {
+    fn from(record: ConsentRecord) -> Self {
+        match record {
+            ConsentRecord::Scoped(ScopedConsent { at, scope }) => Self { at, scope },
+            ConsentRecord::Unscoped(at) => Self {
+                at,
+                scope: String::new(),
+            },
+        }
+    }
+}
+
 /// What a user authorized: who, for which client, with what scope, for which resource.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Grant {
@@ -121,22 +162,61 @@ pub struct RefreshFamily {
     pub created_at: u64,
     /// When the live token expires.
     pub expires_at: u64,
+    /// The access token the last rotation answered with, less what can be derived again
+    /// (SPEC §17): a presentation of the previous token inside the grace window is answered
+    /// with the same access token, re-signed from this (HS256 is deterministic), and nothing
+    /// new is minted. The token itself, a bearer secret, is never stored. Absent before the
+    /// first rotation and in families rotated by builds that did not record it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rotation_answer: Option<RotationAnswer>,
+}
+
+/// What a rotation's access token was minted from, besides the grant and the configuration:
+/// its times and scope. Its `jti` is a keyed hash of the refresh token the rotation consumed
+/// ([`crate::oauth::refresh::access_token_id`]), so it needs no storing either.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RotationAnswer {
+    /// The access token's `iat`.
+    pub iat: u64,
+    /// The access token's `exp`.
+    pub exp: u64,
+    /// The access token's scope (the grant's, or the narrower one the rotation asked for).
+    pub scope: String,
 }
 
 /// The result of presenting a refresh token.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RefreshOutcome {
-    /// The live token was used; the family now holds the successor.
+    /// The live token was used; the family now holds the successor, and the access token
+    /// to answer with is the one described by the `answer` passed in.
     Rotated(Grant),
     /// The previous token was presented again inside the grace window, while its successor
-    /// is unused; the successor stays live.
-    Grace(Grant),
+    /// is unused; the successor stays live, and the answer is the rotation's own access
+    /// token, described by the [`RotationAnswer`] returned here.
+    Grace(Grant, RotationAnswer),
     /// An older token was presented: the family has been revoked.
     Reused,
     /// The token has expired.
     Expired,
     /// No such family.
     Unknown,
+}
+
+/// How long a dynamically registered client is safe from eviction at `maxDynamicClients`, in
+/// seconds: time for its user to finish signing in (SPEC §17).
+pub const EVICTABLE_AFTER_SECONDS: u64 = 600;
+
+/// What [`Store::put_dynamic_client`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DynamicAdmission {
+    /// The client was added, in place of `evicted` if the cap was reached.
+    Added {
+        /// The never-used client removed to make room.
+        evicted: Option<String>,
+    },
+    /// The cap is reached and no client may be evicted: nothing changed.
+    Full,
 }
 
 /// The state store failed to make a change durable.
@@ -154,12 +234,15 @@ pub trait Store: Send + Sync {
     /// Adds or replaces a client.
     async fn put_client(&self, client: Client) -> Result<(), StoreUnavailable>;
     /// Adds a dynamically registered client unless `max_dynamic` of them already exist
-    /// (0: no cap); whether it was added. Counting and adding happen atomically.
+    /// (0: no cap). At the cap, the oldest dynamic client that was never used (no consent, no
+    /// refresh-token family) and was registered more than [`EVICTABLE_AFTER_SECONDS`] before
+    /// `client.client_id_issued_at` makes room (SPEC §17); with none such, nothing changes.
+    /// Counting, evicting and adding happen atomically.
     async fn put_dynamic_client(
         &self,
         client: Client,
         max_dynamic: usize,
-    ) -> Result<bool, StoreUnavailable>;
+    ) -> Result<DynamicAdmission, StoreUnavailable>;
     /// Removes a client with its consents and refresh-token families; whether it existed.
     async fn remove_client(&self, client_id: &str) -> Result<bool, StoreUnavailable>;
     /// Removes the dynamically registered clients registered before `older_than` (seconds
@@ -169,13 +252,17 @@ pub trait Store: Send + Sync {
         &self,
         older_than: u64,
     ) -> Result<usize, StoreUnavailable>;
-    /// Whether `sub` has approved `client_id`.
+    /// Whether `sub` has approved `client_id` (for any scope).
     async fn has_consent(&self, sub: &str, client_id: &str) -> bool;
-    /// Remembers that `sub` approved `client_id`.
+    /// What `sub` has approved for `client_id`, if anything.
+    async fn consent(&self, sub: &str, client_id: &str) -> Option<Consent>;
+    /// Remembers that `sub` approved `client_id` for `scope` (space-separated); the consent
+    /// then covers the union of `scope` and whatever was approved before (SPEC §13).
     async fn record_consent(
         &self,
         sub: &str,
         client_id: &str,
+        scope: &str,
         at: u64,
     ) -> Result<(), StoreUnavailable>;
     /// Starts a refresh-token family. Families are named by their key
@@ -189,12 +276,14 @@ pub trait Store: Send + Sync {
     async fn family(&self, family_key: &str) -> Option<RefreshFamily>;
     /// Presents a refresh token: decides by [`crate::oauth::refresh::decide`] and applies the
     /// decision atomically. On rotation the family's live token becomes `successor_hash`,
-    /// valid until `now + ttl`.
+    /// valid until `now + ttl`, and `answer` (the access token this rotation answers with,
+    /// `iat` = `now`) is recorded for the grace window.
     async fn use_refresh_token(
         &self,
         family_key: &str,
         presented_hash: &str,
         successor_hash: &str,
+        answer: &RotationAnswer,
         now: u64,
         ttl: u64,
     ) -> Result<RefreshOutcome, StoreUnavailable>;

@@ -666,8 +666,9 @@ async fn basic_credentials_are_decoded_per_rfc_6749_and_malformed_ones_are_401()
 // E. Refresh tokens
 
 /// Row 50: two refreshes of one token at the same moment, 1000 times along one family. Under
-/// the grace rule both succeed with the same successor (one rotation), the family stays the
-/// only one and stays live, and older tokens are still reuse.
+/// the grace rule both succeed with the same successor (one rotation) and the same access
+/// token (nothing minted for the second, SPEC §17), the family stays the only one and stays
+/// live, and older tokens are still reuse.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_refreshes_of_one_token_follow_the_grace_rule_over_1000_runs() {
     let (app, _dir) = TestApp::spawn().await;
@@ -696,9 +697,11 @@ async fn concurrent_refreshes_of_one_token_follow_the_grace_rule_over_1000_runs(
             }));
         }
         let mut successors = Vec::new();
+        let mut access_tokens = Vec::new();
         for task in tasks {
             let (status, body) = task.await.unwrap();
             assert_eq!(status, 200, "run {run}: {body}");
+            access_tokens.push(string(&body, "access_token"));
             let claims =
                 mcp_authd::verify_access_token(&string(&body, "access_token"), &expectations)
                     .unwrap();
@@ -709,6 +712,11 @@ async fn concurrent_refreshes_of_one_token_follow_the_grace_rule_over_1000_runs(
             successors.push(string(&body, "refresh_token"));
         }
         assert_eq!(successors[0], successors[1], "run {run}: one rotation");
+        // SPEC §17: the racing request gets the rotation's own access token, not a new one.
+        assert_eq!(
+            access_tokens[0], access_tokens[1],
+            "run {run}: one access token"
+        );
         assert_ne!(successors[0], current, "run {run}");
         current = successors.remove(0);
         history.push(current.clone());

@@ -703,6 +703,141 @@ async fn dynamic_consent_is_remembered_per_user_and_client() {
     app.stop().await;
 }
 
+/// SPEC §13 (issue 8, item 6): a remembered consent covers the scopes the user approved.
+/// A request for more shows the page again, naming the new scopes; approving stores the
+/// union, denying keeps the old consent. Other users and pre-provisioned clients are unaffected.
+#[tokio::test]
+async fn a_consent_covers_only_its_scopes_and_a_wider_request_asks_again() {
+    let (app, _dir) = TestApp::spawn().await;
+    let client_id = app.register_public(REDIRECT).await;
+    let with_scope = |scope: &str| params_with(&client_id, REDIRECT, &[("scope", Some(scope))]);
+    let response = app.authorize_as(Some(USER), &with_scope("read")).await;
+    assert_eq!(response.status(), 200);
+    let first = response.text().await.unwrap();
+    assert!(!first.contains("(new)"), "a first approval marks nothing");
+    code_in(&app, &app.answer_consent(&first, USER, "approve").await);
+    let response = app.authorize_as(Some(USER), &with_scope("read")).await;
+    assert_eq!(response.status(), 302);
+
+    // More than was approved: the page again, the new scopes marked, the old one not.
+    let response = app
+        .authorize_as(Some(USER), &with_scope("read admin tools:delete"))
+        .await;
+    assert_eq!(response.status(), 200, "a wider scope needs a new approval");
+    let page = response.text().await.unwrap();
+    assert!(
+        page.contains("<strong>admin</strong> <em>(new)</em>"),
+        "{page}"
+    );
+    assert!(
+        page.contains("<strong>tools:delete</strong> <em>(new)</em>"),
+        "{page}"
+    );
+    assert!(!page.contains("<strong>read</strong>"), "{page}");
+    assert!(
+        page.contains("It now asks for more: <strong>admin tools:delete</strong>"),
+        "{page}"
+    );
+
+    // Denied: nothing more is approved, the old approval stands.
+    let denied = app.answer_consent(&page, USER, "deny").await;
+    assert_eq!(query_of(&location(&denied))["error"], "access_denied");
+    let response = app.authorize_as(Some(USER), &with_scope("admin")).await;
+    assert_eq!(response.status(), 200);
+    let response = app.authorize_as(Some(USER), &with_scope("read")).await;
+    assert_eq!(response.status(), 302);
+
+    // Approved: the union is remembered.
+    let response = app
+        .authorize_as(Some(USER), &with_scope("tools:delete admin"))
+        .await;
+    let page = response.text().await.unwrap();
+    let code = code_in(&app, &app.answer_consent(&page, USER, "approve").await);
+    let claims = claims_for(&app, &client_id, &code, REDIRECT, &app.expectations()).await;
+    assert_eq!(claims.scope, "tools:delete admin");
+    for scope in ["read admin tools:delete", "admin read", "tools:delete", ""] {
+        let response = app.authorize_as(Some(USER), &with_scope(scope)).await;
+        assert_eq!(response.status(), 302, "{scope:?}");
+    }
+    let response = app
+        .authorize_as(Some(USER), &with_scope("read write"))
+        .await;
+    assert_eq!(response.status(), 200);
+    // Bob approved nothing.
+    let response = app
+        .authorize_as(Some("bob@example.com"), &with_scope("read"))
+        .await;
+    assert_eq!(response.status(), 200);
+
+    // A pre-provisioned client is never asked, whatever its scope.
+    let provisioned = mcp_authd::oauth::register::provision(
+        "Gemini Enterprise",
+        vec![REDIRECT.to_string()],
+        app.state.now(),
+    )
+    .unwrap()
+    .client;
+    let provisioned_id = provisioned.client_id.clone();
+    app.state.store.put_client(provisioned).await.unwrap();
+    let params = params_with(&provisioned_id, REDIRECT, &[("scope", Some("admin"))]);
+    assert_eq!(app.authorize_as(Some(USER), &params).await.status(), 302);
+    app.stop().await;
+}
+
+/// SPEC §13: `offline_access` is accepted and ignored, also when `scopesSupported` does not
+/// list it: never refused, never granted, never asked about; a refresh token comes anyway.
+#[tokio::test]
+async fn offline_access_is_accepted_and_ignored() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = TestApp::spawn_with(Options {
+        configure: &|c| c["scopesSupported"] = json!(["mcp:tools"]),
+        dir: Some(dir.path()),
+        ..Default::default()
+    })
+    .await;
+    let client_id = app.register_public(REDIRECT).await;
+    let params = params_with(
+        &client_id,
+        REDIRECT,
+        &[("scope", Some("mcp:tools offline_access"))],
+    );
+    let response = app.authorize_as(Some(USER), &params).await;
+    assert_eq!(
+        response.status(),
+        200,
+        "the consent page, not invalid_scope"
+    );
+    let page = response.text().await.unwrap();
+    assert!(!page.contains("offline_access"), "{page}");
+    let code = code_in(&app, &app.answer_consent(&page, USER, "approve").await);
+    let tokens: Value = app
+        .exchange(&client_id, &code, REDIRECT)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(tokens["scope"], "mcp:tools");
+    let refresh_token = tokens["refresh_token"].as_str().unwrap();
+    // Asked for alone, it needs no new approval either.
+    let params = params_with(&client_id, REDIRECT, &[("scope", Some("offline_access"))]);
+    let response = app.authorize_as(Some(USER), &params).await;
+    assert_eq!(response.status(), 302);
+    code_in(&app, &response);
+    // A refresh naming it is not a widening.
+    let response = app
+        .token(&[
+            ("grant_type", "refresh_token"),
+            ("client_id", &client_id),
+            ("refresh_token", refresh_token),
+            ("scope", "mcp:tools offline_access"),
+        ])
+        .await;
+    assert_eq!(response.status(), 200);
+    let refreshed: Value = response.json().await.unwrap();
+    assert_eq!(refreshed["scope"], "mcp:tools");
+    app.stop().await;
+}
+
 #[tokio::test]
 async fn consent_always_shows_the_page_even_after_approval() {
     let dir = tempfile::tempdir().unwrap();

@@ -209,7 +209,8 @@ async fn the_token_endpoint_is_limited_per_address_and_a_refused_request_burns_n
     app.clock.advance(12);
     let response = token_via(&app, "/oauth/token", me, &exchange).await;
     assert_eq!(response.status(), 200);
-    // Revocation and discovery are not limited.
+    // Revocation counts in a bucket of its own (and the proxy's own requests in none);
+    // discovery is not limited.
     let response = app
         .http
         .post(app.url("/oauth/revoke"))
@@ -227,6 +228,66 @@ async fn the_token_endpoint_is_limited_per_address_and_a_refused_request_burns_n
             .status(),
         200
     );
+    app.stop().await;
+}
+
+/// SPEC §17 (issue 8, item 8): introspection and revocation authenticate clients too, so they
+/// are held to `tokenPerMinute` per client address like token requests, each endpoint in its
+/// own bucket (an MCP server introspecting does not use up the refreshes of clients behind
+/// the same address).
+#[tokio::test]
+async fn introspection_and_revocation_are_limited_per_address_like_token_requests() {
+    let (app, _dir) = spawn_limited(
+        Some(json!({"tokenPerMinute": 2, "registerPerMinute": 0})),
+        &|_| {},
+    )
+    .await;
+    let (client_id, tokens) = app.signed_in_client().await;
+    let access = tokens["access_token"].as_str().unwrap();
+    let server = mcp_authd::oauth::register::provision(
+        "MCP server",
+        vec!["https://rs.example/unused".into()],
+        app.state.now(),
+    )
+    .unwrap();
+    let (rs_id, rs_secret) = (
+        server.client.client_id.clone(),
+        server.secret.clone().unwrap(),
+    );
+    app.state.store.put_client(server.client).await.unwrap();
+    let introspect = |from: &'static str| {
+        app.http
+            .post(app.url("/oauth/introspect"))
+            .header("X-Forwarded-For", from)
+            .basic_auth(&rs_id, Some(&rs_secret))
+            .form(&[("token", access)])
+            .send()
+    };
+    let me = "203.0.113.7";
+    for _ in 0..2 {
+        let response = introspect(me).await.unwrap();
+        assert_eq!(response.status(), 200);
+    }
+    assert_limited(introspect(me).await.unwrap()).await;
+    // Another address has its own allowance.
+    assert_eq!(introspect("203.0.113.8").await.unwrap().status(), 200);
+
+    let revoke = [("client_id", client_id.as_str()), ("token", "unknown")];
+    for _ in 0..2 {
+        let response = token_via(&app, "/oauth/revoke", me, &revoke).await;
+        assert_eq!(response.status(), 200);
+    }
+    assert_limited(token_via(&app, "/oauth/revoke", me, &revoke).await).await;
+
+    // Token requests from the same address still have their own two.
+    let bad = [("grant_type", "refresh_token"), ("client_id", &client_id)];
+    for _ in 0..2 {
+        assert_eq!(
+            token_via(&app, "/oauth/token", me, &bad).await.status(),
+            400
+        );
+    }
+    assert_limited(token_via(&app, "/oauth/token", me, &bad).await).await;
     app.stop().await;
 }
 
@@ -414,6 +475,140 @@ async fn concurrent_registrations_never_exceed_the_cap() {
     }
     assert_eq!(created, 10);
     assert_eq!(dynamic_clients(&app).await, 10);
+    app.stop().await;
+}
+
+/// SPEC §17 (issue 8, item 7): one address registering at its allowed rate would keep a full
+/// table full for everyone. At the cap, a registration evicts the oldest self-registered client
+/// that was never used (no consent, no refresh token) and is older than 10 minutes; clients
+/// that were used, pre-provisioned ones and fresh ones stay, and only when nothing can go is
+/// the answer 503. The eviction is journaled: the state on disk matches.
+#[tokio::test]
+async fn at_the_cap_the_oldest_never_used_client_older_than_ten_minutes_makes_room() {
+    let (app, _dir) = spawn_with_cap(4).await;
+    let provisioned = mcp_authd::oauth::register::provision(
+        "Gemini Enterprise",
+        vec!["https://vertexaisearch.cloud.google.com/oauth-redirect".to_string()],
+        app.state.now(),
+    )
+    .unwrap()
+    .client;
+    let provisioned = {
+        let id = provisioned.client_id.clone();
+        app.state.store.put_client(provisioned).await.unwrap();
+        id
+    };
+    // Signed in: a consent and a refresh-token family.
+    let (signed_in, _) = app.signed_in_client().await;
+    // Approved, code never redeemed: a consent only.
+    let approved = app.register_public(REDIRECT).await;
+    app.code_for(&approved, REDIRECT).await;
+    let oldest = app.register_public(REDIRECT).await;
+    app.clock.advance(1);
+    let second_oldest = app.register_public(REDIRECT).await;
+    assert_eq!(dynamic_clients(&app).await, 4);
+
+    // All of them are younger than 10 minutes: nothing may go.
+    app.clock.advance(599);
+    assert_oauth_error(
+        app.register_raw(json!({"redirect_uris": [REDIRECT]})).await,
+        503,
+        "temporarily_unavailable",
+    )
+    .await;
+
+    app.clock.advance(10);
+    let first_new = app.register_public(REDIRECT).await;
+    app.clock.advance(1);
+    let second_new = app.register_public(REDIRECT).await;
+    // Only used and fresh clients are left.
+    assert_oauth_error(
+        app.register_raw(json!({"redirect_uris": [REDIRECT]})).await,
+        503,
+        "temporarily_unavailable",
+    )
+    .await;
+    let mut expected = vec![
+        provisioned,
+        signed_in,
+        approved,
+        first_new.clone(),
+        second_new,
+    ];
+    expected.sort();
+    let ids = |clients: Vec<mcp_authd::store::Client>| {
+        let mut ids: Vec<String> = clients.into_iter().map(|c| c.client_id).collect();
+        ids.sort();
+        ids
+    };
+    assert_eq!(ids(app.state.store.clients().await), expected);
+    assert!(!expected.contains(&oldest) && !expected.contains(&second_oldest));
+
+    // Ten minutes on, the older of the two new ones makes room.
+    app.clock.advance(600);
+    let third_new = app.register_public(REDIRECT).await;
+    expected.retain(|id| *id != first_new);
+    expected.push(third_new);
+    expected.sort();
+    assert_eq!(ids(app.state.store.clients().await), expected);
+
+    // The journal replays to the same clients.
+    let state_path = app.state_path.clone();
+    app.stop().await;
+    let (doc, _) = read_state(&state_path).unwrap();
+    let mut on_disk: Vec<String> = doc.clients.into_keys().collect();
+    on_disk.sort();
+    assert_eq!(on_disk, expected);
+}
+
+/// SPEC §17 (issue 8, item 7): what one registration stores is bounded. `scope` as requests
+/// are (1024 bytes, 64 values); a grant type listed many times is kept once; redirect URIs
+/// and names have their own caps (see the tests above and below).
+#[tokio::test]
+async fn registered_scope_is_capped_and_repeated_grant_types_are_kept_once() {
+    let (app, _dir) = TestApp::spawn().await;
+    let register =
+        |scope: String| app.register_raw(json!({"redirect_uris": [REDIRECT], "scope": scope}));
+    // 64 values in 1024 bytes: the most a client may register.
+    let largest = (0..64)
+        .map(|i| format!("s{i:02}{}", "x".repeat(11)))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let largest = format!("{largest}{}", "y".repeat(1024 - largest.len()));
+    assert_eq!(largest.len(), 1024);
+    let body: Value = register(largest.clone()).await.json().await.unwrap();
+    assert_eq!(body["scope"], largest);
+    let too_long = format!("{largest}z");
+    let description =
+        assert_oauth_error(register(too_long).await, 400, "invalid_client_metadata").await;
+    assert!(description.contains("1024"), "{description}");
+    let too_many = (0..65)
+        .map(|i| format!("s{i}"))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let description =
+        assert_oauth_error(register(too_many).await, 400, "invalid_client_metadata").await;
+    assert!(description.contains("64"), "{description}");
+
+    let mut grants = vec!["authorization_code"; 300];
+    grants.extend(["refresh_token"; 300]);
+    let response = app
+        .register_raw(json!({"redirect_uris": [REDIRECT], "grant_types": grants}))
+        .await;
+    assert_eq!(response.status(), 201);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(
+        body["grant_types"],
+        json!(["authorization_code", "refresh_token"])
+    );
+    let stored = app
+        .state
+        .store
+        .client(body["client_id"].as_str().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(stored.grant_types, ["authorization_code", "refresh_token"]);
+    assert_eq!(app.state.store.clients().await.len(), 2);
     app.stop().await;
 }
 

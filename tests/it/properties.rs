@@ -28,7 +28,9 @@ use mcp_authd::oauth::redirect::{matches_registered, validate_for_registration};
 use mcp_authd::oauth::{authorize, pkce, refresh, token as grants};
 use mcp_authd::proxy_trust::TrustedSources;
 use mcp_authd::store::file::{journal_path, parse_document, read_state, write_snapshot};
-use mcp_authd::store::{Client, Grant, RefreshFamily, StateDocument, StateStore, Store};
+use mcp_authd::store::{
+    Client, Grant, RefreshFamily, RotationAnswer, StateDocument, StateStore, Store,
+};
 use proptest::prelude::*;
 use proptest::test_runner::{Config as ProptestConfig, TestRunner};
 use serde_json::{Value, json};
@@ -442,7 +444,10 @@ async fn run_store_ops(path: &Path, ops: &[StoreOp]) -> BTreeMap<u64, StateDocum
             }
             StoreOp::Consent(c, u) => {
                 if let Some(id) = pick(&clients, *c) {
-                    store.record_consent(&awkward(*u), &id, now).await.unwrap();
+                    store
+                        .record_consent(&awkward(*u), &id, &awkward(c.wrapping_add(*u)), now)
+                        .await
+                        .unwrap();
                 }
             }
             StoreOp::NewFamily(c, u) => {
@@ -461,6 +466,7 @@ async fn run_store_ops(path: &Path, ops: &[StoreOp]) -> BTreeMap<u64, StateDocum
                         rotated_at: None,
                         created_at: now,
                         expires_at: now + TTL,
+                        rotation_answer: None,
                     };
                     store.put_family(&family_id, family).await.unwrap();
                     families.push((family_id, token));
@@ -476,6 +482,11 @@ async fn run_store_ops(path: &Path, ops: &[StoreOp]) -> BTreeMap<u64, StateDocum
                             &id,
                             &refresh::hash(&token),
                             &refresh::hash(&next),
+                            &RotationAnswer {
+                                iat: now,
+                                exp: now + 3600,
+                                scope: awkward(*f),
+                            },
                             now,
                             TTL,
                         )
@@ -1101,10 +1112,15 @@ impl Machine {
                         "code expired"
                     });
                 } else if let Some(family) = c.redeemed {
-                    // A replay: refused, and what the first redemption issued is revoked.
+                    // A replay: refused; what the first redemption issued is revoked only when
+                    // the code's own client replays it with its verifier (SPEC §17).
                     assert_invalid_grant(result, "a replayed code");
-                    self.families[family].live = false;
-                    self.saw("code replayed");
+                    if wrong_verifier || other_client {
+                        self.saw("spent code presented by a stranger");
+                    } else {
+                        self.families[family].live = false;
+                        self.saw("code replayed");
+                    }
                 } else if wrong_verifier || other_client {
                     // Refused without consuming the code.
                     assert_invalid_grant(result, "a wrong verifier or client");

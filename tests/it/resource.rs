@@ -430,6 +430,61 @@ async fn introspection_follows_rfc_7662() {
     app.stop().await;
 }
 
+/// SPEC §17 (issue 8, item 8): anyone can register a `client_secret_post` or
+/// `client_secret_basic` client; such a client may not introspect, or it would learn any
+/// user's `sub`, scope and sign-in liveness from a token it found. Only clients added by the
+/// operator may.
+#[tokio::test]
+async fn a_self_registered_confidential_client_cannot_introspect() {
+    let (app, _dir) = TestApp::spawn().await;
+    let (_, tokens) = app.signed_in_client().await;
+    let access = tokens["access_token"].as_str().unwrap();
+    let refresh = tokens["refresh_token"].as_str().unwrap();
+    for method in ["client_secret_post", "client_secret_basic"] {
+        let registered: Value = app
+            .register_raw(
+                json!({"client_name": "MCP server", "redirect_uris": [REDIRECT],
+                "token_endpoint_auth_method": method}),
+            )
+            .await
+            .json()
+            .await
+            .unwrap();
+        let id = registered["client_id"].as_str().unwrap();
+        let secret = registered["client_secret"].as_str().unwrap();
+        for token in [access, refresh, "garbage"] {
+            let response = app
+                .http
+                .post(app.url("/oauth/introspect"))
+                .form(&[
+                    ("token", token),
+                    ("client_id", id),
+                    ("client_secret", secret),
+                ])
+                .send()
+                .await
+                .unwrap();
+            let description = assert_oauth_error(response, 401, "invalid_client").await;
+            assert!(description.contains("clients add"), "{description}");
+            assert_oauth_error(
+                introspect(&app, id, secret, token).await,
+                401,
+                "invalid_client",
+            )
+            .await;
+        }
+    }
+    // A client the operator added still gets its answer.
+    let (id, secret) = resource_server_credentials(&app).await;
+    let body: Value = introspect(&app, &id, &secret, access)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(body["active"], true);
+    app.stop().await;
+}
+
 #[tokio::test]
 async fn a_revoked_access_token_is_refused_everywhere() {
     let (app, _dir) = TestApp::spawn().await;

@@ -374,6 +374,11 @@ async fn a_version_1_state_is_upgraded_and_its_refresh_tokens_keep_working() {
     let state = dir.path().join("auth_server.json");
     let family_id = "AAAAAAAAAAAAAAAAAAAAAA";
     let token = |n: u32| format!("{family_id}.{}", format!("{n}").repeat(43));
+    let answer = |iat: u64| mcp_authd::store::RotationAnswer {
+        iat,
+        exp: iat + 3600,
+        scope: String::new(),
+    };
     let snapshot = json!({
         "version": 1, "seq": 1, "clients": {},
         "refresh_tokens": {family_id: {
@@ -405,17 +410,92 @@ async fn a_version_1_state_is_upgraded_and_its_refresh_tokens_keep_working() {
 
     // The live token rotates; after a reopen (no second re-keying) its successor does too.
     let outcome = store
-        .use_refresh_token(&key, &hash(&token(1)), &hash(&token(2)), 3_000, 1_000_000)
+        .use_refresh_token(
+            &key,
+            &hash(&token(1)),
+            &hash(&token(2)),
+            &answer(3_000),
+            3_000,
+            1_000_000,
+        )
         .await
         .unwrap();
     assert!(matches!(outcome, RefreshOutcome::Rotated(_)), "{outcome:?}");
     drop(store);
     let store = StateStore::open(&state).unwrap();
     let outcome = store
-        .use_refresh_token(&key, &hash(&token(2)), &hash(&token(3)), 3_100, 1_000_000)
+        .use_refresh_token(
+            &key,
+            &hash(&token(2)),
+            &hash(&token(3)),
+            &answer(3_100),
+            3_100,
+            1_000_000,
+        )
         .await
         .unwrap();
     assert!(matches!(outcome, RefreshOutcome::Rotated(_)), "{outcome:?}");
+}
+
+/// SPEC §13 (issue 8, item 6): a consent recorded before consents were bound to scope (the
+/// bare approval time, journal entries without a scope) still loads. What its page showed is
+/// unknown, so it covers no scope: requests naming none go through as before, the first
+/// request naming any asks again, and the approval is then written in the new form.
+#[tokio::test]
+async fn a_consent_recorded_before_scopes_covers_no_scope_after_the_upgrade() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("auth_server.json");
+    let client = |id: &str| {
+        json!({"client_id": id, "client_name": "Cursor", "redirect_uris": [REDIRECT],
+            "token_endpoint_auth_method": "none",
+            "grant_types": ["authorization_code", "refresh_token"],
+            "response_types": ["code"], "client_id_issued_at": 1_700_000_000u64,
+            "registration": "dynamic"})
+    };
+    let snapshot = json!({
+        "version": 2, "seq": 2,
+        "clients": {"c1": client("c1"), "c2": client("c2")},
+        "consents": {"c1": {USER: 1_700_000_100u64}},
+        "refresh_tokens": {},
+    });
+    std::fs::write(&state, snapshot.to_string()).unwrap();
+    // A journal entry of the old form approves c2.
+    let entry = json!({"seq": 3, "m": {"op": "grant_consent", "client_id": "c2", "sub": USER,
+        "at": 1_700_000_200u64}});
+    std::fs::write(journal_path(&state), format!("{entry}\n")).unwrap();
+
+    let app = start(dir.path(), None).await;
+    for id in ["c1", "c2"] {
+        assert!(app.state.store.has_consent(USER, id).await);
+        let none = TestApp::authorize_params(id, REDIRECT);
+        assert_eq!(
+            app.authorize_as(Some(USER), &none).await.status(),
+            302,
+            "{id}"
+        );
+        let scoped = params_with(id, REDIRECT, &[("scope", Some("read"))]);
+        let response = app.authorize_as(Some(USER), &scoped).await;
+        assert_eq!(response.status(), 200, "{id}: a scope was never approved");
+        let page = response.text().await.unwrap();
+        assert_eq!(
+            app.answer_consent(&page, USER, "approve").await.status(),
+            303
+        );
+        assert_eq!(app.authorize_as(Some(USER), &scoped).await.status(), 302);
+    }
+    let app = restart(app, dir.path()).await;
+    let scoped = params_with("c1", REDIRECT, &[("scope", Some("read"))]);
+    assert_eq!(app.authorize_as(Some(USER), &scoped).await.status(), 302);
+    app.stop().await;
+    let on_disk: Value = serde_json::from_str(&std::fs::read_to_string(&state).unwrap()).unwrap();
+    assert_eq!(
+        on_disk["consents"]["c1"][USER]["scope"], "read",
+        "{on_disk}"
+    );
+    assert_eq!(
+        on_disk["consents"]["c2"][USER]["scope"], "read",
+        "{on_disk}"
+    );
 }
 
 #[tokio::test]

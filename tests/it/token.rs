@@ -380,6 +380,65 @@ async fn code_replay_is_invalid_grant_and_revokes_what_the_code_issued() {
     app.stop().await;
 }
 
+/// SPEC §17 (issue 8, item 9): a spent code leaks through browser history and callback logs.
+/// Posted by another client, or by anyone naming the right client without its PKCE verifier
+/// or redirect URI, it is plain `invalid_grant` and the victim's sign-in lives on; only the
+/// code's own client, proving what the first redemption proved, revokes what it issued.
+#[tokio::test]
+async fn a_spent_code_replayed_by_a_stranger_is_invalid_grant_and_revokes_nothing() {
+    let (app, _dir) = TestApp::spawn().await;
+    let victim = app.register_public(REDIRECT).await;
+    let code = app.code_for(&victim, REDIRECT).await;
+    let tokens = assert_tokens(app.exchange(&victim, &code, REDIRECT).await).await;
+    let refresh_token = tokens["refresh_token"].as_str().unwrap();
+
+    let stranger = app.register_public(REDIRECT).await;
+    let (confidential, secret) = register_confidential(&app, "client_secret_basic").await;
+    let wrong_verifier = "x".repeat(43);
+    let mut attempts: Vec<reqwest::Response> = vec![
+        app.exchange(&stranger, &code, REDIRECT).await,
+        post_token(
+            &app,
+            Some((&confidential, &secret)),
+            &code_form(&code, REDIRECT, VERIFIER),
+        )
+        .await,
+    ];
+    // The victim's client_id is public (it is in the authorize URL next to the code): naming
+    // it is not enough without the verifier and the redirect URI.
+    for (redirect, verifier) in [
+        (REDIRECT, wrong_verifier.as_str()),
+        ("http://127.0.0.1:1/other", VERIFIER),
+    ] {
+        let mut form = code_form(&code, redirect, verifier);
+        form.push(("client_id", &victim));
+        attempts.push(post_token(&app, None, &form).await);
+    }
+    for response in attempts {
+        let description = assert_oauth_error(response, 400, "invalid_grant").await;
+        assert!(!description.contains("revoked"), "{description}");
+    }
+    // The victim's sign-in is untouched.
+    let rotated = assert_tokens(app.refresh(&victim, refresh_token).await).await;
+
+    // Its own client replaying it is the theft signal: everything the code issued dies.
+    let description = assert_oauth_error(
+        app.exchange(&victim, &code, REDIRECT).await,
+        400,
+        "invalid_grant",
+    )
+    .await;
+    assert!(description.contains("revoked"), "{description}");
+    assert_oauth_error(
+        app.refresh(&victim, rotated["refresh_token"].as_str().unwrap())
+            .await,
+        400,
+        "invalid_grant",
+    )
+    .await;
+    app.stop().await;
+}
+
 #[tokio::test]
 async fn wrong_verifier_is_invalid_grant_and_does_not_burn_the_code() {
     let (app, _dir) = TestApp::spawn().await;
@@ -699,6 +758,45 @@ async fn refresh_with_a_narrower_scope_works() {
     )
     .await;
     assert_eq!(scope_claim(&app, &again), "a b");
+    app.stop().await;
+}
+
+/// SPEC §17 (issue 8, item 10): five presentations of a rotated refresh token inside the
+/// grace window get exactly the rotation's answer (the same access token, byte for byte, the
+/// same successor, the same narrowed scope and lifetime), so holding the old token mints
+/// nothing. The successor still works, and the access token is not in the state file.
+#[tokio::test]
+async fn grace_retries_get_the_rotations_own_access_token_byte_for_byte() {
+    let (app, _dir) = spawn_with_scopes_a_b().await;
+    let client_id = app.register_public(REDIRECT).await;
+    let code = code_with_scope(&app, &client_id, "a b").await;
+    let tokens = assert_tokens(app.exchange(&client_id, &code, REDIRECT).await).await;
+    let first = tokens["refresh_token"].as_str().unwrap().to_string();
+    // The rotation narrows the scope; the retries ask for nothing, as a lost-response retry
+    // of another client might, and still get the rotation's token.
+    let rotation =
+        assert_tokens(refresh_with(&app, &client_id, &first, &[("scope", "a")]).await).await;
+    assert_eq!(scope_claim(&app, &rotation), "a");
+    for _ in 0..5 {
+        app.clock.advance(5);
+        let retry = assert_tokens(app.refresh(&client_id, &first).await).await;
+        assert_eq!(retry, rotation, "a grace retry gets the rotation's answer");
+    }
+    let access = rotation["access_token"].as_str().unwrap();
+    let on_disk = std::fs::read_to_string(&app.state_path).unwrap()
+        + &std::fs::read_to_string(mcp_authd::store::file::journal_path(&app.state_path)).unwrap();
+    let signature = access.rsplit('.').next().unwrap();
+    assert!(
+        !on_disk.contains(signature),
+        "the access token is never stored"
+    );
+
+    // The successor rotates as usual, to a new access token; then the first token is reuse.
+    let successor = rotation["refresh_token"].as_str().unwrap();
+    let next = assert_tokens(app.refresh(&client_id, successor).await).await;
+    assert_ne!(next["access_token"], rotation["access_token"]);
+    assert_eq!(scope_claim(&app, &next), "a b");
+    assert_oauth_error(app.refresh(&client_id, &first).await, 400, "invalid_grant").await;
     app.stop().await;
 }
 
