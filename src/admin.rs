@@ -260,10 +260,15 @@ pub async fn send(state: &Path, command: &AdminCommand) -> std::io::Result<Admin
     let (read, mut write) = stream.into_split();
     let mut out = serde_json::to_vec(command).map_err(std::io::Error::other)?;
     out.push(b'\n');
-    write.write_all(&out).await?;
+    // A server that refuses this account answers without reading the command and closes, so
+    // the write may fail while its reply (which says why) is waiting to be read.
+    let written = write.write_all(&out).await;
     let mut line = String::new();
     BufReader::new(read).read_line(&mut line).await?;
-    serde_json::from_str(&line).map_err(std::io::Error::other)
+    match serde_json::from_str(&line) {
+        Ok(reply) => Ok(reply),
+        Err(e) => Err(written.err().unwrap_or_else(|| std::io::Error::other(e))),
+    }
 }
 
 #[cfg(test)]

@@ -206,6 +206,8 @@ pub fn read_state(path: &Path) -> Result<(StateDocument, bool), StateError> {
     // snapshot into place *before* it replaces the journal with the entries after it, so this
     // order never pairs an old snapshot with an already-shortened journal.
     state_files::check_dir(path)?;
+    // Only opened here to be checked (`check` reports what `serve` would refuse).
+    drop(state_files::open_existing(&lock_path(path))?);
     let journal = journal_path(path);
     let mut bytes = Vec::new();
     if let Some(mut f) = state_files::open_existing(&journal)? {
