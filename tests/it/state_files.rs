@@ -30,15 +30,17 @@ fn chmod(path: &Path, mode: u32) {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
 }
 
+/// Which file of a state (given the state file's path).
+type StateFile = fn(&Path) -> PathBuf;
+
 #[test]
 fn a_symlinked_journal_lock_or_snapshot_stops_serve_and_check_and_its_target_is_untouched() {
     let elsewhere = tempfile::tempdir().unwrap();
-    let journal = |s: &Path| journal_path(s);
     let snapshot = |s: &Path| s.to_path_buf();
-    let cases: [(&str, &dyn Fn(&Path) -> PathBuf); 3] = [
-        ("journal", &journal),
-        ("lock", &lock_path),
-        ("snapshot", &snapshot),
+    let cases: [(&str, StateFile); 3] = [
+        ("journal", journal_path),
+        ("lock", lock_path),
+        ("snapshot", snapshot),
     ];
     for (what, file_of) in cases {
         let (dir, config, state) = with_state();
