@@ -52,6 +52,10 @@ pub enum Command {
         /// --insecure).
         #[arg(long, value_name = "ADDR")]
         metrics_listen: Option<SocketAddr>,
+        /// After SIGTERM or Ctrl-C, how long requests in flight may take to finish before the
+        /// server exits anyway (idle and half-sent connections are closed at once).
+        #[arg(long, value_name = "SECONDS", default_value_t = 30)]
+        shutdown_timeout: u64,
     },
     /// Validate the configuration and state, print a summary, and exit.
     Check {
@@ -186,11 +190,18 @@ pub fn run(cli: Cli) -> ExitCode {
             log_format,
             audit_log,
             metrics_listen,
+            shutdown_timeout,
         } => {
             if let Err(e) = crate::logging::init(log_format, audit_log.as_deref()) {
                 return fail([e.to_string()]);
             }
-            serve(&config.path, listen, metrics_listen, insecure)
+            serve(
+                &config.path,
+                listen,
+                metrics_listen,
+                insecure,
+                std::time::Duration::from_secs(shutdown_timeout),
+            )
         }
         Command::Check { config } => check(&config.path),
         Command::GenSecret => {
@@ -259,6 +270,7 @@ fn serve(
     listen: SocketAddr,
     metrics_listen: Option<SocketAddr>,
     insecure: bool,
+    shutdown_timeout: std::time::Duration,
 ) -> ExitCode {
     let config = match Config::load(config_path) {
         Ok(c) => c,
@@ -282,6 +294,8 @@ fn serve(
     for warning in &config.warnings {
         tracing::warn!("{warning}");
     }
+    #[cfg(unix)]
+    warn_if_few_file_descriptors(config.max_connections);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -291,6 +305,8 @@ fn serve(
     };
     #[cfg(unix)]
     runtime.block_on(survive_file_size_limit());
+    #[cfg(unix)]
+    runtime.block_on(survive_hangup());
     let mut state_file = None;
     let store: Arc<dyn Store> = match state_source(config_path) {
         StateSource::File(path) => match StateStore::open(&path) {
@@ -312,6 +328,11 @@ fn serve(
         },
     };
     let issuer = config.issuer.clone();
+    let timeouts = crate::http::conn::Timeouts {
+        shutdown: shutdown_timeout,
+        ..Default::default()
+    }
+    .with_test_overrides();
     let state = Arc::new(AppState::new(config, store));
     let result = runtime.block_on(async move {
         let shutdown = shutdown_signal();
@@ -337,7 +358,7 @@ fn serve(
             });
         }
         tracing::info!("mcp-authd listening on http://{local} (issuer {issuer})");
-        let served = crate::http::serve(listener, state, shutdown).await;
+        let served = crate::http::serve_with(listener, state, shutdown, timeouts).await;
         if let Some(path) = &state_file {
             let _ = std::fs::remove_file(admin::socket_path(path));
         }
@@ -361,6 +382,45 @@ async fn survive_file_size_limit() {
     let xfsz = tokio::signal::unix::SignalKind::from_raw(libc::SIGXFSZ);
     if let Err(e) = tokio::signal::unix::signal(xfsz) {
         tracing::warn!("cannot catch SIGXFSZ ({e}): a file size limit would stop the server");
+    }
+}
+
+/// Keeps SIGHUP, whose default action ends the process (a terminal closing, or an operator
+/// expecting a reload), from stopping the server: it is logged and otherwise ignored until
+/// configuration reload exists. Installed before the server answers, like the other handlers.
+#[cfg(unix)]
+async fn survive_hangup() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::hangup()) {
+        Ok(mut hangups) => {
+            tokio::spawn(async move {
+                while hangups.recv().await.is_some() {
+                    tracing::warn!(
+                        "SIGHUP received: reloading the configuration is not supported yet; restart mcp-authd to apply changes (still serving)"
+                    );
+                }
+            });
+        }
+        Err(e) => tracing::warn!("cannot catch SIGHUP ({e}): a hangup would stop the server"),
+    }
+}
+
+/// File descriptors kept beside the connections: the listeners, the state files, the runtime.
+#[cfg(unix)]
+const FD_RESERVE: u64 = 64;
+
+/// Warns when the open-file limit cannot hold `maxConnections` connections: past it, `accept`
+/// fails and the server can only make room by closing idle connections.
+#[cfg(unix)]
+fn warn_if_few_file_descriptors(max_connections: usize) {
+    use rustix::process::{Resource, getrlimit};
+    let needed = (max_connections as u64).saturating_add(FD_RESERVE);
+    if let Some(limit) = getrlimit(Resource::Nofile).current
+        && limit < needed
+    {
+        tracing::warn!(
+            "the open-file limit ({limit}) is below maxConnections ({max_connections}) + {FD_RESERVE}: raise it (ulimit -n, systemd LimitNOFILE=) or lower oauthAs.maxConnections; at the limit, idle connections are closed to make room"
+        );
     }
 }
 
@@ -420,6 +480,13 @@ fn check(config_path: &Path) -> ExitCode {
     let state = load_state_read_only(config_path)
         .map_err(|e| errors.push(e.to_string()))
         .ok();
+    // The server must be able to write there (SPEC §17); reading alone passes above.
+    if state.is_some()
+        && let StateSource::File(path) = state_source(config_path)
+        && let Err(e) = crate::store::state_files::check_dir_writable(&path)
+    {
+        errors.push(e.to_string());
+    }
     if !errors.is_empty() {
         return fail(errors);
     }
@@ -437,6 +504,7 @@ fn check(config_path: &Path) -> ExitCode {
     println!("trusted sources:   {}", config.trusted_sources_display());
     println!("redirect patterns: {}", config.redirect_allowlist.len());
     println!("consent:           {:?}", config.consent);
+    println!("max connections:   {}", config.max_connections);
     println!(
         "token lifetimes:   access {}s, refresh {}s, code {}s",
         config.access_token_ttl, config.refresh_token_ttl, config.code_ttl

@@ -47,6 +47,7 @@ struct RawOauthAs {
     rate_limits: Option<RawRateLimits>,
     max_dynamic_clients: Option<usize>,
     unused_client_ttl_seconds: Option<u64>,
+    max_connections: Option<usize>,
 }
 
 /// `oauthAs.rateLimits` exactly as written.
@@ -85,6 +86,9 @@ pub const DEFAULT_MAX_DYNAMIC_CLIENTS: usize = 10_000;
 
 /// Default of `unusedClientTtlSeconds` (one day).
 pub const DEFAULT_UNUSED_CLIENT_TTL: u64 = 86_400;
+
+/// Default of `maxConnections`.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
 
 /// A secret that never prints.
 #[derive(Clone)]
@@ -143,6 +147,9 @@ pub struct Config {
     /// `unusedClientTtlSeconds`: a dynamic client never used for this long is removed
     /// (0: never).
     pub unused_client_ttl: u64,
+    /// `maxConnections`: the most HTTP connections open at once; more wait in the listen
+    /// backlog (see `http::conn`).
+    pub max_connections: usize,
     /// Things that are allowed but deserve the operator's attention.
     pub warnings: Vec<String>,
 }
@@ -478,6 +485,11 @@ fn validate(raw: RawOauthAs, env: impl Fn(&str) -> Option<String>) -> Result<Con
         );
     }
 
+    let max_connections = raw.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS);
+    if max_connections == 0 {
+        errors.push("oauthAs.maxConnections must be greater than 0".into());
+    }
+
     match (errors.is_empty(), trusted_sources) {
         (true, Some(trusted_sources)) => Ok(Config {
             issuer,
@@ -498,6 +510,7 @@ fn validate(raw: RawOauthAs, env: impl Fn(&str) -> Option<String>) -> Result<Con
             rate_limits,
             max_dynamic_clients,
             unused_client_ttl,
+            max_connections,
             warnings,
         }),
         _ => Err(ConfigErrors(errors)),
@@ -779,6 +792,24 @@ mod tests {
             errors[0].starts_with("oauthAs.unusedClientTtlSeconds"),
             "{errors:?}"
         );
+    }
+
+    #[test]
+    fn max_connections_defaults_to_4096_and_must_be_positive() {
+        assert_eq!(config(minimal()).unwrap().max_connections, 4096);
+        let mut raw = minimal();
+        raw["maxConnections"] = 64.into();
+        assert_eq!(config(raw).unwrap().max_connections, 64);
+        let mut raw = minimal();
+        raw["maxConnections"] = 0.into();
+        let errors = config(raw).unwrap_err().0;
+        assert_eq!(
+            errors,
+            vec!["oauthAs.maxConnections must be greater than 0".to_string()]
+        );
+        let mut raw = minimal();
+        raw["maxConnections"] = (-1).into();
+        assert!(config(raw).is_err());
     }
 
     #[test]

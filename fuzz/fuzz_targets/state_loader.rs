@@ -24,6 +24,10 @@ fn state_path() -> &'static PathBuf {
             .map_or_else(std::env::temp_dir, PathBuf::from);
         let dir = base.join(format!("mcp-authd-fuzz-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("a scratch directory");
+        // The loader refuses a state directory others can write to (whatever the umask).
+        let owner_only =
+            <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o700);
+        std::fs::set_permissions(&dir, owner_only).expect("an owner-only scratch directory");
         dir.join("auth_server.json")
     })
 }
@@ -66,9 +70,6 @@ fuzz_target!(|data: &[u8]| {
             .ok()
             .and_then(|v| v.get("version").and_then(serde_json::Value::as_u64))
             .unwrap_or(u64::from(STATE_VERSION));
-        assert_eq!(
-            *needs_snapshot,
-            written_version < u64::from(STATE_VERSION)
-        );
+        assert_eq!(*needs_snapshot, written_version < u64::from(STATE_VERSION));
     }
 });

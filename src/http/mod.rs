@@ -2,6 +2,7 @@
 //! response; they decide nothing themselves.
 
 pub mod authorize;
+pub mod conn;
 pub mod error;
 pub mod metadata;
 pub mod pages;
@@ -9,7 +10,6 @@ pub mod rate_limit;
 pub mod register;
 pub mod token;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
@@ -167,19 +167,29 @@ pub fn router(state: Shared) -> Router {
 /// How often unused dynamic clients are looked for (the first pass runs at start).
 pub const CLIENT_COLLECTION_INTERVAL: std::time::Duration = std::time::Duration::from_secs(600);
 
-/// Serves `router` on `listener` until `shutdown` completes, then drains in-flight requests.
-/// Meanwhile a background task removes unused dynamic clients every
-/// [`CLIENT_COLLECTION_INTERVAL`] (see [`collect_unused_clients`]).
+/// Serves the router on `listener` until `shutdown` completes, then drains in-flight requests,
+/// with the default [`conn::Timeouts`]; see [`serve_with`].
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: Shared,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    serve_with(listener, state, shutdown, conn::Timeouts::default()).await
+}
+
+/// Serves the router on `listener` (at most `maxConnections` connections, with `timeouts`; see
+/// [`conn`]) until `shutdown` completes, then drains in-flight requests for at most
+/// `timeouts.shutdown`. Meanwhile a background task removes unused dynamic clients every
+/// [`CLIENT_COLLECTION_INTERVAL`] (see [`collect_unused_clients`]).
+pub async fn serve_with(
+    listener: tokio::net::TcpListener,
+    state: Shared,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    timeouts: conn::Timeouts,
+) -> std::io::Result<()> {
     let collector = tokio::spawn(collect_periodically(state.clone()));
-    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
-    let served = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await;
+    let max_connections = state.config.max_connections;
+    let served = conn::serve(listener, router(state), max_connections, timeouts, shutdown).await;
     collector.abort();
     served
 }

@@ -16,7 +16,7 @@
 //! If a write fails, the store stops accepting mutations (every later one fails with
 //! [`StoreUnavailable`]) rather than hand out anything that might not survive a restart.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{Read as _, Write as _};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
@@ -27,6 +27,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use super::document::{OLDEST_READABLE_VERSION, STATE_VERSION};
+use super::state_files::{self, dir_of};
 use super::{
     Client, Consent, DynamicAdmission, EVICTABLE_AFTER_SECONDS, Mutation, RefreshFamily,
     RefreshOutcome, RotationAnswer, StateDocument, Store, StoreUnavailable,
@@ -66,6 +67,15 @@ pub enum StateError {
         path: PathBuf,
         /// What is wrong.
         detail: String,
+    },
+    /// A state file or the state directory is not safe to use (a symbolic link, not a
+    /// regular file, another user's, or a directory others can write to); nothing was changed.
+    #[error("{message}")]
+    Unsafe {
+        /// The file or directory.
+        path: PathBuf,
+        /// One line saying what is wrong and what to do.
+        message: String,
     },
     /// Another process holds the lock.
     #[error("{path} is in use by another mcp-authd process (lock {lock} is held); stop it first")]
@@ -145,13 +155,6 @@ pub fn tmp_path(state: &Path) -> PathBuf {
     PathBuf::from(name)
 }
 
-/// The directory holding the state file (whose entries an fsync makes durable).
-fn dir_of(path: &Path) -> &Path {
-    path.parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."))
-}
-
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> StateError + '_ {
     move |source| StateError::Io {
         path: path.to_path_buf(),
@@ -195,26 +198,29 @@ fn parse_as_written(text: &str, origin: &Path) -> Result<StateDocument, StateErr
 }
 
 /// Reads the snapshot, replays the journal and upgrades the result to the current version,
-/// changing nothing on disk. Returns the state and whether the files differ from a snapshot
+/// changing nothing on disk. Refuses a state directory others can write to and any state file
+/// that is a symbolic link, not a regular file, or another user's (see [`state_files`]). Returns the state and whether the files differ from a snapshot
 /// of it (the journal had entries, or the format was older): the store then writes one before
 /// it journals anything, so no journal ever mixes versions.
 pub fn read_state(path: &Path) -> Result<(StateDocument, bool), StateError> {
     // The journal is read before the snapshot: a compaction running meanwhile renames a newer
     // snapshot into place *before* it replaces the journal with the entries after it, so this
     // order never pairs an old snapshot with an already-shortened journal.
+    state_files::check_dir(path)?;
+    // Only opened here to be checked (`check` reports what `serve` would refuse).
+    drop(state_files::open_existing(&lock_path(path))?);
     let journal = journal_path(path);
     let mut bytes = Vec::new();
-    match File::open(&journal) {
-        Ok(mut f) => {
-            f.read_to_end(&mut bytes).map_err(io_err(&journal))?;
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(io_err(&journal)(e)),
+    if let Some(mut f) = state_files::open_existing(&journal)? {
+        f.read_to_end(&mut bytes).map_err(io_err(&journal))?;
     }
-    let mut doc = match std::fs::read_to_string(path) {
-        Ok(text) => parse_as_written(&text, path)?,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => StateDocument::default(),
-        Err(e) => return Err(io_err(path)(e)),
+    let mut doc = match state_files::open_existing(path)? {
+        Some(mut f) => {
+            let mut text = String::new();
+            f.read_to_string(&mut text).map_err(io_err(path))?;
+            parse_as_written(&text, path)?
+        }
+        None => StateDocument::default(),
     };
     let has_journal = !bytes.is_empty();
     replay(&mut doc, &bytes, &journal)?;
@@ -273,7 +279,7 @@ pub fn write_snapshot(path: &Path, doc: &StateDocument) -> std::io::Result<()> {
     let bytes = serde_json::to_vec(doc).map_err(std::io::Error::other)?;
     let tmp = tmp_path(path);
     remove_if_present(&tmp)?;
-    let written = owner_only()
+    let written = state_files::options()
         .write(true)
         .create_new(true)
         .open(&tmp)
@@ -309,7 +315,7 @@ fn warn_if_exposed(path: &Path) {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt as _;
-        if let Ok(meta) = std::fs::metadata(path) {
+        if let Ok(meta) = std::fs::symlink_metadata(path) {
             let mode = meta.permissions().mode() & 0o777;
             if mode & 0o077 != 0 {
                 tracing::warn!(
@@ -351,27 +357,20 @@ fn compact_every_override() -> Option<u64> {
         .filter(|n| *n > 0)
 }
 
-fn owner_only() -> OpenOptions {
-    let mut options = OpenOptions::new();
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt as _;
-        options.mode(0o600);
-    }
-    options
-}
-
 impl StateStore {
     /// Opens the state at `path` for reading and writing: takes the lock, loads the snapshot
     /// and journal, folds the journal into a fresh snapshot, and starts the writer.
     pub fn open(path: &Path) -> Result<Self, StateError> {
+        // Before anything is created there: a directory others can write to is refused.
+        state_files::check_dir(path)?;
         let lock_file = lock_path(path);
-        let lock = owner_only()
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&lock_file)
-            .map_err(io_err(&lock_file))?;
+        let lock = state_files::open(
+            &lock_file,
+            state_files::options()
+                .write(true)
+                .create(true)
+                .truncate(false),
+        )?;
         if !take_lock(&lock) {
             return Err(StateError::Locked {
                 path: path.to_path_buf(),
@@ -395,11 +394,8 @@ impl StateStore {
         let journal = journal_path(path);
         // Append mode, so writes after a compaction's `set_len(0)` start at the new end
         // instead of leaving a hole at the old offset.
-        let journal_file = owner_only()
-            .append(true)
-            .create(true)
-            .open(&journal)
-            .map_err(io_err(&journal))?;
+        let journal_file =
+            state_files::open(&journal, state_files::options().append(true).create(true))?;
         #[cfg(unix)]
         {
             // A journal left by an older build or copied in keeps its mode otherwise.
@@ -984,14 +980,18 @@ impl Writer {
         let journal = journal_path(&self.path);
         let tmp = journal_tmp_path(&self.path);
         remove_if_present(&tmp)?;
-        let mut next = owner_only().write(true).create_new(true).open(&tmp)?;
+        let mut next = state_files::options()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)?;
         next.write_all(&compaction.kept)?;
         next.sync_all()?;
         drop(next);
         std::fs::rename(&tmp, &journal)?;
         sync_dir(&self.path)?;
         // Append mode, as at open.
-        self.journal = owner_only().append(true).open(&journal)?;
+        self.journal = state_files::open(&journal, state_files::options().append(true))
+            .map_err(std::io::Error::other)?;
         self.snapshot_seq = compaction.seq;
         self.journal_entries = compaction.kept_entries;
         self.journal_len = compaction.kept.len() as u64;

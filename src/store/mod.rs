@@ -9,6 +9,7 @@
 pub mod codes;
 pub mod document;
 pub mod file;
+pub mod state_files;
 pub mod unique_keys;
 
 use async_trait::async_trait;

@@ -53,27 +53,27 @@ fn servers_json(issuer: &str) -> Value {
 }
 
 /// `servers_json` with `change` applied to its `oauthAs` section.
-fn servers_json_with(issuer: &str, change: impl FnOnce(&mut Value)) -> Value {
+pub(crate) fn servers_json_with(issuer: &str, change: impl FnOnce(&mut Value)) -> Value {
     let mut doc = servers_json(issuer);
     change(&mut doc["serverAuth"]["oauthAs"]);
     doc
 }
 
 /// Writes `doc` as `servers.json` in `dir`; returns its path.
-fn write_config(dir: &Path, doc: &Value) -> PathBuf {
+pub(crate) fn write_config(dir: &Path, doc: &Value) -> PathBuf {
     let path = dir.join("servers.json");
     std::fs::write(&path, serde_json::to_vec_pretty(doc).unwrap()).unwrap();
     path
 }
 
 /// A directory with a valid `servers.json` for an issuer on `port`.
-fn config_dir(port: u16) -> (tempfile::TempDir, PathBuf) {
+pub(crate) fn config_dir(port: u16) -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path(), &servers_json(&issuer(port)));
     (dir, config)
 }
 
-fn issuer(port: u16) -> String {
+pub(crate) fn issuer(port: u16) -> String {
     format!("http://127.0.0.1:{port}")
 }
 
@@ -90,7 +90,7 @@ fn mcp_authd(dir: &Path) -> Command {
 }
 
 /// `mcp-authd serve --config CONFIG --listen 127.0.0.1:PORT`.
-fn serve_cmd(dir: &Path, config: &Path, port: u16) -> Command {
+pub(crate) fn serve_cmd(dir: &Path, config: &Path, port: u16) -> Command {
     let mut cmd = mcp_authd(dir);
     cmd.arg("serve")
         .arg("--config")
@@ -101,21 +101,21 @@ fn serve_cmd(dir: &Path, config: &Path, port: u16) -> Command {
 }
 
 /// `mcp-authd ARGS… --config CONFIG` for a one-shot subcommand.
-fn one_shot(dir: &Path, config: &Path, args: &[&str]) -> Command {
+pub(crate) fn one_shot(dir: &Path, config: &Path, args: &[&str]) -> Command {
     let mut cmd = mcp_authd(dir);
     cmd.args(args).arg("--config").arg(config);
     cmd
 }
 
 /// What a finished command did.
-struct Outcome {
-    status: ExitStatus,
-    stdout: String,
-    stderr: String,
+pub(crate) struct Outcome {
+    pub(crate) status: ExitStatus,
+    pub(crate) stdout: String,
+    pub(crate) stderr: String,
 }
 
 impl Outcome {
-    fn assert_success(&self) -> &Self {
+    pub(crate) fn assert_success(&self) -> &Self {
         assert!(
             self.status.success(),
             "expected success, got {}\nstdout:\n{}\nstderr:\n{}",
@@ -126,7 +126,7 @@ impl Outcome {
         self
     }
 
-    fn assert_failure(&self) -> &Self {
+    pub(crate) fn assert_failure(&self) -> &Self {
         assert!(
             !self.status.success(),
             "expected a non-zero exit, got {}\nstdout:\n{}\nstderr:\n{}",
@@ -138,7 +138,7 @@ impl Outcome {
     }
 
     /// Asserts that some line of stderr ends with exactly `message`.
-    fn assert_stderr_line(&self, message: &str) -> &Self {
+    pub(crate) fn assert_stderr_line(&self, message: &str) -> &Self {
         assert!(
             self.stderr
                 .lines()
@@ -149,7 +149,7 @@ impl Outcome {
         self
     }
 
-    fn assert_stderr_contains(&self, needle: &str) -> &Self {
+    pub(crate) fn assert_stderr_contains(&self, needle: &str) -> &Self {
         assert!(
             self.stderr.contains(needle),
             "stderr does not mention {needle:?}\nstderr:\n{}",
@@ -160,7 +160,7 @@ impl Outcome {
 }
 
 /// Runs `cmd` to completion; kills it and fails if it takes longer than [`RUN_TIMEOUT`].
-fn run(cmd: &mut Command) -> Outcome {
+pub(crate) fn run(cmd: &mut Command) -> Outcome {
     let child = cmd
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -192,7 +192,7 @@ fn run(cmd: &mut Command) -> Outcome {
 }
 
 /// A running `serve` child with its log directory (see `process.rs`).
-struct Server {
+pub(crate) struct Server {
     served: Served,
     _logs: tempfile::TempDir,
 }
@@ -213,7 +213,7 @@ impl std::ops::DerefMut for Server {
 impl Server {
     /// Spawns `cmd` (a `serve` command listening on `port`), stderr to a log file outside the
     /// configuration directory.
-    fn start(mut cmd: Command, port: u16) -> Self {
+    pub(crate) fn start(mut cmd: Command, port: u16) -> Self {
         let logs = tempfile::tempdir().unwrap();
         let served = Served::spawn(&mut cmd, port, logs.path().join("stderr.log"));
         Self {
@@ -244,7 +244,7 @@ fn state_bytes(state: &Path) -> String {
 }
 
 /// Asserts that `path` is readable and writable by its owner only.
-fn assert_owner_only(path: &Path) {
+pub(crate) fn assert_owner_only(path: &Path) {
     use std::os::unix::fs::PermissionsExt as _;
     let mode = std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600, "{} has mode {mode:o}", path.display());
@@ -261,7 +261,7 @@ fn listing(dir: &Path) -> Vec<String> {
 }
 
 /// `clients add` for Gemini; returns (client_id, client_secret).
-fn add_gemini(dir: &Path, config: &Path) -> (String, String) {
+pub(crate) fn add_gemini(dir: &Path, config: &Path) -> (String, String) {
     let out = run(one_shot(
         dir,
         config,

@@ -5,10 +5,12 @@
 // Tests may panic on unexpected values; that is how they fail.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod admin_socket;
 mod attacks;
 mod authorize;
 mod cli;
 mod clients;
+mod connections;
 mod discovery;
 mod durability;
 mod example_server;
@@ -22,4 +24,5 @@ mod register;
 mod resource;
 mod rmcp_client;
 mod state;
+mod state_files;
 mod token;
