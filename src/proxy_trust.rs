@@ -185,9 +185,8 @@ pub fn read_groups(headers: &HeaderMap, header: &HeaderName) -> Result<Vec<Strin
         return Err(IdentityError::TooLarge);
     }
     let text = exact_text(value.as_bytes())?;
-    if is_placeholder(text) {
-        return Err(IdentityError::Placeholder);
-    }
+    // Placeholders are looked for per item only: `{…}` around the whole list would depend on
+    // empty items (`{a,b},`), and every real placeholder is one item.
     let mut seen = std::collections::HashSet::new();
     let mut groups = Vec::new();
     for group in text.split(',').map(|item| item.trim_matches(OWS)) {
@@ -235,8 +234,8 @@ pub fn is_placeholder(value: &str) -> bool {
 /// Characters that display as nothing (or change how the text around them displays), so a
 /// name holding one looks like another: format characters (zero-width spaces and joiners,
 /// the word joiner, the byte order mark, bidi marks, embeddings, overrides and isolates, the
-/// soft hyphen, tags) and the Hangul fillers.
-fn is_invisible(c: char) -> bool {
+/// soft hyphen, tags) and the Hangul fillers. Refused anywhere in a user or group name.
+pub fn is_invisible(c: char) -> bool {
     matches!(c,
         '\u{00AD}' | '\u{061C}' | '\u{115F}' | '\u{1160}' | '\u{180E}'
         | '\u{200B}'..='\u{200F}'
