@@ -6,7 +6,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::oauth::consent::NonceGuard;
 use crate::secrets::Keys;
-use crate::store::{CodeStore, MemoryCodeStore, Store};
+use crate::store::{CodeLimits, CodeStore, MemoryCodeStore, Store};
 
 /// Everything a request may need: configuration, stores, keys and the clock.
 pub struct AppState {
@@ -38,11 +38,15 @@ impl AppState {
     pub fn with_clock(config: Config, store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Self {
         let keys = Keys::derive(config.jwt_secret.expose());
         let verifier = config.verifier();
+        let code_limits = CodeLimits {
+            per_user: config.max_pending_codes_per_user,
+            total: config.max_pending_codes,
+        };
         Self {
             verifier,
             config,
             store,
-            codes: Arc::new(MemoryCodeStore::new()),
+            codes: Arc::new(MemoryCodeStore::with_limits(code_limits)),
             clock,
             keys,
             consent_nonces: NonceGuard::default(),

@@ -48,6 +48,8 @@ struct RawOauthAs {
     max_dynamic_clients: Option<usize>,
     unused_client_ttl_seconds: Option<u64>,
     max_connections: Option<usize>,
+    max_pending_codes_per_user: Option<usize>,
+    max_pending_codes: Option<usize>,
 }
 
 /// `oauthAs.rateLimits` exactly as written.
@@ -57,6 +59,7 @@ struct RawRateLimits {
     register_per_minute: Option<u32>,
     register_global_per_minute: Option<u32>,
     token_per_minute: Option<u32>,
+    authorize_per_minute: Option<u32>,
 }
 
 /// `oauthAs.rateLimits`: requests per minute, as token buckets whose burst equals the
@@ -69,6 +72,8 @@ pub struct RateLimits {
     pub register_global_per_minute: u32,
     /// `POST /oauth/token` (and `/token`) per client address.
     pub token_per_minute: u32,
+    /// `GET /oauth/authorize` (and `/authorize`) per signed-in user.
+    pub authorize_per_minute: u32,
 }
 
 impl Default for RateLimits {
@@ -77,6 +82,7 @@ impl Default for RateLimits {
             register_per_minute: 20,
             register_global_per_minute: 200,
             token_per_minute: 600,
+            authorize_per_minute: 60,
         }
     }
 }
@@ -89,6 +95,11 @@ pub const DEFAULT_UNUSED_CLIENT_TTL: u64 = 86_400;
 
 /// Default of `maxConnections`.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
+/// Default of `maxPendingCodesPerUser`.
+pub const DEFAULT_MAX_PENDING_CODES_PER_USER: usize = 32;
+
+/// Default of `maxPendingCodes`.
+pub const DEFAULT_MAX_PENDING_CODES: usize = 100_000;
 
 /// A secret that never prints.
 #[derive(Clone)]
@@ -150,6 +161,12 @@ pub struct Config {
     /// `maxConnections`: the most HTTP connections open at once; more wait in the listen
     /// backlog (see `http::conn`).
     pub max_connections: usize,
+    /// `maxPendingCodesPerUser`: the most unredeemed, unexpired authorization codes one user
+    /// may hold (0: no cap).
+    pub max_pending_codes_per_user: usize,
+    /// `maxPendingCodes`: the most unredeemed, unexpired authorization codes in total
+    /// (0: no cap).
+    pub max_pending_codes: usize,
     /// Things that are allowed but deserve the operator's attention.
     pub warnings: Vec<String>,
 }
@@ -469,6 +486,9 @@ fn validate(raw: RawOauthAs, env: impl Fn(&str) -> Option<String>) -> Result<Con
             token_per_minute: raw_limits
                 .token_per_minute
                 .unwrap_or(defaults.token_per_minute),
+            authorize_per_minute: raw_limits
+                .authorize_per_minute
+                .unwrap_or(defaults.authorize_per_minute),
         }
     };
     let max_dynamic_clients = raw
@@ -489,6 +509,10 @@ fn validate(raw: RawOauthAs, env: impl Fn(&str) -> Option<String>) -> Result<Con
     if max_connections == 0 {
         errors.push("oauthAs.maxConnections must be greater than 0".into());
     }
+    let max_pending_codes_per_user = raw
+        .max_pending_codes_per_user
+        .unwrap_or(DEFAULT_MAX_PENDING_CODES_PER_USER);
+    let max_pending_codes = raw.max_pending_codes.unwrap_or(DEFAULT_MAX_PENDING_CODES);
 
     match (errors.is_empty(), trusted_sources) {
         (true, Some(trusted_sources)) => Ok(Config {
@@ -511,6 +535,8 @@ fn validate(raw: RawOauthAs, env: impl Fn(&str) -> Option<String>) -> Result<Con
             max_dynamic_clients,
             unused_client_ttl,
             max_connections,
+            max_pending_codes_per_user,
+            max_pending_codes,
             warnings,
         }),
         _ => Err(ConfigErrors(errors)),
@@ -759,12 +785,19 @@ mod tests {
         assert_eq!(c.rate_limits.token_per_minute, 600);
         assert_eq!(c.max_dynamic_clients, 10_000);
         assert_eq!(c.unused_client_ttl, 86_400);
+        assert_eq!(c.rate_limits.authorize_per_minute, 60);
+        assert_eq!(c.max_pending_codes_per_user, 32);
+        assert_eq!(c.max_pending_codes, 100_000);
 
         let mut raw = minimal();
-        raw["rateLimits"] = serde_json::json!({"registerPerMinute": 0, "tokenPerMinute": 5});
+        raw["rateLimits"] = serde_json::json!({"registerPerMinute": 0, "tokenPerMinute": 5, "authorizePerMinute": 0});
         raw["maxDynamicClients"] = 0.into();
         raw["unusedClientTtlSeconds"] = 0.into();
+        raw["maxPendingCodesPerUser"] = 4.into();
+        raw["maxPendingCodes"] = 0.into();
         let c = config(raw).unwrap();
+        assert_eq!(c.rate_limits.authorize_per_minute, 0);
+        assert_eq!((c.max_pending_codes_per_user, c.max_pending_codes), (4, 0));
         assert_eq!(c.rate_limits.register_per_minute, 0);
         assert_eq!(c.rate_limits.register_global_per_minute, 200);
         assert_eq!(c.rate_limits.token_per_minute, 5);
@@ -780,10 +813,19 @@ mod tests {
         for bad in [
             serde_json::json!({"tokenPerMinute": -1}),
             serde_json::json!({"tokenPerMinute": "600"}),
+            serde_json::json!({"authorizePerMinute": -1}),
         ] {
             let mut raw = minimal();
             raw["rateLimits"] = bad.clone();
             assert!(config(raw).is_err(), "{bad}");
+        }
+        for (key, bad) in [
+            ("maxPendingCodesPerUser", serde_json::json!(-1)),
+            ("maxPendingCodes", serde_json::json!("many")),
+        ] {
+            let mut raw = minimal();
+            raw[key] = bad.clone();
+            assert!(config(raw).is_err(), "{key}: {bad}");
         }
         let mut raw = minimal();
         raw["unusedClientTtlSeconds"] = 60.into();

@@ -53,15 +53,32 @@ pub fn key_id(secret: &[u8]) -> String {
     id
 }
 
-/// Signs `claims` as an HS256 `at+jwt` whose `kid` names `secret`.
-pub fn mint_access_token(
-    claims: &AccessTokenClaims,
-    secret: &[u8],
-) -> Result<String, jsonwebtoken::errors::Error> {
+/// Why no access token was minted. Neither variant carries the token.
+#[derive(Debug, thiserror::Error)]
+pub enum MintError {
+    /// The signing library failed.
+    #[error("signing failed: {0}")]
+    Signing(#[from] jsonwebtoken::errors::Error),
+    /// The encoded token would be longer than [`MAX_TOKEN_LEN`], so every verifier, this
+    /// server's introspection and revocation included, would refuse it.
+    #[error(
+        "the access token would be {0} bytes, over the {MAX_TOKEN_LEN}-byte limit of the verifier"
+    )]
+    TooLarge(usize),
+}
+
+/// Signs `claims` as an HS256 `at+jwt` whose `kid` names `secret`. A token longer than the
+/// verifier accepts ([`MAX_TOKEN_LEN`]) is refused here rather than handed out: nobody could
+/// use it, and it could not even be revoked.
+pub fn mint_access_token(claims: &AccessTokenClaims, secret: &[u8]) -> Result<String, MintError> {
     let mut header = Header::new(Algorithm::HS256);
     header.typ = Some(ACCESS_TOKEN_TYP.to_string());
     header.kid = Some(key_id(secret));
-    jsonwebtoken::encode(&header, claims, &EncodingKey::from_secret(secret))
+    let token = jsonwebtoken::encode(&header, claims, &EncodingKey::from_secret(secret))?;
+    if token.len() > MAX_TOKEN_LEN {
+        return Err(MintError::TooLarge(token.len()));
+    }
+    Ok(token)
 }
 
 /// What a resource server requires of an access token.
@@ -398,6 +415,29 @@ mod tests {
             jsonwebtoken::decode_header(&token).unwrap().kid,
             Some(key_id(SECRET))
         );
+    }
+
+    #[test]
+    fn tokens_the_verifier_would_refuse_are_never_minted() {
+        let mut c = claims();
+        // Grow the roles until the token is just over the limit: every size up to it mints
+        // and verifies, the first one past it is refused.
+        let mut last_len = 0;
+        loop {
+            match mint_access_token(&c, SECRET) {
+                Ok(token) => {
+                    assert!(token.len() <= MAX_TOKEN_LEN);
+                    assert_eq!(verify_access_token(&token, &expect()), Ok(c.clone()));
+                    last_len = token.len();
+                }
+                Err(MintError::TooLarge(len)) => {
+                    assert!(len > MAX_TOKEN_LEN && last_len > MAX_TOKEN_LEN - 64);
+                    break;
+                }
+                Err(other) => panic!("{other}"),
+            }
+            c.roles.push("r".repeat(16));
+        }
     }
 
     #[test]

@@ -101,61 +101,151 @@ impl std::fmt::Display for TrustedSources {
     }
 }
 
-/// Why no user could be read from the trusted header.
+/// Why no user, or no groups, could be read from the trusted headers. Each maps to a 400 page
+/// (401 for [`IdentityError::Missing`] user header) whose text tells the operator what to fix.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum IdentityError {
     /// The header is absent: the request did not come through the SSO login.
     Missing,
-    /// The header is repeated, empty, too long, or holds a list or control characters.
+    /// The header is repeated, or the user header holds a list.
     Ambiguous,
+    /// Over a size limit: [`MAX_USER_LEN`], [`MAX_GROUPS`] or [`MAX_GROUPS_BYTES`].
+    TooLarge,
+    /// Empty, not UTF-8, or holding a character that could make two names look the same:
+    /// controls, whitespace other than the groups' inner spaces, zero-width, bidi and other
+    /// invisible characters.
+    Unclean,
+    /// Shaped like a proxy placeholder that was never substituted (see [`is_placeholder`]).
+    Placeholder,
 }
 
 /// The longest accepted user identifier, in bytes.
 pub const MAX_USER_LEN: usize = 256;
 
-/// Reads the user from `header`, refusing anything that is not exactly one clean value.
+/// The most distinct groups accepted in the groups header.
+pub const MAX_GROUPS: usize = 64;
+
+/// The longest accepted groups header value, in bytes.
+pub const MAX_GROUPS_BYTES: usize = 4096;
+
+/// The only characters stripped from a value: the optional whitespace of HTTP (RFC 9110 §5.6.3),
+/// which the HTTP layer already removes around a field value.
+const OWS: [char; 2] = [' ', '\t'];
+
+/// Reads the user from `header`, refusing anything that is not exactly one clean value. The
+/// value is taken exactly as sent: nothing but spaces and tabs is trimmed, so `alice` followed
+/// by a no-break space is refused instead of becoming `alice`.
 pub fn read_user(headers: &HeaderMap, header: &HeaderName) -> Result<String, IdentityError> {
     let mut values = headers.get_all(header).iter();
     let value = values.next().ok_or(IdentityError::Missing)?;
     if values.next().is_some() {
         return Err(IdentityError::Ambiguous);
     }
-    let text = std::str::from_utf8(value.as_bytes()).map_err(|_| IdentityError::Ambiguous)?;
-    let user = text.trim();
-    if user.is_empty()
-        || user.len() > MAX_USER_LEN
-        || user.contains(',')
-        || user
-            .chars()
-            .any(|c| c.is_control() || c.is_whitespace() || is_bidi_control(c))
-    {
+    let user = exact_text(value.as_bytes())?;
+    if user.len() > MAX_USER_LEN {
+        return Err(IdentityError::TooLarge);
+    }
+    if user.is_empty() {
+        return Err(IdentityError::Unclean);
+    }
+    if is_placeholder(user) {
+        return Err(IdentityError::Placeholder);
+    }
+    if user.contains(',') {
         return Err(IdentityError::Ambiguous);
+    }
+    if user
+        .chars()
+        .any(|c| c.is_control() || c.is_whitespace() || is_invisible(c))
+    {
+        return Err(IdentityError::Unclean);
     }
     Ok(user.to_string())
 }
 
-/// Bidirectional overrides and isolates, which would let a name display as another.
-fn is_bidi_control(c: char) -> bool {
-    matches!(c, '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{061C}')
-}
-
-/// Reads the groups from `header`: every occurrence, comma-separated, trimmed, de-duplicated.
-pub fn read_groups(headers: &HeaderMap, header: &HeaderName) -> Vec<String> {
-    let mut groups: Vec<String> = Vec::new();
-    for value in headers.get_all(header) {
-        let Ok(text) = std::str::from_utf8(value.as_bytes()) else {
+/// Reads the groups from `header`: one header line, a comma-separated list. Each item is
+/// stripped of spaces and tabs (the list syntax of RFC 9110 §5.6.1); empty items (`a,,b`, a
+/// trailing comma, an empty header) are ignored, as that section requires; repeated groups
+/// are kept once, in the order first given. Inner spaces are kept (`Domain Users`). An
+/// absent header means no groups.
+///
+/// Refused: a repeated header line, more than [`MAX_GROUPS`] distinct groups or
+/// [`MAX_GROUPS_BYTES`] bytes, a value that is not UTF-8, and any item that is a proxy
+/// placeholder or holds a control, zero-width, bidi or other invisible character, or
+/// whitespace other than an inner space.
+pub fn read_groups(headers: &HeaderMap, header: &HeaderName) -> Result<Vec<String>, IdentityError> {
+    let mut values = headers.get_all(header).iter();
+    let Some(value) = values.next() else {
+        return Ok(Vec::new());
+    };
+    if values.next().is_some() {
+        return Err(IdentityError::Ambiguous);
+    }
+    if value.len() > MAX_GROUPS_BYTES {
+        return Err(IdentityError::TooLarge);
+    }
+    let text = exact_text(value.as_bytes())?;
+    // Placeholders are looked for per item only: `{…}` around the whole list would depend on
+    // empty items (`{a,b},`), and every real placeholder is one item.
+    let mut seen = std::collections::HashSet::new();
+    let mut groups = Vec::new();
+    for group in text.split(',').map(|item| item.trim_matches(OWS)) {
+        if group.is_empty() {
             continue;
-        };
-        for group in text.split(',').map(str::trim) {
-            if !group.is_empty()
-                && !group.chars().any(char::is_control)
-                && !groups.iter().any(|g| g == group)
-            {
-                groups.push(group.to_string());
+        }
+        if is_placeholder(group) {
+            return Err(IdentityError::Placeholder);
+        }
+        if group
+            .chars()
+            .any(|c| c.is_control() || (c.is_whitespace() && c != ' ') || is_invisible(c))
+        {
+            return Err(IdentityError::Unclean);
+        }
+        if seen.insert(group) {
+            if groups.len() == MAX_GROUPS {
+                return Err(IdentityError::TooLarge);
             }
+            groups.push(group.to_string());
         }
     }
-    groups
+    Ok(groups)
+}
+
+/// The value as UTF-8 without the HTTP layer's optional whitespace (spaces and tabs only).
+fn exact_text(bytes: &[u8]) -> Result<&str, IdentityError> {
+    let text = std::str::from_utf8(bytes).map_err(|_| IdentityError::Unclean)?;
+    Ok(text.trim_matches(OWS))
+}
+
+/// Whether `value` looks like a proxy's placeholder that reached the server unsubstituted:
+/// Caddy's `{http.reverse_proxy.header.X-Forwarded-User}` (and v1's `{>X-Forwarded-User}`),
+/// nginx's `$remote_user` or a shell's `${USER}`, Apache's `%{REMOTE_USER}e`, HAProxy's
+/// `%[var(txn.user)]`, and `(null)`, which Apache's mod_headers sends for an unset variable.
+/// Every unauthenticated request would otherwise share one identity.
+pub fn is_placeholder(value: &str) -> bool {
+    (value.starts_with('{') && value.ends_with('}'))
+        || value.starts_with('$')
+        || value.starts_with("%{")
+        || value.starts_with("%[")
+        || value == "(null)"
+}
+
+/// Characters that display as nothing (or change how the text around them displays), so a
+/// name holding one looks like another: format characters (zero-width spaces and joiners,
+/// the word joiner, the byte order mark, bidi marks, embeddings, overrides and isolates, the
+/// soft hyphen, tags) and the Hangul fillers. Refused anywhere in a user or group name.
+pub fn is_invisible(c: char) -> bool {
+    matches!(c,
+        '\u{00AD}' | '\u{061C}' | '\u{115F}' | '\u{1160}' | '\u{180E}'
+        | '\u{200B}'..='\u{200F}'
+        | '\u{202A}'..='\u{202E}'
+        | '\u{2060}'..='\u{2064}'
+        | '\u{2066}'..='\u{206F}'
+        | '\u{3164}' | '\u{FEFF}' | '\u{FFA0}'
+        | '\u{FFF9}'..='\u{FFFB}'
+        | '\u{1D173}'..='\u{1D17A}'
+        | '\u{E0000}'..='\u{E007F}')
 }
 
 #[cfg(test)]
@@ -230,6 +320,14 @@ mod tests {
         assert!(trusted.contains("10.200.0.1".parse().unwrap()));
     }
 
+    fn with(name: &HeaderName, values: &[&[u8]]) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        for value in values {
+            headers.append(name, HeaderValue::from_bytes(value).unwrap());
+        }
+        headers
+    }
+
     #[test]
     fn user_header_must_be_exactly_one_clean_value() {
         let name = HeaderName::from_static("x-forwarded-user");
@@ -240,40 +338,160 @@ mod tests {
         headers.append(&name, HeaderValue::from_static("bob"));
         assert_eq!(read_user(&headers, &name), Err(IdentityError::Ambiguous));
         // Non-ASCII names are accepted when they are valid UTF-8 (IdPs have them).
-        let mut headers = HeaderMap::new();
-        headers.insert(&name, HeaderValue::from_bytes("josé".as_bytes()).unwrap());
+        let headers = with(&name, &["josé".as_bytes()]);
         assert_eq!(read_user(&headers, &name).unwrap(), "josé");
-        for bad in [
-            &b"\xff\xfe"[..],
-            "ecila\u{202E}".as_bytes(),
-            "al\u{2066}ice".as_bytes(),
-            "al\u{a0}ice".as_bytes(),
-        ] {
-            let mut headers = HeaderMap::new();
-            headers.insert(&name, HeaderValue::from_bytes(bad).unwrap());
-            assert_eq!(
-                read_user(&headers, &name),
-                Err(IdentityError::Ambiguous),
-                "{bad:?}"
-            );
+        // Spaces and tabs around the value are the HTTP layer's own optional whitespace.
+        let headers = with(&name, &[b" alice\t"]);
+        assert_eq!(read_user(&headers, &name).unwrap(), "alice");
+        let cases: &[(&[u8], IdentityError)] = &[
+            (b"\xff\xfe", IdentityError::Unclean),
+            (b"", IdentityError::Unclean),
+            (b"   ", IdentityError::Unclean),
+            (b"al ice", IdentityError::Unclean),
+            (b"al\tice", IdentityError::Unclean),
+            (b"alice,bob", IdentityError::Ambiguous),
+            (&[b'a'; MAX_USER_LEN + 1], IdentityError::TooLarge),
+        ];
+        for (bad, why) in cases {
+            let headers = with(&name, &[bad]);
+            assert_eq!(read_user(&headers, &name), Err(*why), "{bad:?}");
         }
-        for bad in ["alice,bob", "", "   ", "al ice", "al\tice"] {
-            let mut headers = HeaderMap::new();
-            headers.insert(&name, HeaderValue::from_str(bad).unwrap());
+        let headers = with(&name, &[&[b'a'; MAX_USER_LEN]]);
+        assert!(read_user(&headers, &name).is_ok());
+    }
+
+    #[test]
+    fn unicode_whitespace_and_invisible_characters_are_never_trimmed_away() {
+        let name = HeaderName::from_static("x-forwarded-user");
+        for c in [
+            '\u{a0}',
+            '\u{85}',
+            '\u{2028}',
+            '\u{2029}',
+            '\u{3000}',
+            '\u{1680}',
+            '\u{2007}',
+            '\u{202f}',
+            '\u{200b}',
+            '\u{200c}',
+            '\u{200d}',
+            '\u{2060}',
+            '\u{feff}',
+            '\u{200e}',
+            '\u{202e}',
+            '\u{2066}',
+            '\u{61c}',
+            '\u{ad}',
+            '\u{3164}',
+            '\u{e0041}',
+        ] {
+            for value in [
+                format!("alice{c}"),
+                format!("{c}alice"),
+                format!("al{c}ice"),
+            ] {
+                let headers = with(&name, &[value.as_bytes()]);
+                assert_eq!(
+                    read_user(&headers, &name),
+                    Err(IdentityError::Unclean),
+                    "{value:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn proxy_placeholders_are_refused() {
+        let user = HeaderName::from_static("x-forwarded-user");
+        let groups = HeaderName::from_static("x-forwarded-groups");
+        for placeholder in [
+            "{http.reverse_proxy.header.X-Forwarded-User}",
+            "{http.request.header.X-Forwarded-User}",
+            "{>X-Forwarded-User}",
+            "$remote_user",
+            "$upstream_http_x_auth_request_user",
+            "${REMOTE_USER}",
+            "%{REMOTE_USER}e",
+            "%{REMOTE_USER}s",
+            "%[var(txn.user)]",
+            "(null)",
+        ] {
+            let headers = with(&user, &[placeholder.as_bytes()]);
             assert_eq!(
-                read_user(&headers, &name),
-                Err(IdentityError::Ambiguous),
+                read_user(&headers, &user),
+                Err(IdentityError::Placeholder),
+                "{placeholder}"
+            );
+            for value in [placeholder.to_string(), format!("eng, {placeholder}")] {
+                let headers = with(&groups, &[value.as_bytes()]);
+                assert_eq!(
+                    read_groups(&headers, &groups),
+                    Err(IdentityError::Placeholder),
+                    "{value}"
+                );
+            }
+        }
+        // Braces or dollars inside a name are not placeholders.
+        let headers = with(&user, &[b"a{b}c$"]);
+        assert_eq!(read_user(&headers, &user).unwrap(), "a{b}c$");
+    }
+
+    #[test]
+    fn groups_are_one_line_split_trimmed_and_deduplicated() {
+        let name = HeaderName::from_static("x-forwarded-groups");
+        assert_eq!(read_groups(&HeaderMap::new(), &name), Ok(vec![]));
+        let headers = with(&name, &[b" eng , ops,,eng,Domain Users, "]);
+        assert_eq!(
+            read_groups(&headers, &name).unwrap(),
+            vec!["eng", "ops", "Domain Users"]
+        );
+        assert_eq!(read_groups(&with(&name, &[b""]), &name), Ok(vec![]));
+        assert_eq!(read_groups(&with(&name, &[b" , ,"]), &name), Ok(vec![]));
+        let headers = with(&name, &[b"eng", b"admins"]);
+        assert_eq!(read_groups(&headers, &name), Err(IdentityError::Ambiguous));
+        for bad in [
+            "eng\u{a0}".as_bytes(),
+            "\u{3000}eng".as_bytes(),
+            "Domain\u{a0}Users".as_bytes(),
+            "e\u{200b}ng".as_bytes(),
+            "eng\u{202e}".as_bytes(),
+            b"e\tng",
+            b"\xffeng",
+        ] {
+            assert_eq!(
+                read_groups(&with(&name, &[bad]), &name),
+                Err(IdentityError::Unclean),
                 "{bad:?}"
             );
         }
     }
 
     #[test]
-    fn groups_are_split_trimmed_and_deduplicated() {
+    fn groups_are_capped_in_number_and_bytes() {
         let name = HeaderName::from_static("x-forwarded-groups");
-        let mut headers = HeaderMap::new();
-        headers.insert(&name, HeaderValue::from_static("eng, ops,,eng"));
-        headers.append(&name, HeaderValue::from_static("admins"));
-        assert_eq!(read_groups(&headers, &name), vec!["eng", "ops", "admins"]);
+        let list = |n: usize| {
+            (0..n)
+                .map(|i| format!("g{i}"))
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        let headers = with(&name, &[list(MAX_GROUPS).as_bytes()]);
+        assert_eq!(read_groups(&headers, &name).unwrap().len(), MAX_GROUPS);
+        // Repeats do not count: the limit is on distinct groups.
+        let repeated = format!("{},g0,g1", list(MAX_GROUPS));
+        let headers = with(&name, &[repeated.as_bytes()]);
+        assert_eq!(read_groups(&headers, &name).unwrap().len(), MAX_GROUPS);
+        let headers = with(&name, &[list(MAX_GROUPS + 1).as_bytes()]);
+        assert_eq!(read_groups(&headers, &name), Err(IdentityError::TooLarge));
+        let long = "a".repeat(MAX_GROUPS_BYTES);
+        assert_eq!(
+            read_groups(&with(&name, &[long.as_bytes()]), &name).unwrap(),
+            vec![long.clone()]
+        );
+        let longer = format!("{long}b");
+        assert_eq!(
+            read_groups(&with(&name, &[longer.as_bytes()]), &name),
+            Err(IdentityError::TooLarge)
+        );
     }
 }

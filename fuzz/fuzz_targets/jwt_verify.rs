@@ -1,6 +1,6 @@
 //! The access-token verifier an MCP server calls: arbitrary input never panics and never
-//! verifies; a token this crate signed verifies to the same claims; and changing any single
-//! byte of it makes verification fail.
+//! verifies; a token this crate signed verifies to the same claims (and one too large for the
+//! verifier is never signed); and changing any single byte of it makes verification fail.
 //!
 //! Input: the first byte selects a mode. Mode 0: the rest is a token to verify. Otherwise: the
 //! rest is used as a subject, a token is minted for it, and the byte at a position derived
@@ -9,7 +9,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use mcp_authd::jwt::{AccessTokenClaims, mint_access_token};
+use mcp_authd::jwt::{AccessTokenClaims, MintError, mint_access_token};
 use mcp_authd::{TokenExpectations, verify_access_token};
 
 const SECRET: &[u8] = b"fuzz-secret-fuzz-secret-fuzz-secret-0123";
@@ -50,11 +50,16 @@ fuzz_target!(|data: &[u8]| {
         jti: "jti".into(),
         sid: Some("sid".into()),
     };
-    let token = mint_access_token(&claims, SECRET).expect("signing never fails");
-    if token.len() > mcp_authd::jwt::MAX_TOKEN_LEN {
-        assert!(verify_access_token(&token, &expect).is_err());
-        return;
-    }
+    // A token the verifier would refuse for its size is never minted; anything else is.
+    let token = match mint_access_token(&claims, SECRET) {
+        Ok(token) => token,
+        Err(MintError::TooLarge(len)) => {
+            assert!(len > mcp_authd::jwt::MAX_TOKEN_LEN);
+            return;
+        }
+        Err(e) => panic!("signing failed: {e}"),
+    };
+    assert!(token.len() <= mcp_authd::jwt::MAX_TOKEN_LEN);
     assert_eq!(verify_access_token(&token, &expect), Ok(claims));
     let mut bytes = token.into_bytes();
     let at = (usize::from(mode) * 7919 + rest.len()) % bytes.len();

@@ -3,25 +3,31 @@
 //! Both trust the user header only when the TCP peer is one of `trustedSourceCidrs`.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
+use axum::Extension;
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, RawQuery, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use super::error::{AuthorizeFailure, redirect as redirect_to};
+use super::rate_limit::RateLimiter;
 use super::{Shared, pages, paths};
 use crate::oauth::authorize::{self, AuthorizeError, PendingAuthorization};
 use crate::oauth::consent::{ConsentTicket, TICKET_SECONDS};
 use crate::oauth::params::Params;
 use crate::oauth::scope::Scope;
 use crate::oauth::{ErrorCode, OAuthError, redirect};
-use crate::proxy_trust::{IdentityError, read_groups, read_user};
+use crate::proxy_trust::{
+    IdentityError, MAX_GROUPS, MAX_GROUPS_BYTES, MAX_USER_LEN, read_groups, read_user,
+};
 
 /// The message users search for when the proxy is bypassed or misconfigured.
 pub const UNTRUSTED_PEER: &str = "/authorize must originate from a trusted reverse proxy";
 
-/// The signed-in user, or the status and message of the page that explains why there is none.
+/// The signed-in user and groups, or the status and message of the page that explains why
+/// there are none.
 fn identity(
     app: &Shared,
     peer: SocketAddr,
@@ -31,28 +37,69 @@ fn identity(
         tracing::warn!(target: "audit", peer = %peer.ip(), "authorization request from an untrusted peer");
         return Err((StatusCode::FORBIDDEN, UNTRUSTED_PEER.to_string()));
     }
-    match read_user(headers, &app.config.user_header) {
-        Ok(user) => Ok((user, read_groups(headers, &app.config.groups_header))),
-        Err(IdentityError::Missing) => Err((
+    let user_header = &app.config.user_header;
+    let user = read_user(headers, user_header).map_err(|why| match why {
+        IdentityError::Missing => (
             StatusCode::UNAUTHORIZED,
-            format!(
-                "You are not signed in: the reverse proxy sent no {} header.",
-                app.config.user_header
-            ),
-        )),
-        Err(IdentityError::Ambiguous) => Err((
+            format!("You are not signed in: the reverse proxy sent no {user_header} header."),
+        ),
+        IdentityError::Ambiguous => (
+            StatusCode::BAD_REQUEST,
+            format!("The {user_header} header must hold exactly one user."),
+        ),
+        IdentityError::TooLarge => (
+            StatusCode::BAD_REQUEST,
+            format!("The {user_header} header is longer than {MAX_USER_LEN} bytes."),
+        ),
+        IdentityError::Unclean => (
             StatusCode::BAD_REQUEST,
             format!(
-                "The {} header must hold exactly one user.",
-                app.config.user_header
+                "The {user_header} header must hold exactly one user name, in UTF-8, without whitespace, control or invisible characters."
             ),
-        )),
-    }
+        ),
+        IdentityError::Placeholder => placeholder(user_header),
+    })?;
+    let groups_header = &app.config.groups_header;
+    let groups = read_groups(headers, groups_header).map_err(|why| match why {
+        IdentityError::Missing | IdentityError::Ambiguous => (
+            StatusCode::BAD_REQUEST,
+            format!(
+                "The {groups_header} header was sent more than once; the reverse proxy must send one comma-separated line."
+            ),
+        ),
+        IdentityError::TooLarge => (
+            StatusCode::BAD_REQUEST,
+            format!(
+                "The {groups_header} header holds more than {MAX_GROUPS} groups or {MAX_GROUPS_BYTES} bytes."
+            ),
+        ),
+        IdentityError::Unclean => (
+            StatusCode::BAD_REQUEST,
+            format!(
+                "The {groups_header} header must be UTF-8, and its groups must not hold control or invisible characters or whitespace other than inner spaces."
+            ),
+        ),
+        IdentityError::Placeholder => placeholder(groups_header),
+    })?;
+    Ok((user, groups))
+}
+
+/// The page for a header that holds an unsubstituted proxy placeholder: a proxy
+/// misconfiguration the operator must hear of (the value is not logged: it may be a name).
+fn placeholder(header: &HeaderName) -> (StatusCode, String) {
+    tracing::warn!(target: "audit", header = %header, "the reverse proxy sent an unsubstituted placeholder instead of a value; check its configuration");
+    (
+        StatusCode::BAD_REQUEST,
+        format!(
+            "The {header} header holds a reverse-proxy placeholder that was never filled in, not a value; the proxy's configuration must be fixed."
+        ),
+    )
 }
 
 /// The authorization endpoint.
 pub async fn authorize(
     State(app): State<Shared>,
+    Extension(limiter): Extension<Arc<RateLimiter>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
@@ -61,6 +108,10 @@ pub async fn authorize(
         Ok(id) => id,
         Err((status, message)) => return pages::error_page(status, &message),
     };
+    // Counted before anything else is looked at: every request may end in a stored code.
+    if let Err(retry_after) = limiter.check_user(&user) {
+        return too_many_requests(retry_after);
+    }
     let params = match Params::parse(query.unwrap_or_default().as_bytes()) {
         Ok(p) => p,
         Err(why) => return pages::error_page(StatusCode::BAD_REQUEST, &why),
@@ -110,6 +161,20 @@ pub async fn authorize(
         action: &app.config.endpoint(paths::CONSENT),
         ticket: &ticket,
     })
+}
+
+/// The 429 page for a user over `rateLimits.authorizePerMinute` (SPEC §16: an error page,
+/// not a redirect, since the request has not been validated yet).
+fn too_many_requests(retry_after: u64) -> Response {
+    let mut page = pages::error_page(
+        StatusCode::TOO_MANY_REQUESTS,
+        &format!(
+            "Too many sign-in requests for this user (temporarily_unavailable); try again in {retry_after} seconds."
+        ),
+    );
+    page.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
+    page
 }
 
 /// The consent form's target: approve or deny, answered with 303 (RFC 9700 §4.12).

@@ -12,11 +12,11 @@ pub mod token;
 
 use std::sync::Arc;
 
-use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, Method, header};
 use axum::middleware::{from_fn_with_state, map_response};
 use axum::routing::{MethodRouter, get, post};
+use axum::{Extension, Router};
 use tower_http::cors::{Any, CorsLayer};
 
 use crate::app::AppState;
@@ -142,6 +142,9 @@ pub fn router(state: Shared) -> Router {
             &format!("{prefix}{}", paths::CONSENT),
             post(authorize::consent),
         )
+        // The authorization endpoint counts requests per signed-in user
+        // (`rateLimits.authorizePerMinute`) in the same limiter.
+        .layer(Extension(limiter.clone()))
         .layer(map_response(error::page_rejections));
 
     Router::new()

@@ -1,5 +1,7 @@
 //! Rate limits for the endpoints anyone can call without signing in: registration, the token
-//! endpoint, introspection and revocation (`oauthAs.rateLimits`).
+//! endpoint, introspection and revocation (`oauthAs.rateLimits`); and, per signed-in user, the
+//! authorization endpoint (`authorizePerMinute`, [`RateLimiter::check_user`]), where every
+//! request may store a code.
 //!
 //! Introspection and revocation are held to `tokenPerMinute` like token requests, each in a
 //! bucket of its own, so an MCP server introspecting from an address shared with clients
@@ -109,6 +111,8 @@ impl Bucket {
 #[derive(Debug)]
 struct Buckets {
     per_address: HashMap<(Endpoint, IpAddr), Bucket>,
+    /// `/oauth/authorize`, per signed-in user.
+    per_user: HashMap<String, Bucket>,
     global_register: Bucket,
     last_prune: u64,
 }
@@ -128,6 +132,7 @@ impl RateLimiter {
         Self {
             buckets: Mutex::new(Buckets {
                 per_address: HashMap::new(),
+                per_user: HashMap::new(),
                 global_register: Bucket::full(limits.register_global_per_minute, now),
                 last_prune: now,
             }),
@@ -193,6 +198,38 @@ impl RateLimiter {
         Ok(())
     }
 
+    /// Takes one `/oauth/authorize` request from `user`'s allowance (`authorizePerMinute`);
+    /// `Err` holds the seconds to wait. Users are counted whatever address they come from: the
+    /// proxy asserts them, and every request from one may store a code for them.
+    pub fn check_user(&self, user: &str) -> Result<(), u64> {
+        let per_minute = self.limits.authorize_per_minute;
+        if per_minute == 0 {
+            return Ok(());
+        }
+        let now = self.clock.now();
+        let mut guard = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        let buckets = &mut *guard;
+        buckets.prune(now);
+        let bucket = match buckets.per_user.get_mut(user) {
+            Some(bucket) => bucket,
+            None => buckets
+                .per_user
+                .entry(user.to_string())
+                .or_insert_with(|| Bucket::full(per_minute, now)),
+        };
+        bucket.refill(per_minute, now);
+        if bucket.tokens < 1.0 {
+            if !bucket.is_limited {
+                bucket.is_limited = true;
+                tracing::warn!(target: "audit", user = %user, endpoint = "authorize", per_minute, "rate limit reached");
+            }
+            return Err(bucket.retry_after(per_minute));
+        }
+        bucket.tokens -= 1.0;
+        bucket.is_limited = false;
+        Ok(())
+    }
+
     /// The address a request is counted against, `None` for a trusted source (see the module
     /// documentation).
     pub fn key_for(&self, peer: IpAddr, headers: &HeaderMap) -> Option<IpAddr> {
@@ -203,9 +240,12 @@ impl RateLimiter {
 impl Buckets {
     fn prune(&mut self, now: u64) {
         let is_due = now.saturating_sub(self.last_prune) >= PRUNE_AFTER_SECONDS
-            || (self.per_address.len() > MAX_TRACKED && now != self.last_prune);
+            || ((self.per_address.len() > MAX_TRACKED || self.per_user.len() > MAX_TRACKED)
+                && now != self.last_prune);
         if is_due {
             self.per_address
+                .retain(|_, b| now.saturating_sub(b.updated) < PRUNE_AFTER_SECONDS);
+            self.per_user
                 .retain(|_, b| now.saturating_sub(b.updated) < PRUNE_AFTER_SECONDS);
             self.last_prune = now;
         }
@@ -403,6 +443,7 @@ mod tests {
             register_per_minute: 3,
             register_global_per_minute: 0,
             token_per_minute: 60,
+            authorize_per_minute: 0,
         };
         let (limiter, clock) = limiter(limits);
         let me = at("192.0.2.1");
@@ -426,6 +467,7 @@ mod tests {
             register_per_minute: 0,
             register_global_per_minute: 2,
             token_per_minute: 0,
+            authorize_per_minute: 0,
         };
         let (limiter, clock) = limiter(limits);
         assert_eq!(limiter.check(Endpoint::Register, at("192.0.2.1")), Ok(()));
@@ -444,6 +486,7 @@ mod tests {
             register_per_minute: 1,
             register_global_per_minute: 1,
             token_per_minute: 0,
+            authorize_per_minute: 0,
         };
         let (limiter, clock) = limiter(limits);
         assert_eq!(limiter.check(Endpoint::Register, at("192.0.2.1")), Ok(()));
@@ -458,6 +501,7 @@ mod tests {
             register_per_minute: 1,
             register_global_per_minute: 3,
             token_per_minute: 1,
+            authorize_per_minute: 0,
         };
         let (limiter, _clock) = limiter(limits);
         for _ in 0..10_000 {
@@ -468,6 +512,36 @@ mod tests {
         }
         assert_eq!(limiter.check(Endpoint::Register, None), Err(20));
         assert!(limiter.buckets.lock().unwrap().per_address.is_empty());
+    }
+
+    #[test]
+    fn authorize_is_limited_per_user_and_zero_disables() {
+        let limits = RateLimits {
+            authorize_per_minute: 2,
+            ..RateLimits::default()
+        };
+        let (limiter, clock) = limiter(limits);
+        assert_eq!(limiter.check_user("alice"), Ok(()));
+        assert_eq!(limiter.check_user("alice"), Ok(()));
+        assert_eq!(limiter.check_user("alice"), Err(30));
+        assert_eq!(limiter.check_user("bob"), Ok(()));
+        // Addresses and users are separate allowances.
+        assert_eq!(limiter.check(Endpoint::Token, at("192.0.2.1")), Ok(()));
+        clock.advance(30);
+        assert_eq!(limiter.check_user("alice"), Ok(()));
+        clock.advance(PRUNE_AFTER_SECONDS);
+        assert_eq!(limiter.check_user("carol"), Ok(()));
+        assert_eq!(limiter.buckets.lock().unwrap().per_user.len(), 1);
+
+        let limits = RateLimits {
+            authorize_per_minute: 0,
+            ..RateLimits::default()
+        };
+        let (unlimited, _clock) = self::limiter(limits);
+        for _ in 0..1000 {
+            assert_eq!(unlimited.check_user("alice"), Ok(()));
+        }
+        assert!(unlimited.buckets.lock().unwrap().per_user.is_empty());
     }
 
     #[test]

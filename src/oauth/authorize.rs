@@ -12,7 +12,7 @@ use super::{ErrorCode, OAuthError, pkce, redirect, resource};
 use crate::app::AppState;
 use crate::config::ConsentMode;
 use crate::secrets::{random_token, sha256_b64};
-use crate::store::{Client, CodeGrant, Grant, Registration};
+use crate::store::{Client, CodeGrant, CodeLimitReached, Grant, Registration};
 
 /// A validated authorization request, before the user's decision.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -119,13 +119,13 @@ pub async fn validate(
     )
     .map_err(|why| fail(OAuthError::invalid_request(why)))?;
 
-    // `offline_access` is accepted and ignored (SPEC §13): a refresh token is issued anyway,
-    // so it is neither checked against scopesSupported, nor granted, nor asked about.
-    let scope = match params.get("scope") {
-        Some(raw) => Scope::parse(raw),
-        None => Scope::parse(&client.scope),
-    }
-    .without(OFFLINE_ACCESS);
+    // Bounded whether the client sent it or registered it: the scope is stored with the code
+    // and the refresh family (SPEC §16). `offline_access` is accepted and ignored (SPEC §13):
+    // a refresh token is issued anyway, so it is neither checked against scopesSupported, nor
+    // granted, nor asked about.
+    let scope = Scope::parse_bounded(params.get("scope").unwrap_or(&client.scope))
+        .map_err(|why| fail(OAuthError::invalid_scope(why)))?
+        .without(OFFLINE_ACCESS);
     if scope.has_invalid_characters() {
         return Err(fail(OAuthError::invalid_scope(
             "scope contains characters RFC 6749 §3.3 forbids",
@@ -177,7 +177,11 @@ pub fn needs_consent(
     }
 }
 
-/// Issues a code for an approved request and returns the redirect URL carrying it.
+/// Issues a code for an approved request and returns the redirect URL carrying it. When the
+/// user or the server already holds as many outstanding codes as `maxPendingCodesPerUser` /
+/// `maxPendingCodes` allow, no code is issued and the URL carries `temporarily_unavailable`
+/// instead: the client and redirect URI are valid by then, so the answer goes to the client
+/// (SPEC §16).
 pub fn issue_code(
     app: &AppState,
     pending: &PendingAuthorization,
@@ -186,7 +190,7 @@ pub fn issue_code(
 ) -> String {
     let code = random_token(32);
     let now = app.now();
-    app.codes.insert(
+    let stored = app.codes.insert(
         sha256_b64(code.as_bytes()),
         CodeGrant {
             grant: Grant {
@@ -202,9 +206,27 @@ pub fn issue_code(
         },
         now,
     );
-    response_url(
+    let description = match stored {
+        Ok(()) => {
+            return response_url(
+                &pending.redirect_uri,
+                &[("code", &code)],
+                pending.state.as_deref(),
+                &app.config.issuer,
+            );
+        }
+        Err(CodeLimitReached::PerUser) => {
+            tracing::warn!(target: "audit", user = %sub, client_id = %pending.client_id, limit = app.config.max_pending_codes_per_user, "user holds the most unredeemed authorization codes allowed; no code issued");
+            "this user has too many unfinished sign-ins; finish them or try again in a minute"
+        }
+        Err(CodeLimitReached::Total) => {
+            tracing::warn!(target: "audit", limit = app.config.max_pending_codes, "the server holds the most unredeemed authorization codes allowed (maxPendingCodes); no code issued");
+            "the server has too many unfinished sign-ins; try again in a minute"
+        }
+    };
+    error_url(
         &pending.redirect_uri,
-        &[("code", &code)],
+        &OAuthError::new(ErrorCode::TemporarilyUnavailable, description),
         pending.state.as_deref(),
         &app.config.issuer,
     )

@@ -1,19 +1,41 @@
 //! Scope strings (RFC 6749 §3.3): space-separated, order-insensitive sets.
 
+use std::collections::HashSet;
+
+/// The longest scope string a request may carry, in bytes (SPEC §16).
+pub const MAX_SCOPE_BYTES: usize = 1024;
+
+/// The most distinct tokens a requested scope may hold (SPEC §16).
+pub const MAX_SCOPE_TOKENS: usize = 64;
+
 /// A parsed scope: distinct tokens in the order first given.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Scope(Vec<String>);
 
 impl Scope {
-    /// Parses a space-separated scope string; empty and repeated tokens are dropped.
+    /// Parses a space-separated scope string; empty and repeated tokens are dropped. Linear in
+    /// the length of `raw` (a set remembers the tokens seen), whatever it holds.
     pub fn parse(raw: &str) -> Self {
-        let mut tokens: Vec<String> = Vec::new();
-        for token in raw.split(' ').filter(|t| !t.is_empty()) {
-            if !tokens.iter().any(|t| t == token) {
-                tokens.push(token.to_string());
-            }
-        }
+        let mut seen = HashSet::new();
+        let tokens = raw
+            .split(' ')
+            .filter(|t| !t.is_empty() && seen.insert(*t))
+            .map(str::to_string)
+            .collect();
         Self(tokens)
+    }
+
+    /// Parses a scope a client asks for, refusing one longer than [`MAX_SCOPE_BYTES`] or with
+    /// more than [`MAX_SCOPE_TOKENS`] distinct tokens; `Err` is the `error_description`.
+    pub fn parse_bounded(raw: &str) -> Result<Self, String> {
+        if raw.len() > MAX_SCOPE_BYTES {
+            return Err(format!("scope is longer than {MAX_SCOPE_BYTES} bytes"));
+        }
+        let scope = Self::parse(raw);
+        if scope.0.len() > MAX_SCOPE_TOKENS {
+            return Err(format!("scope holds more than {MAX_SCOPE_TOKENS} tokens"));
+        }
+        Ok(scope)
     }
 
     /// Whether every token is allowed by `supported`; an empty `supported` allows anything
@@ -96,6 +118,39 @@ mod tests {
     fn parse_drops_blanks_and_repeats() {
         assert_eq!(Scope::parse("  a b  a ").to_string(), "a b");
         assert!(Scope::parse("").is_empty());
+    }
+
+    #[test]
+    fn parse_keeps_the_first_seen_order_of_many_tokens() {
+        let raw: Vec<String> = (0..5000).map(|i| format!("t{}", i % 2500)).collect();
+        let scope = Scope::parse(&raw.join(" "));
+        assert_eq!(scope.tokens().len(), 2500);
+        assert_eq!(scope.tokens()[0], "t0");
+        assert_eq!(scope.tokens()[2499], "t2499");
+    }
+
+    #[test]
+    fn bounded_parse_refuses_long_or_wide_scopes() {
+        let exactly = "a".repeat(MAX_SCOPE_BYTES);
+        assert!(Scope::parse_bounded(&exactly).is_ok());
+        assert!(Scope::parse_bounded(&format!("{exactly}b")).is_err());
+        let tokens = |n: usize| {
+            (0..n)
+                .map(|i| format!("s{i}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        assert_eq!(
+            Scope::parse_bounded(&tokens(MAX_SCOPE_TOKENS))
+                .unwrap()
+                .tokens()
+                .len(),
+            MAX_SCOPE_TOKENS
+        );
+        assert!(Scope::parse_bounded(&tokens(MAX_SCOPE_TOKENS + 1)).is_err());
+        // Repeats count once.
+        let repeated = format!("{} s0 s1", tokens(MAX_SCOPE_TOKENS));
+        assert!(Scope::parse_bounded(&repeated).is_ok());
     }
 
     #[test]

@@ -6,7 +6,7 @@ use super::params::Params;
 use super::scope::{OFFLINE_ACCESS, Scope};
 use super::{ErrorCode, OAuthError, pkce, refresh, resource};
 use crate::app::AppState;
-use crate::jwt::{AccessTokenClaims, mint_access_token};
+use crate::jwt::{AccessTokenClaims, MintError, mint_access_token};
 use crate::secrets::{random_token, sha256_b64};
 use crate::store::{
     Client, Grant, RedeemOutcome, RefreshFamily, RefreshOutcome, Registration, RotationAnswer,
@@ -127,6 +127,21 @@ async fn authorization_code(
         expires_at: now.saturating_add(app.config.refresh_token_ttl),
         rotation_answer: None,
     };
+    // Minted before the family is stored: a token that cannot be issued (too large) must not
+    // leave a sign-in behind whose refresh token nobody holds.
+    let access = RotationAnswer {
+        iat: now,
+        exp: now.saturating_add(app.config.access_token_ttl),
+        scope: issued.grant.scope.clone(),
+    };
+    let response = respond(
+        app,
+        &issued.grant,
+        &family_key,
+        &access,
+        random_token(16),
+        refresh_token,
+    )?;
     app.store
         .put_family(&family_key, family)
         .await
@@ -141,19 +156,7 @@ async fn authorization_code(
             .map_err(|_| OAuthError::storage_unavailable())?;
     }
     tracing::info!(target: "audit", client_id = %client.client_id, user = %issued.grant.sub, "tokens issued for an authorization code");
-    let access = RotationAnswer {
-        iat: now,
-        exp: now.saturating_add(app.config.access_token_ttl),
-        scope: issued.grant.scope.clone(),
-    };
-    respond(
-        app,
-        &issued.grant,
-        &family_key,
-        &access,
-        random_token(16),
-        refresh_token,
-    )
+    Ok(response)
 }
 
 async fn refresh_token(
@@ -178,7 +181,9 @@ async fn refresh_token(
     let granted = Scope::parse(&family.grant.scope);
     let scope = match form.get("scope") {
         Some(raw) => {
-            let requested = Scope::parse(raw).without(OFFLINE_ACCESS);
+            let requested = Scope::parse_bounded(raw)
+                .map_err(OAuthError::invalid_scope)?
+                .without(OFFLINE_ACCESS);
             if !requested.is_subset_of(&granted) {
                 return Err(OAuthError::invalid_scope(
                     "a refresh may narrow the scope but never widen it",
@@ -266,8 +271,17 @@ fn respond(
         sid: Some(family_key.to_string()),
     };
     let access_token = mint_access_token(&claims, &app.keys.jwt).map_err(|e| {
-        tracing::error!("signing an access token failed: {e}");
-        OAuthError::new(ErrorCode::ServerError, "could not sign the access token")
+        // The error names sizes only, never the token or its claims.
+        tracing::error!(client_id = %grant.client_id, "no access token issued: {e}");
+        match e {
+            MintError::TooLarge(_) => OAuthError::new(
+                ErrorCode::ServerError,
+                "the access token would be larger than resource servers accept; the administrator must reduce injectedRoles or the user's groups",
+            ),
+            MintError::Signing(_) => {
+                OAuthError::new(ErrorCode::ServerError, "could not sign the access token")
+            }
+        }
     })?;
     Ok(TokenResponse {
         access_token,

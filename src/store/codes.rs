@@ -6,18 +6,19 @@
 //! code was bound to, and only a replay that passes the same check as the first redemption
 //! (its own client, redirect URI and PKCE verifier) counts as one: a spent code read from
 //! browser history or a callback log and posted by anyone else is merely invalid (SPEC §17).
+//!
+//! Outstanding (unredeemed, unexpired) codes are bounded per user and in total (SPEC §16,
+//! [`CodeLimits`]), and nothing is kept forever: an unredeemed code is dropped once it
+//! expires, a tombstone [`TOMBSTONE_SECONDS`] later.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 
 use super::Grant;
 use crate::oauth::error::OAuthError;
 
 /// How long a tombstone outlives its code, in seconds, so late replays are still recognised.
-const TOMBSTONE_SECONDS: u64 = 600;
-
-/// Sweep expired entries every this many inserts.
-const SWEEP_EVERY: u64 = 1024;
+pub const TOMBSTONE_SECONDS: u64 = 600;
 
 /// What an authorization code stands for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,10 +51,29 @@ pub enum RedeemOutcome {
     Invalid,
 }
 
+/// Which bound on outstanding codes refused a new one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CodeLimitReached {
+    /// The user already holds [`CodeLimits::per_user`] outstanding codes.
+    PerUser,
+    /// The server already holds [`CodeLimits::total`] outstanding codes.
+    Total,
+}
+
+/// Bounds on outstanding (unredeemed, unexpired) codes; 0 means no bound.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CodeLimits {
+    /// `maxPendingCodesPerUser`.
+    pub per_user: usize,
+    /// `maxPendingCodes`.
+    pub total: usize,
+}
+
 /// Single-use authorization codes, keyed by the SHA-256 of the code.
 pub trait CodeStore: Send + Sync {
-    /// Stores a new code.
-    fn insert(&self, code_hash: String, code: CodeGrant, now: u64);
+    /// Stores a new code, unless its user or the server already holds as many outstanding
+    /// codes as the limits allow.
+    fn insert(&self, code_hash: String, code: CodeGrant, now: u64) -> Result<(), CodeLimitReached>;
 
     /// Atomically: finds the code, runs `check` on it, and if that passes consumes it,
     /// recording `family_key` as what it produced. A code already consumed is a replay only if
@@ -83,39 +103,136 @@ enum Entry {
 }
 
 /// The in-process [`CodeStore`].
+///
+/// Expiry is found without scanning: codes are queued in the order they were issued, which
+/// is the order they expire in (one code lifetime for all), and every insert first drops the
+/// expired ones at the front of the queue. Each code is dequeued once, so the work is
+/// constant per code on average; a redeemed code moves to a second queue, ordered the same
+/// way, until its tombstone is forgotten.
 #[derive(Default)]
 pub struct MemoryCodeStore {
+    limits: CodeLimits,
     inner: Mutex<Inner>,
 }
 
 #[derive(Default)]
 struct Inner {
     entries: HashMap<String, Entry>,
-    inserts: u64,
+    /// `(expires_at, code hash)` of every code, in the order issued.
+    by_expiry: VecDeque<(u64, String)>,
+    /// `(forget_at, code hash)` of redeemed codes whose tombstone outlives their expiry.
+    tombstones: VecDeque<(u64, String)>,
+    /// Live codes per user (users with none are absent).
+    pending_by_user: HashMap<String, usize>,
+    /// Live codes in total.
+    pending: usize,
 }
 
 impl MemoryCodeStore {
-    /// An empty store.
+    /// An empty store without limits.
     pub fn new() -> Self {
         Self::default()
     }
 
+    /// An empty store that refuses codes beyond `limits`.
+    pub fn with_limits(limits: CodeLimits) -> Self {
+        Self {
+            limits,
+            inner: Mutex::default(),
+        }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        // Every change below keeps the counts and the map consistent before it can panic.
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// How many entries (live codes and tombstones) are held; for tests of expiry.
+    pub fn len(&self) -> usize {
+        self.lock().entries.len()
+    }
+
+    /// Whether no entry is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl Inner {
+    /// A live code of `sub` stopped being outstanding (redeemed or expired).
+    fn release(&mut self, sub: &str) {
+        self.pending = self.pending.saturating_sub(1);
+        if let Some(count) = self.pending_by_user.get_mut(sub) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                self.pending_by_user.remove(sub);
+            }
+        }
+    }
+
+    /// Drops the codes expired by `now` and the tombstones due to be forgotten.
+    fn prune(&mut self, now: u64) {
+        while self.by_expiry.front().is_some_and(|(at, _)| *at <= now) {
+            let Some((_, hash)) = self.by_expiry.pop_front() else {
+                break;
+            };
+            match self.entries.get(&hash) {
+                // Another entry under the same hash (which would take a SHA-256 collision)
+                // has its own place in the queue; anything else here is due.
+                Some(Entry::Live(code)) if code.expires_at <= now => {
+                    if let Some(Entry::Live(code)) = self.entries.remove(&hash) {
+                        self.release(&code.grant.sub);
+                    }
+                }
+                Some(Entry::Redeemed { forget_at, .. }) if *forget_at <= now => {
+                    self.entries.remove(&hash);
+                }
+                Some(Entry::Redeemed { forget_at, .. }) => {
+                    let forget_at = *forget_at;
+                    self.tombstones.push_back((forget_at, hash));
+                }
+                _ => {}
+            }
+        }
+        while self.tombstones.front().is_some_and(|(at, _)| *at <= now) {
+            let Some((_, hash)) = self.tombstones.pop_front() else {
+                break;
+            };
+            if matches!(self.entries.get(&hash), Some(Entry::Redeemed { forget_at, .. }) if *forget_at <= now)
+            {
+                self.entries.remove(&hash);
+            }
+        }
     }
 }
 
 impl CodeStore for MemoryCodeStore {
-    fn insert(&self, code_hash: String, code: CodeGrant, now: u64) {
+    fn insert(&self, code_hash: String, code: CodeGrant, now: u64) -> Result<(), CodeLimitReached> {
         let mut inner = self.lock();
-        inner.inserts += 1;
-        if inner.inserts.is_multiple_of(SWEEP_EVERY) {
-            inner.entries.retain(|_, e| match e {
-                Entry::Live(c) => c.expires_at.saturating_add(TOMBSTONE_SECONDS) > now,
-                Entry::Redeemed { forget_at, .. } => *forget_at > now,
-            });
+        inner.prune(now);
+        if self.limits.total != 0 && inner.pending >= self.limits.total {
+            return Err(CodeLimitReached::Total);
         }
-        inner.entries.insert(code_hash, Entry::Live(code));
+        let of_user = inner
+            .pending_by_user
+            .get(&code.grant.sub)
+            .copied()
+            .unwrap_or(0);
+        if self.limits.per_user != 0 && of_user >= self.limits.per_user {
+            return Err(CodeLimitReached::PerUser);
+        }
+        inner.pending += 1;
+        *inner
+            .pending_by_user
+            .entry(code.grant.sub.clone())
+            .or_insert(0) += 1;
+        inner
+            .by_expiry
+            .push_back((code.expires_at, code_hash.clone()));
+        if let Some(Entry::Live(replaced)) = inner.entries.insert(code_hash, Entry::Live(code)) {
+            inner.release(&replaced.grant.sub);
+        }
+        Ok(())
     }
 
     fn redeem(
@@ -159,6 +276,7 @@ impl CodeStore for MemoryCodeStore {
                     is_replayed: false,
                     forget_at: code.expires_at.saturating_add(TOMBSTONE_SECONDS),
                 };
+                inner.release(&code.grant.sub);
                 RedeemOutcome::Redeemed(code)
             }
         }
@@ -197,7 +315,7 @@ mod tests {
     #[test]
     fn a_code_works_once_and_a_replay_names_the_family() {
         let store = MemoryCodeStore::new();
-        store.insert("h".into(), code(), 0);
+        store.insert("h".into(), code(), 0).unwrap();
         assert!(matches!(
             store.redeem("h", 10, "fam", &|_| Ok(())),
             RedeemOutcome::Redeemed(_)
@@ -235,7 +353,7 @@ mod tests {
     #[test]
     fn a_failed_check_does_not_burn_the_code() {
         let store = MemoryCodeStore::new();
-        store.insert("h".into(), code(), 0);
+        store.insert("h".into(), code(), 0).unwrap();
         let refuse = |_: &CodeGrant| Err(OAuthError::invalid_grant("no"));
         assert!(matches!(
             store.redeem("h", 10, "f", &refuse),
@@ -247,10 +365,94 @@ mod tests {
         ));
     }
 
+    fn code_of(sub: &str, expires_at: u64) -> CodeGrant {
+        let mut code = code();
+        code.grant.sub = sub.into();
+        code.expires_at = expires_at;
+        code
+    }
+
+    #[test]
+    fn outstanding_codes_are_bounded_per_user_and_in_total() {
+        let store = MemoryCodeStore::with_limits(CodeLimits {
+            per_user: 2,
+            total: 3,
+        });
+        store.insert("a1".into(), code_of("alice", 100), 0).unwrap();
+        store.insert("a2".into(), code_of("alice", 100), 0).unwrap();
+        assert_eq!(
+            store.insert("a3".into(), code_of("alice", 100), 0),
+            Err(CodeLimitReached::PerUser)
+        );
+        store.insert("b1".into(), code_of("bob", 100), 0).unwrap();
+        assert_eq!(
+            store.insert("c1".into(), code_of("carol", 100), 0),
+            Err(CodeLimitReached::Total)
+        );
+        // A redemption frees its place; a failed check does not.
+        let refuse = |_: &CodeGrant| Err(OAuthError::invalid_grant("no"));
+        assert!(matches!(
+            store.redeem("a1", 1, "f", &refuse),
+            RedeemOutcome::Rejected(_)
+        ));
+        assert_eq!(
+            store.insert("c1".into(), code_of("carol", 100), 1),
+            Err(CodeLimitReached::Total)
+        );
+        assert!(matches!(
+            store.redeem("a1", 1, "f", &|_| Ok(())),
+            RedeemOutcome::Redeemed(_)
+        ));
+        store.insert("a3".into(), code_of("alice", 100), 1).unwrap();
+        // Expiry frees every place.
+        for (i, user) in ["carol", "dave", "erin"].iter().enumerate() {
+            store
+                .insert(format!("n{i}"), code_of(user, 200), 100)
+                .unwrap();
+        }
+    }
+
+    #[test]
+    fn expired_codes_and_old_tombstones_are_dropped() {
+        let store = MemoryCodeStore::new();
+        for i in 0..1000u64 {
+            store
+                .insert(format!("c{i}"), code_of("alice", 100 + i), 0)
+                .unwrap();
+        }
+        assert!(matches!(
+            store.redeem("c999", 50, "f", &|_| Ok(())),
+            RedeemOutcome::Redeemed(_)
+        ));
+        assert_eq!(store.len(), 1000);
+        // At 1100 every code has expired; the one redeemed keeps its tombstone.
+        store
+            .insert("late".into(), code_of("bob", 2000), 1100)
+            .unwrap();
+        assert_eq!(store.len(), 2);
+        match store.redeem("c999", 1100, "g", &|_| Ok(())) {
+            RedeemOutcome::Replayed { family_key } => assert_eq!(family_key, "f"),
+            other => panic!("{other:?}"),
+        }
+        store
+            .insert(
+                "later".into(),
+                code_of("bob", 3000),
+                1099 + TOMBSTONE_SECONDS + 1,
+            )
+            .unwrap();
+        assert_eq!(
+            store.len(),
+            2,
+            "the tombstone is forgotten, the live codes stay"
+        );
+        assert!(!store.is_empty());
+    }
+
     #[test]
     fn expired_and_unknown_codes_are_invalid() {
         let store = MemoryCodeStore::new();
-        store.insert("h".into(), code(), 0);
+        store.insert("h".into(), code(), 0).unwrap();
         assert!(matches!(
             store.redeem("h", 100, "f", &|_| Ok(())),
             RedeemOutcome::Invalid

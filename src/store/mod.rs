@@ -15,7 +15,9 @@ pub mod unique_keys;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-pub use codes::{CodeGrant, CodeStore, MemoryCodeStore, RedeemOutcome};
+pub use codes::{
+    CodeGrant, CodeLimitReached, CodeLimits, CodeStore, MemoryCodeStore, RedeemOutcome,
+};
 pub use document::{Mutation, StateDocument};
 pub use file::{StateError, StateStore};
 

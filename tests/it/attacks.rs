@@ -1140,8 +1140,9 @@ async fn user_header_values_outside_the_rules_are_400_pages() {
     app.stop().await;
 }
 
-/// Row 71: groups are parsed the same way every time: every header line, split on commas,
-/// trimmed, de-duplicated, in order.
+/// Row 71: groups are parsed the same way every time: one header line, split on commas,
+/// trimmed of spaces, empty items dropped, de-duplicated, in order. (A second header line is
+/// refused since SPEC §16; `identity_headers.rs` pins that.)
 #[tokio::test]
 async fn the_groups_header_is_parsed_deterministically() {
     let (app, _dir) = TestApp::spawn().await;
@@ -1149,8 +1150,10 @@ async fn the_groups_header_is_parsed_deterministically() {
     app.code_for(&client_id, REDIRECT).await;
     let mut headers = reqwest::header::HeaderMap::new();
     headers.insert("x-forwarded-user", USER.parse().unwrap());
-    headers.append("x-forwarded-groups", " eng , ops,,eng".parse().unwrap());
-    headers.append("x-forwarded-groups", "admins,ops".parse().unwrap());
+    headers.append(
+        "x-forwarded-groups",
+        " eng , ops,,eng, admins,ops".parse().unwrap(),
+    );
     let response = app
         .http
         .get(app.url("/oauth/authorize"))

@@ -48,7 +48,7 @@ fn write_config(dir: &Path) -> PathBuf {
             "trustedSourceCidrs": ["127.0.0.1/32"],
             "redirectUriAllowlist": ["http://127.0.0.1:*"],
             "consent": "never",
-            "rateLimits": {"registerPerMinute": 0, "registerGlobalPerMinute": 0, "tokenPerMinute": 0},
+            "rateLimits": {"registerPerMinute": 0, "registerGlobalPerMinute": 0, "tokenPerMinute": 0, "authorizePerMinute": 0},
             "maxDynamicClients": 0,
             "unusedClientTtlSeconds": 0
         }}

@@ -44,7 +44,7 @@ pub fn oauth_as(issuer: &str) -> Value {
         "injectedRoles": ["mcp-user"],
         "scopesSupported": [],
         // Tests send bursts from one address; `limits.rs` tests the limits themselves.
-        "rateLimits": {"registerPerMinute": 0, "registerGlobalPerMinute": 0, "tokenPerMinute": 0}
+        "rateLimits": {"registerPerMinute": 0, "registerGlobalPerMinute": 0, "tokenPerMinute": 0, "authorizePerMinute": 0}
     })
 }
 
@@ -92,6 +92,19 @@ impl TestApp {
     pub async fn spawn() -> (Self, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
         let app = Self::spawn_with(Options {
+            dir: Some(dir.path()),
+            ..Default::default()
+        })
+        .await;
+        (app, dir)
+    }
+
+    /// A server with the test configuration changed by `configure`, and a fresh state
+    /// directory (kept alive by the returned guard).
+    pub async fn spawn_configured(configure: &dyn Fn(&mut Value)) -> (Self, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let app = Self::spawn_with(Options {
+            configure,
             dir: Some(dir.path()),
             ..Default::default()
         })
