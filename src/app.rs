@@ -24,6 +24,8 @@ pub struct AppState {
     pub consent_nonces: NonceGuard,
     /// Verifies this server's access tokens (current and previous keys).
     pub verifier: crate::jwt::Verifier,
+    /// Signs access tokens (`jwtSecret`, or the key of `oauthAs.signing`).
+    pub signer: crate::jwt::TokenSigner,
 }
 
 impl AppState {
@@ -36,8 +38,10 @@ impl AppState {
     pub fn with_clock(config: Config, store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Self {
         let keys = Keys::derive(config.jwt_secret.expose());
         let verifier = config.verifier();
+        let signer = config.signer();
         Self {
             verifier,
+            signer,
             config,
             store,
             codes: Arc::new(MemoryCodeStore::new()),

@@ -20,6 +20,7 @@ pub mod oauth;
 pub mod proxy_trust;
 pub mod resource;
 pub mod secrets;
+pub mod signing;
 pub mod store;
 
 pub use jwt::{AccessTokenClaims, TokenExpectations, Verifier, VerifyError, verify_access_token};

@@ -6,7 +6,7 @@ use super::params::Params;
 use super::scope::Scope;
 use super::{ErrorCode, OAuthError, pkce, refresh, resource};
 use crate::app::AppState;
-use crate::jwt::{AccessTokenClaims, mint_access_token};
+use crate::jwt::AccessTokenClaims;
 use crate::secrets::{random_token, sha256_b64};
 use crate::store::{Client, Grant, RedeemOutcome, RefreshFamily, RefreshOutcome};
 
@@ -234,7 +234,7 @@ fn respond(
         jti: random_token(16),
         sid: Some(family_key.to_string()),
     };
-    let access_token = mint_access_token(&claims, &app.keys.jwt).map_err(|e| {
+    let access_token = app.signer.mint(&claims).map_err(|e| {
         tracing::error!("signing an access token failed: {e}");
         OAuthError::new(ErrorCode::ServerError, "could not sign the access token")
     })?;
