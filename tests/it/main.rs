@@ -20,5 +20,6 @@ mod properties;
 mod register;
 mod resource;
 mod rmcp_client;
+mod signing;
 mod state;
 mod token;
