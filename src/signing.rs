@@ -316,7 +316,11 @@ impl PrivateKey {
         let (public, encoding) = match &material {
             PrivateMaterial::Ed25519(key) => (
                 PublicKey::new(PublicMaterial::Ed25519(key.verifying_key())),
-                EncodingKey::from_ed_der(key.to_pkcs8_der().map_err(unencodable)?.as_bytes()),
+                EncodingKey::from_ed_der(
+                    ed25519_v1(key, |pair| pair.to_pkcs8_der())
+                        .map_err(unencodable)?
+                        .as_bytes(),
+                ),
             ),
             PrivateMaterial::P256(key) => (
                 PublicKey::new(PublicMaterial::P256(key.public_key())),
@@ -391,7 +395,9 @@ impl PrivateKey {
     /// The PKCS#8 PEM form, for writing the key file.
     pub fn to_pem(&self) -> Result<Zeroizing<String>, KeyError> {
         let pem = match &self.material {
-            PrivateMaterial::Ed25519(key) => key.to_pkcs8_pem(LineEnding::LF),
+            PrivateMaterial::Ed25519(key) => {
+                ed25519_v1(key, |pair| pair.to_pkcs8_pem(LineEnding::LF))
+            }
             PrivateMaterial::P256(key) => key.to_pkcs8_pem(LineEnding::LF),
         };
         pem.map_err(|_| KeyError("cannot encode the private key".into()))
@@ -411,6 +417,24 @@ impl PrivateKey {
     pub(crate) fn encoding_key(&self) -> &EncodingKey {
         &self.encoding
     }
+}
+
+/// Encodes an Ed25519 key as a PKCS#8 v1 structure (RFC 8410 §7: the private key only), the
+/// form `openssl genpkey` writes. The v2 form with the public key, which the key type writes by
+/// itself, is refused by OpenSSL and by Python's `cryptography`. The copy of the secret made
+/// for this is wiped afterwards (the structure does not wipe itself in this build).
+fn ed25519_v1<T>(
+    key: &ed25519_dalek::SigningKey,
+    encode: impl FnOnce(&ed25519_dalek::pkcs8::KeypairBytes) -> T,
+) -> T {
+    use p256::elliptic_curve::zeroize::Zeroize as _;
+    let mut pair = ed25519_dalek::pkcs8::KeypairBytes {
+        secret_key: key.to_bytes(),
+        public_key: None,
+    };
+    let encoded = encode(&pair);
+    pair.secret_key.zeroize();
+    encoded
 }
 
 /// The label of the first PEM block, if the text starts like one.
@@ -760,6 +784,27 @@ mod tests {
             7,
             "kty crv x y kid alg use: {jwk}"
         );
+    }
+
+    /// RFC 8410 §10.3: an Ed25519 private key as `openssl genpkey` writes it (PKCS#8 v1).
+    const RFC8410_PRIVATE: &str = "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEINTuctv5E1hK1bbY8fdp+K06/nwoy/HU++CXqI9EdVhC\n-----END PRIVATE KEY-----\n";
+
+    #[test]
+    fn ed25519_keys_are_written_as_openssl_writes_them() {
+        // The v2 form (with the public key) would not round-trip, and OpenSSL and Python's
+        // `cryptography` refuse it.
+        let key = PrivateKey::from_pem(RFC8410_PRIVATE).unwrap();
+        assert_eq!(key.to_pem().unwrap().as_str(), RFC8410_PRIVATE);
+        let fresh = PrivateKey::generate(SigningAlgorithm::EdDSA)
+            .unwrap()
+            .to_pem()
+            .unwrap();
+        let body: String = fresh.lines().filter(|l| !l.starts_with("-----")).collect();
+        let der = base64::engine::general_purpose::STANDARD
+            .decode(body)
+            .unwrap();
+        assert_eq!(der.len(), 48, "version, algorithm and private key only");
+        assert_eq!(&der[..5], [0x30, 0x2e, 0x02, 0x01, 0x00]);
     }
 
     #[test]
