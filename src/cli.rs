@@ -214,6 +214,8 @@ fn serve(config_path: &Path, listen: SocketAddr, insecure: bool) -> ExitCode {
     for warning in &config.warnings {
         tracing::warn!("{warning}");
     }
+    let signer = config.signer();
+    tracing::info!(algorithm = %signer.algorithm(), kid = %signer.key_id(), "signing access tokens");
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

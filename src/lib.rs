@@ -2,9 +2,10 @@
 //! reverse proxy.
 //!
 //! The proxy signs the user in and sets `X-Forwarded-User`; mcp-authd turns that session into
-//! authorization codes for MCP clients and issues short-lived HS256 JWT access tokens plus
-//! rotating refresh tokens. MCP servers verify the access tokens with
-//! [`verify_access_token`].
+//! authorization codes for MCP clients and issues short-lived JWT access tokens (HS256, or
+//! EdDSA/ES256 with a key pair, see [`signing`]) plus rotating refresh tokens. MCP servers
+//! verify the access tokens with [`verify_access_token`], a [`Verifier`], or
+//! [`resource::JwksVerifier`].
 //!
 //! Modules, in reading order: [`config`] (boot-time validation), [`oauth`] (protocol rules),
 //! [`store`] (state behind traits), [`http`] (routes and handlers), [`jwt`] (tokens).
