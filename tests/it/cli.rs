@@ -1107,7 +1107,9 @@ async fn serve_and_check_use_a_generated_key_found_beside_the_config() {
     );
     assert!(out.stdout.contains(&kid(&old_fields)), "{}", out.stdout);
 
-    let mut server = Server::start(serve_cmd(elsewhere.path(), &config, port), port);
+    let mut cmd = serve_cmd(elsewhere.path(), &config, port);
+    cmd.env("RUST_LOG", "trace");
+    let mut server = Server::start(cmd, port);
     server.wait_ready(&http()).await;
     let jwks: Value = http()
         .get(server.url("/.well-known/jwks.json"))
@@ -1125,6 +1127,15 @@ async fn serve_and_check_use_a_generated_key_found_beside_the_config() {
         .collect();
     assert_eq!(kids, [kid(&fields), kid(&old_fields)]);
     assert!(server.terminate().await.success());
+    // Neither the summary nor a trace-level log shows any line of the private keys.
+    let logs = format!("{}{}{}", out.stdout, out.stderr, server.stderr());
+    assert!(logs.contains(&kid(&fields)), "serve names its key id");
+    for file in ["keys/new.pem", "keys/old.pem"] {
+        let pem = std::fs::read_to_string(dir.path().join(file)).unwrap();
+        for line in pem.lines().filter(|l| !l.starts_with("-----")) {
+            assert!(!logs.contains(line), "{file} leaked");
+        }
+    }
 
     // A key file that is not there stops both, naming the field.
     let doc = servers_json_with(&issuer(port), |oauth| {
