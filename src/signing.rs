@@ -527,16 +527,6 @@ pub(crate) fn load_signing(
     let Some(algorithm) = algorithm_of(&raw, errors) else {
         return SigningConfig::default();
     };
-    let jwks_url = raw
-        .jwks_url
-        .as_deref()
-        .and_then(|url| match check_jwks_url(url) {
-            Ok(()) => Some(url.to_string()),
-            Err(e) => {
-                errors.push(e);
-                None
-            }
-        });
     if !algorithm.is_asymmetric() {
         refuse_key_fields(&raw, errors);
         return SigningConfig::default();
@@ -572,6 +562,16 @@ pub(crate) fn load_signing(
         }
     };
     let previous_public_keys = previous_keys(&raw, base_dir, errors);
+    let jwks_url = raw
+        .jwks_url
+        .as_deref()
+        .and_then(|url| match check_jwks_url(url) {
+            Ok(()) => Some(url.to_string()),
+            Err(e) => {
+                errors.push(e);
+                None
+            }
+        });
     SigningConfig {
         algorithm,
         private_key,
@@ -594,15 +594,10 @@ pub(crate) fn load_resource_keys(
     };
     if !algorithm.is_asymmetric() {
         refuse_key_fields(&raw, errors);
-        if raw.jwks_url.is_some() {
-            errors.push("oauthAs.signing.jwksUrl is only used with EdDSA or ES256".into());
-        }
         return ResourceKeys::Secret;
     }
+    // The URL itself is checked once, by the verifier built from it.
     if let Some(url) = raw.jwks_url.as_deref() {
-        if let Err(e) = check_jwks_url(url) {
-            errors.push(e);
-        }
         return ResourceKeys::Jwks(url.to_string());
     }
     let mut keys = Vec::new();
@@ -638,6 +633,9 @@ fn algorithm_of(raw: &RawSigning, errors: &mut Vec<String>) -> Option<SigningAlg
 }
 
 fn refuse_key_fields(raw: &RawSigning, errors: &mut Vec<String>) {
+    if raw.jwks_url.is_some() {
+        errors.push("oauthAs.signing.jwksUrl is only used with EdDSA or ES256".into());
+    }
     if raw.private_key_file.is_some() {
         errors.push(
             "oauthAs.signing.privateKeyFile is only used with EdDSA or ES256 (HS256 signs with jwtSecret)".into(),
@@ -934,6 +932,10 @@ mod tests {
             (
                 json!({"privateKeyFile": ed_file}),
                 "oauthAs.signing.privateKeyFile is only used with EdDSA or ES256",
+            ),
+            (
+                json!({"jwksUrl": "http://127.0.0.1:8080/.well-known/jwks.json"}),
+                "oauthAs.signing.jwksUrl is only used with EdDSA or ES256",
             ),
             (
                 json!({"algorithm": "EdDSA", "privateKeyFile": ed_file, "jwksUrl": "https://as.example/jwks"}),

@@ -177,20 +177,6 @@ impl JwksVerifier {
         }
     }
 
-    /// Fetches the key set now (say, at startup, to fail early), unless the last fetch is less
-    /// than [`MIN_REFETCH_SECONDS`] old.
-    pub async fn refresh_at(&self, now: u64) -> Result<(), String> {
-        let _guard = self.fetching.lock().await;
-        if !self.may_fetch(now) {
-            return Ok(());
-        }
-        self.fetch_and_store(now).await;
-        match self.last_failed() {
-            true => Err(format!("cannot fetch the signing keys from {}", self.url)),
-            false => Ok(()),
-        }
-    }
-
     fn lock(&self) -> std::sync::MutexGuard<'_, Cache> {
         self.cache.lock().unwrap_or_else(|e| e.into_inner())
     }
