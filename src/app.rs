@@ -26,6 +26,8 @@ pub struct AppState {
     pub verifier: crate::jwt::Verifier,
     /// Counters and histograms for `/metrics`.
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// Signs access tokens (`jwtSecret`, or the key of `oauthAs.signing`).
+    pub signer: crate::jwt::TokenSigner,
 }
 
 impl AppState {
@@ -42,8 +44,10 @@ impl AppState {
             per_user: config.max_pending_codes_per_user,
             total: config.max_pending_codes,
         };
+        let signer = config.signer();
         Self {
             verifier,
+            signer,
             config,
             store,
             codes: Arc::new(MemoryCodeStore::with_limits(code_limits)),

@@ -1,4 +1,5 @@
-//! The command line (SPEC §3): `serve`, `check`, `gen-secret`, `clients add|list|remove`.
+//! The command line (SPEC §3): `serve`, `check`, `gen-secret`, `gen-key`,
+//! `clients add|list|remove`.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -11,6 +12,7 @@ use crate::admin::{self, AdminCommand, AdminReply};
 use crate::app::AppState;
 use crate::config::Config;
 use crate::secrets::random_token;
+use crate::signing::{PrivateKey, SigningAlgorithm};
 use crate::store::file::{StateError, parse_document, read_state};
 use crate::store::{Registration, StateDocument, StateStore, Store};
 
@@ -76,6 +78,19 @@ pub enum Command {
         /// The server to ask (its listen address), or a full /readyz or /livez URL.
         #[arg(long, default_value = crate::health_check::DEFAULT_URL)]
         url: String,
+    },
+    /// Write a new signing key pair for `oauthAs.signing` and print its key id.
+    GenKey {
+        /// `EdDSA` (Ed25519) or `ES256` (P-256).
+        #[arg(long, value_parser = parse_key_algorithm)]
+        algorithm: SigningAlgorithm,
+        /// The private key file to create (PKCS#8 PEM, mode 0600); never overwritten.
+        #[arg(long)]
+        output: PathBuf,
+        /// The public key file to create (SPKI PEM, for `previousPublicKeyFiles` and resource
+        /// servers); default: the output path with `.pub` appended.
+        #[arg(long)]
+        public_output: Option<PathBuf>,
     },
     /// Manage pre-provisioned clients.
     Clients {
@@ -210,6 +225,11 @@ pub fn run(cli: Cli) -> ExitCode {
         }
         Command::Health { url } => health(&url),
         Command::Doctor { mcp_url } => doctor(&mcp_url),
+        Command::GenKey {
+            algorithm,
+            output,
+            public_output,
+        } => gen_key(algorithm, &output, public_output),
         Command::Clients { config, command } => clients(&config.path, command),
         Command::Tokens { config, command } => tokens(&config.path, command),
     }
@@ -296,6 +316,8 @@ fn serve(
     }
     #[cfg(unix)]
     warn_if_few_file_descriptors(config.max_connections);
+    let signer = config.signer();
+    tracing::info!(algorithm = %signer.algorithm(), kid = %signer.key_id(), "signing access tokens");
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -515,6 +537,14 @@ fn check(config_path: &Path) -> ExitCode {
         doc.clients.len()
     );
     println!("refresh families:  {}", doc.refresh_tokens.len());
+    match &config.signing.private_key {
+        Some(_) => println!(
+            "signing:           {} (public keys at {})",
+            config.signing.algorithm,
+            config.endpoint(crate::http::paths::JWKS)
+        ),
+        None => println!("signing:           HS256 (jwtSecret)"),
+    }
     let key_ids = config.verifier().key_ids();
     if let Some((current, previous)) = key_ids.split_first() {
         println!("signing key id:    {current}");
@@ -529,6 +559,79 @@ fn check(config_path: &Path) -> ExitCode {
         println!("warning: {warning}");
     }
     ExitCode::SUCCESS
+}
+
+fn parse_key_algorithm(name: &str) -> Result<SigningAlgorithm, String> {
+    match SigningAlgorithm::parse(name) {
+        Some(a) if a.is_asymmetric() => Ok(a),
+        Some(_) => Err("HS256 uses jwtSecret, not a key pair: run `mcp-authd gen-secret`".into()),
+        None => Err(format!("{name:?} is not EdDSA or ES256")),
+    }
+}
+
+/// `gen-key`: both files are created exclusively (an existing file is never replaced), the
+/// private one with mode 0600 from its first byte.
+fn gen_key(algorithm: SigningAlgorithm, output: &Path, public_output: Option<PathBuf>) -> ExitCode {
+    let public_path = public_output.unwrap_or_else(|| {
+        let mut name = output.as_os_str().to_owned();
+        name.push(".pub");
+        PathBuf::from(name)
+    });
+    if public_path == output {
+        return fail(["--public-output must differ from --output".to_string()]);
+    }
+    let encoded = PrivateKey::generate(algorithm).and_then(|key| {
+        let private = key.to_pem()?;
+        let public = key.public_key().to_pem()?;
+        Ok((key.public_key().kid().to_string(), private, public))
+    });
+    let (kid, private_pem, public_pem) = match encoded {
+        Ok(parts) => parts,
+        Err(e) => return fail([e.to_string()]),
+    };
+    if let Err(e) = write_new(output, private_pem.as_bytes(), 0o600) {
+        return fail([e]);
+    }
+    if let Err(e) = write_new(&public_path, public_pem.as_bytes(), 0o644) {
+        // Leave no half-made pair behind, so that the command can simply be run again.
+        let _ = std::fs::remove_file(output);
+        return fail([e]);
+    }
+    println!("kid: {kid}");
+    println!("private key: {} (mode 0600)", output.display());
+    println!("public key: {}", public_path.display());
+    eprintln!(
+        "Use it with \"signing\": {{\"algorithm\": \"{algorithm}\", \"privateKeyFile\": \"{}\"}} in serverAuth.oauthAs.",
+        output.display()
+    );
+    ExitCode::SUCCESS
+}
+
+/// Creates `path` (refusing an existing one) with `mode`, writes `bytes` and syncs them.
+fn write_new(path: &Path, bytes: &[u8], mode: u32) -> Result<(), String> {
+    use std::io::Write as _;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, mode);
+    #[cfg(not(unix))]
+    let _ = mode;
+    let mut file = options.open(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::AlreadyExists => {
+            format!(
+                "refusing to overwrite {}: it already exists",
+                path.display()
+            )
+        }
+        _ => format!("cannot create {}: {e}", path.display()),
+    })?;
+    file.write_all(bytes)
+        .and_then(|()| file.sync_all())
+        .map_err(|e| {
+            // The file is ours (just created): a truncated key must not stay behind.
+            let _ = std::fs::remove_file(path);
+            format!("cannot write {}: {e}", path.display())
+        })
 }
 
 fn clients(config_path: &Path, command: ClientsCommand) -> ExitCode {

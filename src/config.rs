@@ -50,6 +50,7 @@ struct RawOauthAs {
     max_connections: Option<usize>,
     max_pending_codes_per_user: Option<usize>,
     max_pending_codes: Option<usize>,
+    signing: Option<crate::signing::RawSigning>,
 }
 
 /// `oauthAs.rateLimits` exactly as written.
@@ -167,6 +168,8 @@ pub struct Config {
     /// `maxPendingCodes`: the most unredeemed, unexpired authorization codes in total
     /// (0: no cap).
     pub max_pending_codes: usize,
+    /// `signing`: how access tokens are signed (HS256 with `jwtSecret`, or a key pair).
+    pub signing: crate::signing::SigningConfig,
     /// Things that are allowed but deserve the operator's attention.
     pub warnings: Vec<String>,
 }
@@ -177,15 +180,26 @@ pub struct Config {
 pub struct ConfigErrors(pub Vec<String>);
 
 impl Config {
-    /// Reads and validates `path`.
+    /// Reads and validates `path`. Relative key file paths in it are taken from its directory.
     pub fn load(path: &Path) -> Result<Self, ConfigErrors> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| ConfigErrors(vec![format!("cannot read {}: {e}", path.display())]))?;
-        Self::parse(&text, |name| std::env::var(name).ok())
+        Self::parse_in(&text, config_dir(path), |name| std::env::var(name).ok())
     }
 
     /// Parses and validates the text of a `servers.json`; `env` resolves `${NAME}` secrets.
+    /// Relative key file paths are taken from the current directory.
     pub fn parse(text: &str, env: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigErrors> {
+        Self::parse_in(text, Path::new("."), env)
+    }
+
+    /// Like [`Self::parse`], with relative key file paths taken from `base_dir` (the directory
+    /// of the configuration file).
+    pub fn parse_in(
+        text: &str,
+        base_dir: &Path,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigErrors> {
         let doc: serde_json::Value = serde_json::from_str(text)
             .map_err(|e| ConfigErrors(vec![format!("servers.json is not valid JSON: {e}")]))?;
         let section = doc
@@ -196,17 +210,13 @@ impl Config {
                     "servers.json has no serverAuth.oauthAs section".into(),
                 ])
             })?;
-        validate(parse_section(section)?, env)
+        validate(parse_section(section)?, base_dir, env)
     }
 
     /// Where refresh tokens and clients are stored when `MCP_AUTH_SERVER_PATH` is not set:
     /// `auth_server.json` beside the configuration file.
     pub fn default_state_path(config_path: &Path) -> PathBuf {
-        let dir = config_path
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        dir.join("auth_server.json")
+        config_dir(config_path).join("auth_server.json")
     }
 
     /// The trusted networks, for display.
@@ -215,8 +225,12 @@ impl Config {
     }
 
     /// The access-token verifier for this issuer and resource: the current secret plus
-    /// `previousJwtSecrets`.
+    /// `previousJwtSecrets` under HS256, the current and previous public keys otherwise.
     pub fn verifier(&self) -> crate::jwt::Verifier {
+        if self.signing.algorithm.is_asymmetric() {
+            let keys = self.signing.public_keys();
+            return crate::jwt::Verifier::with_public_keys(&self.issuer, &self.resource, &keys);
+        }
         let expect = crate::jwt::TokenExpectations {
             issuer: self.issuer.clone(),
             audience: self.resource.clone(),
@@ -228,6 +242,14 @@ impl Config {
                 .iter()
                 .map(|s| s.expose().to_vec()),
         )
+    }
+
+    /// What signs this server's access tokens.
+    pub fn signer(&self) -> crate::jwt::TokenSigner {
+        match &self.signing.private_key {
+            Some(key) => crate::jwt::TokenSigner::Key(key.clone()),
+            None => crate::jwt::TokenSigner::Hs256(self.jwt_secret.expose().to_vec()),
+        }
     }
 
     /// An endpoint URL under the issuer, e.g. `endpoint("/oauth/token")`.
@@ -312,7 +334,19 @@ fn json_kind(value: &serde_json::Value) -> &'static str {
     }
 }
 
-fn validate(raw: RawOauthAs, env: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigErrors> {
+/// The directory a configuration file is in (`.` for a bare file name).
+fn config_dir(config_path: &Path) -> &Path {
+    config_path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+}
+
+fn validate(
+    raw: RawOauthAs,
+    base_dir: &Path,
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<Config, ConfigErrors> {
     let mut errors = Vec::new();
     let mut warnings = Vec::new();
 
@@ -513,6 +547,7 @@ fn validate(raw: RawOauthAs, env: impl Fn(&str) -> Option<String>) -> Result<Con
         .max_pending_codes_per_user
         .unwrap_or(DEFAULT_MAX_PENDING_CODES_PER_USER);
     let max_pending_codes = raw.max_pending_codes.unwrap_or(DEFAULT_MAX_PENDING_CODES);
+    let signing = crate::signing::load_signing(raw.signing, base_dir, &mut errors, &mut warnings);
 
     match (errors.is_empty(), trusted_sources) {
         (true, Some(trusted_sources)) => Ok(Config {
@@ -537,6 +572,7 @@ fn validate(raw: RawOauthAs, env: impl Fn(&str) -> Option<String>) -> Result<Con
             max_connections,
             max_pending_codes_per_user,
             max_pending_codes,
+            signing,
             warnings,
         }),
         _ => Err(ConfigErrors(errors)),
@@ -852,6 +888,55 @@ mod tests {
         let mut raw = minimal();
         raw["maxConnections"] = (-1).into();
         assert!(config(raw).is_err());
+    }
+
+    #[test]
+    fn signing_defaults_to_hs256_and_reads_key_files_beside_the_config() {
+        let c = config(minimal()).unwrap();
+        assert_eq!(c.signing.algorithm, crate::signing::SigningAlgorithm::HS256);
+        assert!(c.signing.public_keys().is_empty());
+        assert_eq!(
+            c.signer().key_id(),
+            crate::jwt::key_id(c.jwt_secret.expose())
+        );
+
+        let dir = tempfile::tempdir().unwrap();
+        let key =
+            crate::signing::PrivateKey::generate(crate::signing::SigningAlgorithm::ES256).unwrap();
+        std::fs::write(
+            dir.path().join("signing.pem"),
+            key.to_pem().unwrap().as_bytes(),
+        )
+        .unwrap();
+        let mut raw = minimal();
+        raw["jwtSecret"] = "e".repeat(40).into();
+        raw["signing"] = serde_json::json!({"algorithm": "ES256", "privateKeyFile": "signing.pem"});
+        let path = dir.path().join("servers.json");
+        let doc = serde_json::json!({"serverAuth": {"oauthAs": raw}});
+        std::fs::write(&path, doc.to_string()).unwrap();
+        let c = Config::load(&path).unwrap();
+        assert_eq!(c.signer().key_id(), key.public_key().thumbprint());
+        assert_eq!(c.verifier().key_ids(), [key.public_key().thumbprint()]);
+        // jwtSecret stays required: it keys refresh tokens and consent tickets.
+        let mut raw = raw.clone();
+        raw.as_object_mut().unwrap().remove("jwtSecret");
+        std::fs::write(
+            &path,
+            serde_json::json!({"serverAuth": {"oauthAs": raw}}).to_string(),
+        )
+        .unwrap();
+        let errors = Config::load(&path).unwrap_err().0;
+        assert!(
+            errors[0].starts_with("oauthAs.jwtSecret is required"),
+            "{errors:?}"
+        );
+        let mut raw = minimal();
+        raw["signing"] = serde_json::json!({"algorithm": "EdDSA", "privateKey": "x"});
+        let errors = config(raw).unwrap_err().0;
+        assert!(
+            errors[0].contains("unknown field `privateKey`"),
+            "{errors:?}"
+        );
     }
 
     #[test]

@@ -1,13 +1,19 @@
-//! Access tokens: HS256 JWTs with `typ: at+jwt` (RFC 9068), and the verification API an MCP
-//! server uses.
+//! Access tokens: JWTs with `typ: at+jwt` (RFC 9068), signed with HS256 (`jwtSecret`, the
+//! default) or with an asymmetric key (EdDSA or ES256, SPEC §14), and the verification API an
+//! MCP server uses.
 //!
-//! Verification is explicit about everything RFC 8725 asks for: the algorithm is pinned to
-//! HS256 (so `none`, HS512 and RS256 confusion are refused), `typ` must be `at+jwt` (so an ID
-//! token or another JWT cannot be replayed as an access token), and `iss`, `aud` and `exp` must
-//! be present and right.
+//! Verification is explicit about everything RFC 8725 asks for: each key carries its own
+//! algorithm and a token must name exactly that one (so `none`, HS512, and an HS256 token
+//! "signed" with a public key are refused), `typ` must be `at+jwt` (so an ID token or another
+//! JWT cannot be replayed as an access token), and `iss`, `aud` and `exp` must be present and
+//! right.
+
+use std::sync::Arc;
 
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
+
+use crate::signing::{PrivateKey, PublicKey, SigningAlgorithm};
 
 /// The `typ` header of every access token (RFC 9068 §2.1).
 pub const ACCESS_TOKEN_TYP: &str = "at+jwt";
@@ -71,14 +77,87 @@ pub enum MintError {
 /// verifier accepts ([`MAX_TOKEN_LEN`]) is refused here rather than handed out: nobody could
 /// use it, and it could not even be revoked.
 pub fn mint_access_token(claims: &AccessTokenClaims, secret: &[u8]) -> Result<String, MintError> {
-    let mut header = Header::new(Algorithm::HS256);
+    mint(
+        claims,
+        Algorithm::HS256,
+        key_id(secret),
+        &EncodingKey::from_secret(secret),
+    )
+}
+
+/// Signs `claims` as an `at+jwt` with an EdDSA or ES256 key; the `kid` is the key's RFC 7638
+/// thumbprint.
+pub fn mint_access_token_with_key(
+    claims: &AccessTokenClaims,
+    key: &PrivateKey,
+) -> Result<String, MintError> {
+    mint(
+        claims,
+        key.algorithm().jose(),
+        key.public_key().kid().to_string(),
+        key.encoding_key(),
+    )
+}
+
+fn mint(
+    claims: &AccessTokenClaims,
+    alg: Algorithm,
+    kid: String,
+    key: &EncodingKey,
+) -> Result<String, MintError> {
+    let mut header = Header::new(alg);
     header.typ = Some(ACCESS_TOKEN_TYP.to_string());
-    header.kid = Some(key_id(secret));
-    let token = jsonwebtoken::encode(&header, claims, &EncodingKey::from_secret(secret))?;
+    header.kid = Some(kid);
+    let token = jsonwebtoken::encode(&header, claims, key)?;
     if token.len() > MAX_TOKEN_LEN {
         return Err(MintError::TooLarge(token.len()));
     }
     Ok(token)
+}
+
+/// How this server signs access tokens: `jwtSecret` (HS256) or the key of
+/// `oauthAs.signing.privateKeyFile`.
+#[derive(Clone)]
+pub enum TokenSigner {
+    /// HS256 with this secret.
+    Hs256(Vec<u8>),
+    /// EdDSA or ES256 with this key.
+    Key(Arc<PrivateKey>),
+}
+
+impl std::fmt::Debug for TokenSigner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenSigner")
+            .field("algorithm", &self.algorithm())
+            .field("kid", &self.key_id())
+            .finish()
+    }
+}
+
+impl TokenSigner {
+    /// Signs `claims` as an access token.
+    pub fn mint(&self, claims: &AccessTokenClaims) -> Result<String, MintError> {
+        match self {
+            Self::Hs256(secret) => mint_access_token(claims, secret),
+            Self::Key(key) => mint_access_token_with_key(claims, key),
+        }
+    }
+
+    /// The algorithm of the tokens it signs.
+    pub fn algorithm(&self) -> SigningAlgorithm {
+        match self {
+            Self::Hs256(_) => SigningAlgorithm::HS256,
+            Self::Key(key) => key.algorithm(),
+        }
+    }
+
+    /// The `kid` its tokens carry.
+    pub fn key_id(&self) -> String {
+        match self {
+            Self::Hs256(secret) => key_id(secret),
+            Self::Key(key) => key.public_key().kid().to_string(),
+        }
+    }
 }
 
 /// What a resource server requires of an access token.
@@ -111,8 +190,9 @@ pub enum VerifyError {
     /// Not a well-formed JWS, or too long.
     #[error("malformed token")]
     Malformed,
-    /// The header's `alg` is not HS256.
-    #[error("algorithm not allowed (only HS256)")]
+    /// The header's `alg` is not the algorithm of any key this verifier holds, or not the one
+    /// of the key its `kid` names.
+    #[error("algorithm not allowed")]
     Algorithm,
     /// The header's `typ` is missing or not `at+jwt`.
     #[error("token type is not at+jwt")]
@@ -123,6 +203,10 @@ pub enum VerifyError {
     /// The header's `kid` names no key this verifier holds (for example a retired secret).
     #[error("unknown key id")]
     UnknownKey,
+    /// The verifier's keys come from a JWKS URL that could not be fetched, and it holds no
+    /// key for this token (the token may be fine: answer 503, not 401).
+    #[error("signing keys unavailable")]
+    KeysUnavailable,
     /// `exp` is in the past.
     #[error("token expired")]
     Expired,
@@ -146,14 +230,22 @@ pub fn verify_access_token(
     Verifier::new(expect).verify(token)
 }
 
-/// A reusable access-token verifier holding the current secret and, during a rotation, the
-/// previous ones (accepted for verification only).
+/// One accepted key: the algorithm is part of the key, never taken from a token.
+#[derive(Clone)]
+struct VerificationKey {
+    kid: String,
+    alg: Algorithm,
+    key: DecodingKey,
+}
+
+/// A reusable access-token verifier holding the current key and, during a rotation, the
+/// previous ones (accepted for verification only): HS256 secrets, or EdDSA/ES256 public keys.
 #[derive(Clone)]
 pub struct Verifier {
     issuer: String,
     audience: String,
-    /// `(kid, secret)`, the current secret first.
-    keys: Vec<(String, Vec<u8>)>,
+    /// The current key first.
+    keys: Vec<VerificationKey>,
     leeway_seconds: u64,
 }
 
@@ -168,30 +260,73 @@ impl std::fmt::Debug for Verifier {
 }
 
 impl Verifier {
-    /// A verifier for `expect`.
+    /// A verifier for `expect` (HS256 with `expect.secret`).
     pub fn new(expect: &TokenExpectations) -> Self {
         Self {
             issuer: expect.issuer.clone(),
             audience: expect.audience.clone(),
-            keys: vec![(key_id(&expect.secret), expect.secret.clone())],
+            keys: Vec::new(),
             leeway_seconds: expect.leeway_seconds,
         }
+        .with_previous_secrets([expect.secret.clone()])
+    }
+
+    /// A verifier for tokens of `issuer` meant for `audience`, signed with one of `keys`
+    /// (EdDSA or ES256, each selected by its `kid`, the current key first). No leeway: see
+    /// [`Self::with_leeway`].
+    pub fn with_public_keys<'a>(
+        issuer: &str,
+        audience: &str,
+        keys: impl IntoIterator<Item = &'a PublicKey>,
+    ) -> Self {
+        let mut verifier = Self {
+            issuer: issuer.to_string(),
+            audience: audience.to_string(),
+            keys: Vec::new(),
+            leeway_seconds: 0,
+        };
+        for key in keys {
+            verifier.add(
+                key.kid().to_string(),
+                key.algorithm().jose(),
+                key.decoding_key().clone(),
+            );
+        }
+        verifier
+    }
+
+    /// Tolerates this much clock skew on `exp` and `nbf`, in seconds.
+    pub fn with_leeway(mut self, seconds: u64) -> Self {
+        self.leeway_seconds = seconds;
+        self
     }
 
     /// Also accepts tokens signed with these earlier secrets (selected by `kid`).
     pub fn with_previous_secrets(mut self, secrets: impl IntoIterator<Item = Vec<u8>>) -> Self {
         for secret in secrets {
-            let id = key_id(&secret);
-            if !self.keys.iter().any(|(k, _)| *k == id) {
-                self.keys.push((id, secret));
-            }
+            self.add(
+                key_id(&secret),
+                Algorithm::HS256,
+                DecodingKey::from_secret(&secret),
+            );
         }
         self
     }
 
+    fn add(&mut self, kid: String, alg: Algorithm, key: DecodingKey) {
+        if !self.keys.iter().any(|k| k.kid == kid) {
+            self.keys.push(VerificationKey { kid, alg, key });
+        }
+    }
+
     /// The key ids this verifier accepts, the current one first.
     pub fn key_ids(&self) -> Vec<String> {
-        self.keys.iter().map(|(id, _)| id.clone()).collect()
+        self.keys.iter().map(|k| k.kid.clone()).collect()
+    }
+
+    /// Whether `kid` names one of this verifier's keys.
+    pub fn has_key_id(&self, kid: &str) -> bool {
+        self.keys.iter().any(|k| k.kid == kid)
     }
 
     /// Verifies `token` against the system clock and returns its claims.
@@ -201,11 +336,8 @@ impl Verifier {
 
     /// Verifies `token` as of `now` (seconds since the epoch) and returns its claims.
     pub fn verify_at(&self, token: &str, now: u64) -> Result<AccessTokenClaims, VerifyError> {
-        if token.len() > MAX_TOKEN_LEN {
-            return Err(VerifyError::Malformed);
-        }
-        let header = jsonwebtoken::decode_header(token).map_err(|_| VerifyError::Malformed)?;
-        if header.alg != Algorithm::HS256 {
+        let header = parse_header(token)?;
+        if !self.keys.iter().any(|k| k.alg == header.alg) {
             return Err(VerifyError::Algorithm);
         }
         let typ_ok = header.typ.as_deref().is_some_and(|t| {
@@ -220,13 +352,18 @@ impl Verifier {
             return Err(VerifyError::Malformed);
         }
         // `kid` is only ever a key into this table (RFC 8725 §3.10); without one, the current
-        // secret is the only candidate.
-        let secret = match header.kid.as_deref() {
-            Some(kid) => self.keys.iter().find(|(id, _)| id == kid).map(|(_, s)| s),
-            None => self.keys.first().map(|(_, s)| s),
+        // key is the only candidate.
+        let key = match header.kid.as_deref() {
+            Some(kid) => self.keys.iter().find(|k| k.kid == kid),
+            None => self.keys.first(),
         }
         .ok_or(VerifyError::UnknownKey)?;
-        let mut validation = Validation::new(Algorithm::HS256);
+        // The key decides the algorithm (RFC 8725 §3.1): an HS256 token naming a public key
+        // would otherwise be checked as an HMAC keyed with the public key's bytes.
+        if key.alg != header.alg {
+            return Err(VerifyError::Algorithm);
+        }
+        let mut validation = Validation::new(key.alg);
         validation.set_issuer(&[&self.issuer]);
         validation.set_audience(&[&self.audience]);
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
@@ -234,30 +371,38 @@ impl Verifier {
         validation.leeway = self.leeway_seconds;
         // Expiry is checked below against `now`, so callers with an injected clock agree.
         validation.validate_exp = false;
-        let data = jsonwebtoken::decode::<AccessTokenClaims>(
-            token,
-            &DecodingKey::from_secret(secret),
-            &validation,
-        )
-        .map_err(|e| {
-            use jsonwebtoken::errors::ErrorKind;
-            match e.kind() {
-                ErrorKind::InvalidSignature => VerifyError::Signature,
-                ErrorKind::ExpiredSignature | ErrorKind::ImmatureSignature => VerifyError::Expired,
-                ErrorKind::InvalidIssuer => VerifyError::Issuer,
-                ErrorKind::InvalidAudience => VerifyError::Audience,
-                ErrorKind::InvalidAlgorithm => VerifyError::Algorithm,
-                ErrorKind::MissingRequiredClaim(claim) if claim == "iss" => VerifyError::Issuer,
-                ErrorKind::MissingRequiredClaim(claim) if claim == "aud" => VerifyError::Audience,
-                ErrorKind::Json(_) | ErrorKind::MissingRequiredClaim(_) => VerifyError::Claims,
-                _ => VerifyError::Malformed,
-            }
-        })?;
+        let data = jsonwebtoken::decode::<AccessTokenClaims>(token, &key.key, &validation)
+            .map_err(|e| {
+                use jsonwebtoken::errors::ErrorKind;
+                match e.kind() {
+                    ErrorKind::InvalidSignature => VerifyError::Signature,
+                    ErrorKind::ExpiredSignature | ErrorKind::ImmatureSignature => {
+                        VerifyError::Expired
+                    }
+                    ErrorKind::InvalidIssuer => VerifyError::Issuer,
+                    ErrorKind::InvalidAudience => VerifyError::Audience,
+                    ErrorKind::InvalidAlgorithm => VerifyError::Algorithm,
+                    ErrorKind::MissingRequiredClaim(claim) if claim == "iss" => VerifyError::Issuer,
+                    ErrorKind::MissingRequiredClaim(claim) if claim == "aud" => {
+                        VerifyError::Audience
+                    }
+                    ErrorKind::Json(_) | ErrorKind::MissingRequiredClaim(_) => VerifyError::Claims,
+                    _ => VerifyError::Malformed,
+                }
+            })?;
         if data.claims.exp.saturating_add(self.leeway_seconds) <= now {
             return Err(VerifyError::Expired);
         }
         Ok(data.claims)
     }
+}
+
+/// The header of a token no longer than [`MAX_TOKEN_LEN`]; nothing is trusted yet.
+pub(crate) fn parse_header(token: &str) -> Result<Header, VerifyError> {
+    if token.len() > MAX_TOKEN_LEN {
+        return Err(VerifyError::Malformed);
+    }
+    jsonwebtoken::decode_header(token).map_err(|_| VerifyError::Malformed)
 }
 
 #[cfg(test)]
@@ -415,6 +560,119 @@ mod tests {
             jsonwebtoken::decode_header(&token).unwrap().kid,
             Some(key_id(SECRET))
         );
+    }
+
+    fn key_verifier(keys: &[&PrivateKey]) -> Verifier {
+        let public: Vec<PublicKey> = keys.iter().map(|k| k.public_key().clone()).collect();
+        Verifier::with_public_keys("https://as.example", "https://as.example/mcp", &public)
+    }
+
+    #[test]
+    fn eddsa_and_es256_tokens_verify_with_their_public_keys_only() {
+        for algorithm in [SigningAlgorithm::EdDSA, SigningAlgorithm::ES256] {
+            let key = PrivateKey::generate(algorithm).unwrap();
+            let token = mint_access_token_with_key(&claims(), &key).unwrap();
+            let header = jsonwebtoken::decode_header(&token).unwrap();
+            assert_eq!(header.alg, algorithm.jose());
+            assert_eq!(
+                header.kid.as_deref(),
+                Some(key.public_key().thumbprint().as_str())
+            );
+            assert_eq!(header.typ.as_deref(), Some("at+jwt"));
+            assert_eq!(key_verifier(&[&key]).verify(&token), Ok(claims()));
+            // Another key of the same kind under the same kid: the signature decides.
+            let other = PrivateKey::generate(algorithm).unwrap();
+            let forged = signed_as(key.public_key().kid(), &other);
+            assert_eq!(
+                key_verifier(&[&key]).verify(&forged),
+                Err(VerifyError::Signature)
+            );
+            assert_eq!(
+                key_verifier(&[&other]).verify(&token),
+                Err(VerifyError::UnknownKey)
+            );
+            // An HS256 verifier knows nothing of key pairs.
+            assert_eq!(
+                verify_access_token(&token, &expect()),
+                Err(VerifyError::Algorithm)
+            );
+        }
+    }
+
+    /// A well-signed token by `key` whose header names `kid` instead of the key's own.
+    fn signed_as(kid: &str, key: &PrivateKey) -> String {
+        mint(
+            &claims(),
+            key.algorithm().jose(),
+            kid.to_string(),
+            key.encoding_key(),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn an_hs256_token_keyed_with_the_public_key_is_refused() {
+        // RFC 8725 §2.1: a verifier that took `alg` from the token would check this HMAC with
+        // the public key's bytes as the secret, which anyone can compute.
+        for algorithm in [SigningAlgorithm::EdDSA, SigningAlgorithm::ES256] {
+            let key = PrivateKey::generate(algorithm).unwrap();
+            let public = key.public_key();
+            let body = serde_json::to_value(claims()).unwrap();
+            let header = serde_json::json!({"alg": "HS256", "typ": "at+jwt", "kid": public.kid()});
+            let jwk = public.to_jwk().to_string();
+            let pem = public.to_pem().unwrap();
+            for secret in [pem.as_bytes(), jwk.as_bytes(), public.kid().as_bytes()] {
+                let forged = forge(header.clone(), body.clone(), secret);
+                assert_eq!(
+                    key_verifier(&[&key]).verify(&forged),
+                    Err(VerifyError::Algorithm)
+                );
+            }
+            // Not even a verifier that also holds an HS256 secret lets the kid cross over.
+            let mixed = key_verifier(&[&key]).with_previous_secrets([pem.as_bytes().to_vec()]);
+            let forged = forge(header.clone(), body.clone(), pem.as_bytes());
+            assert_eq!(mixed.verify(&forged), Err(VerifyError::Algorithm));
+            // Nor does a token of the other asymmetric algorithm naming this key.
+            let other = match algorithm {
+                SigningAlgorithm::EdDSA => SigningAlgorithm::ES256,
+                _ => SigningAlgorithm::EdDSA,
+            };
+            let other_key = PrivateKey::generate(other).unwrap();
+            let cross = signed_as(public.kid(), &other_key);
+            assert_eq!(
+                key_verifier(&[&key, &other_key]).verify(&cross),
+                Err(VerifyError::Algorithm)
+            );
+        }
+    }
+
+    #[test]
+    fn a_previous_public_key_keeps_its_tokens_valid() {
+        let old = PrivateKey::generate(SigningAlgorithm::ES256).unwrap();
+        let new = PrivateKey::generate(SigningAlgorithm::EdDSA).unwrap();
+        let old_token = mint_access_token_with_key(&claims(), &old).unwrap();
+        let new_token = mint_access_token_with_key(&claims(), &new).unwrap();
+        let rotating = key_verifier(&[&new, &old]);
+        assert_eq!(
+            rotating.key_ids(),
+            [new.public_key().kid(), old.public_key().kid()]
+        );
+        assert!(rotating.verify(&old_token).is_ok());
+        assert!(rotating.verify(&new_token).is_ok());
+        // Retired: the other algorithm is then not accepted at all; a retired key of the same
+        // algorithm is an unknown kid.
+        assert_eq!(
+            key_verifier(&[&new]).verify(&old_token),
+            Err(VerifyError::Algorithm)
+        );
+        let newer = PrivateKey::generate(SigningAlgorithm::EdDSA).unwrap();
+        assert_eq!(
+            key_verifier(&[&newer]).verify(&new_token),
+            Err(VerifyError::UnknownKey)
+        );
+        let signer = TokenSigner::Key(Arc::new(new.clone()));
+        assert_eq!(signer.key_id(), new.public_key().kid());
+        assert!(rotating.verify(&signer.mint(&claims()).unwrap()).is_ok());
     }
 
     #[test]

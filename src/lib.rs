@@ -2,9 +2,10 @@
 //! reverse proxy.
 //!
 //! The proxy signs the user in and sets `X-Forwarded-User`; mcp-authd turns that session into
-//! authorization codes for MCP clients and issues short-lived HS256 JWT access tokens plus
-//! rotating refresh tokens. MCP servers verify the access tokens with
-//! [`verify_access_token`].
+//! authorization codes for MCP clients and issues short-lived JWT access tokens (HS256, or
+//! EdDSA/ES256 with a key pair, see [`signing`]) plus rotating refresh tokens. MCP servers
+//! verify the access tokens with [`verify_access_token`], a [`Verifier`], or
+//! [`resource::JwksVerifier`].
 //!
 //! Modules, in reading order: [`config`] (boot-time validation), [`oauth`] (protocol rules),
 //! [`store`] (state behind traits), [`http`] (routes and handlers), [`jwt`] (tokens).
@@ -24,6 +25,7 @@ pub mod oauth;
 pub mod proxy_trust;
 pub mod resource;
 pub mod secrets;
+pub mod signing;
 pub mod store;
 
 /// The version with the commit it was built from: `0.1.0 (1a2b3c4d5e6f)`.

@@ -2,8 +2,8 @@
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::StatusCode;
-use axum::response::IntoResponse;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use super::{Shared, paths};
@@ -11,7 +11,7 @@ use crate::config::Config;
 
 /// The RFC 8414 authorization server metadata.
 pub fn authorization_server_document(config: &Config) -> Value {
-    json!({
+    let mut document = json!({
         "issuer": config.issuer,
         "authorization_endpoint": config.endpoint(paths::AUTHORIZE),
         "token_endpoint": config.endpoint(paths::TOKEN),
@@ -27,7 +27,12 @@ pub fn authorization_server_document(config: &Config) -> Value {
         "revocation_endpoint_auth_methods_supported": ["none", "client_secret_basic", "client_secret_post"],
         "scopes_supported": config.scopes_supported,
         "authorization_response_iss_parameter_supported": true,
-    })
+    });
+    // A JWKS exists only for key pairs: an HS256 secret is never published.
+    if config.signing.algorithm.is_asymmetric() {
+        document["jwks_uri"] = Value::String(config.endpoint(paths::JWKS));
+    }
+    document
 }
 
 /// The RFC 9728 protected resource metadata for the MCP server.
@@ -48,6 +53,31 @@ pub async fn authorization_server(State(app): State<Shared>) -> Json<Value> {
 /// `GET /.well-known/oauth-protected-resource[/<path>]`.
 pub async fn protected_resource(State(app): State<Shared>) -> Json<Value> {
     Json(protected_resource_document(&app.config))
+}
+
+/// How long a client may cache the key set. Verifiers refetch on an unknown `kid` anyway, so
+/// this only bounds how long a retired key stays in their caches.
+const JWKS_MAX_AGE_SECONDS: u32 = 300;
+
+/// `GET /.well-known/jwks.json` (also under the issuer's path): the current and previous
+/// public keys. Under HS256 there is no public key, and a 404 says so (an empty set would send
+/// a JWKS-based verifier looking for keys that never come).
+pub async fn jwks(State(app): State<Shared>) -> Response {
+    if !app.config.signing.algorithm.is_asymmetric() {
+        let body = json!({
+            "error": "not_found",
+            "error_description": "this server signs access tokens with HS256 (a shared secret) and publishes no keys",
+        });
+        return (StatusCode::NOT_FOUND, Json(body)).into_response();
+    }
+    (
+        [(
+            header::CACHE_CONTROL,
+            format!("public, max-age={JWKS_MAX_AGE_SECONDS}"),
+        )],
+        Json(app.config.signing.jwks()),
+    )
+        .into_response()
 }
 
 /// `GET /livez`: 200 while the process serves HTTP, whatever the store's health (an

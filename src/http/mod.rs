@@ -45,6 +45,8 @@ pub mod paths {
     pub const OIDC_METADATA: &str = "/.well-known/openid-configuration";
     /// RFC 9728 protected resource metadata.
     pub const PRM: &str = "/.well-known/oauth-protected-resource";
+    /// The public signing keys (RFC 7517 JWK Set), advertised as `jwks_uri`.
+    pub const JWKS: &str = "/.well-known/jwks.json";
 }
 
 /// Shared state as handlers receive it.
@@ -92,6 +94,7 @@ pub fn router(state: Shared) -> Router {
         .route(paths::AS_METADATA, get(metadata::authorization_server))
         .route(paths::OIDC_METADATA, get(metadata::authorization_server))
         .route(paths::PRM, get(metadata::protected_resource))
+        .route(paths::JWKS, get(metadata::jwks))
         .route(&format!("{prefix}{}", paths::REGISTER), register_route())
         .route(&format!("{prefix}{}", paths::TOKEN), token_route())
         .route(&format!("{prefix}{}", paths::REVOKE), revoke_route);
@@ -105,6 +108,8 @@ pub fn router(state: Shared) -> Router {
         ] {
             public = public.route(&path, get(metadata::authorization_server));
         }
+        // `jwks_uri` is under the issuer: `{issuer}/.well-known/jwks.json`.
+        public = public.route(&format!("{prefix}{}", paths::JWKS), get(metadata::jwks));
     }
     if !resource_path.is_empty() {
         public = public.route(

@@ -6,7 +6,7 @@ use super::params::Params;
 use super::scope::{OFFLINE_ACCESS, Scope};
 use super::{ErrorCode, OAuthError, pkce, refresh, resource};
 use crate::app::AppState;
-use crate::jwt::{AccessTokenClaims, MintError, mint_access_token};
+use crate::jwt::{AccessTokenClaims, MintError};
 use crate::secrets::{random_token, sha256_b64};
 use crate::store::{
     Client, Grant, RedeemOutcome, RefreshFamily, RefreshOutcome, Registration, RotationAnswer,
@@ -270,7 +270,7 @@ fn respond(
         jti,
         sid: Some(family_key.to_string()),
     };
-    let access_token = mint_access_token(&claims, &app.keys.jwt).map_err(|e| {
+    let access_token = app.signer.mint(&claims).map_err(|e| {
         // The error names sizes only, never the token or its claims.
         tracing::error!(client_id = %grant.client_id, "no access token issued: {e}");
         match e {

@@ -7,9 +7,13 @@
 //! 1. `serverAuth.bearer`: static tokens for services and administrators, as
 //!    `"subject": "${ENV_TOKEN}"` or `"subject": {"token": "${ENV_TOKEN}", "roles": [...],
 //!    "groups": [...]}`; compared in constant time.
-//! 2. `serverAuth.oauthAs`: access tokens issued by mcp-authd, verified locally (HS256 pinned,
-//!    `typ: at+jwt`, `iss`, `aud`, `exp`/`nbf` with a 30 s leeway, `kid` among `jwtSecret` and
-//!    `previousJwtSecrets`), optionally checked for revocation by introspection.
+//! 2. `serverAuth.oauthAs`: access tokens issued by mcp-authd, verified locally (`typ: at+jwt`,
+//!    `iss`, `aud`, `exp`/`nbf` with a 30 s leeway), optionally checked for revocation by
+//!    introspection. The keys follow `oauthAs.signing`: under HS256 (the default) `jwtSecret`
+//!    and `previousJwtSecrets`; under EdDSA or ES256 the public keys, fetched from
+//!    `signing.jwksUrl` when it is set ([`JwksVerifier`]), else read from the key files
+//!    (the public half of `privateKeyFile`, and `previousPublicKeyFiles`). Each key fixes its
+//!    algorithm.
 //!
 //! Both yield an [`Identity`] with roles and groups, which `serverAuth.toolAccess` rules
 //! ([`acl::ToolAccess`]) then filter `tools/list` and guard `tools/call` with.
@@ -31,6 +35,7 @@
 
 pub mod acl;
 pub mod introspection;
+pub mod jwks;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -47,9 +52,11 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::{ConfigErrors, MIN_SECRET_BYTES, resolve_secret};
 use crate::jwt::{TokenExpectations, Verifier};
 use crate::secrets::{constant_time_eq, sha256_b64};
+use crate::signing::ResourceKeys;
 
 pub use acl::{Policy, ToolAccess, ToolRule};
 pub use introspection::IntrospectionCheck;
+pub use jwks::JwksVerifier;
 
 /// Clock skew tolerated on `exp` and `nbf`, in seconds.
 pub const LEEWAY_SECONDS: u64 = 30;
@@ -149,9 +156,18 @@ impl Rejection {
     }
 }
 
+/// Where the access-token keys come from.
+#[derive(Debug)]
+enum TokenCheck {
+    /// Keys held locally: secrets or public keys from files.
+    Local(Verifier),
+    /// Public keys fetched from a JWKS URL.
+    Remote(JwksVerifier),
+}
+
 /// Verifies bearer tokens for one MCP resource.
 pub struct Authenticator {
-    jwt: Option<Verifier>,
+    jwt: Option<TokenCheck>,
     statics: Vec<StaticToken>,
     /// The `toolAccess` rules.
     pub tool_access: ToolAccess,
@@ -172,16 +188,31 @@ impl std::fmt::Debug for Authenticator {
 }
 
 impl Authenticator {
-    /// Reads `serverAuth` from a `servers.json` file.
+    /// Reads `serverAuth` from a `servers.json` file; relative key file paths are taken from
+    /// its directory.
     pub fn load(path: &Path) -> Result<Self, ConfigErrors> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| ConfigErrors(vec![format!("cannot read {}: {e}", path.display())]))?;
-        Self::from_servers_json(&text, |name| std::env::var(name).ok())
+        let dir = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        Self::from_servers_json_in(&text, dir, |name| std::env::var(name).ok())
     }
 
     /// Parses `serverAuth` from the text of a `servers.json`; `env` resolves `${NAME}`.
+    /// Relative key file paths are taken from the current directory.
     pub fn from_servers_json(
         text: &str,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigErrors> {
+        Self::from_servers_json_in(text, Path::new("."), env)
+    }
+
+    /// Like [`Self::from_servers_json`], with relative key file paths taken from `base_dir`.
+    pub fn from_servers_json_in(
+        text: &str,
+        base_dir: &Path,
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<Self, ConfigErrors> {
         let doc: serde_json::Value = serde_json::from_str(text)
@@ -205,6 +236,34 @@ impl Authenticator {
                 .get("scopesSupported")
                 .and_then(|v| serde_json::from_value::<Vec<String>>(v.clone()).ok())
                 .unwrap_or_default();
+            let signing = match oauth.get("signing") {
+                None => None,
+                Some(value) => match serde_json::from_value(value.clone()) {
+                    Ok(raw) => Some(raw),
+                    Err(e) => {
+                        errors.push(format!("serverAuth.oauthAs.signing: {e}"));
+                        return None;
+                    }
+                },
+            };
+            resource = Some(audience.clone());
+            match crate::signing::load_resource_keys(signing, base_dir, &mut errors) {
+                ResourceKeys::Secret => {}
+                ResourceKeys::Files(keys) => {
+                    let verifier = Verifier::with_public_keys(&issuer, &audience, &keys)
+                        .with_leeway(LEEWAY_SECONDS);
+                    return Some(TokenCheck::Local(verifier));
+                }
+                ResourceKeys::Jwks(url) => {
+                    return match JwksVerifier::new(&url, &issuer, &audience) {
+                        Ok(v) => Some(TokenCheck::Remote(v.with_leeway(LEEWAY_SECONDS))),
+                        Err(e) => {
+                            errors.push(e);
+                            None
+                        }
+                    };
+                }
+            }
             let mut secret_of = |field: &str, value: &str| match resolve_secret(field, value, &env)
             {
                 Ok(s) if s.len() >= MIN_SECRET_BYTES => Some(s.into_bytes()),
@@ -234,14 +293,15 @@ impl Authenticator {
                     secret_of(&format!("oauthAs.previousJwtSecrets[{i}]"), value)
                 })
                 .collect();
-            resource = Some(audience.clone());
             let expect = TokenExpectations {
                 issuer,
                 audience,
                 secret,
                 leeway_seconds: LEEWAY_SECONDS,
             };
-            Some(Verifier::new(&expect).with_previous_secrets(previous))
+            Some(TokenCheck::Local(
+                Verifier::new(&expect).with_previous_secrets(previous),
+            ))
         });
 
         let mut statics = Vec::new();
@@ -322,9 +382,14 @@ impl Authenticator {
         self
     }
 
-    /// The access-token key ids accepted, the current one first.
+    /// The access-token key ids accepted, the current one first (for a JWKS URL: those of
+    /// the key set fetched last).
     pub fn key_ids(&self) -> Vec<String> {
-        self.jwt.as_ref().map(Verifier::key_ids).unwrap_or_default()
+        match &self.jwt {
+            Some(TokenCheck::Local(verifier)) => verifier.key_ids(),
+            Some(TokenCheck::Remote(jwks)) => jwks.key_ids(),
+            None => Vec::new(),
+        }
     }
 
     /// The URL of this resource's RFC 9728 metadata (for `resource_metadata`).
@@ -371,17 +436,27 @@ impl Authenticator {
             });
         }
 
-        let verifier = self
+        let check = self
             .jwt
             .as_ref()
             .ok_or_else(|| self.invalid_token("unknown token"))?;
         let now = self.clock.now();
-        let claims = verifier.verify_at(token, now).map_err(|e| {
+        let verified = match check {
+            TokenCheck::Local(verifier) => verifier.verify_at(token, now),
+            TokenCheck::Remote(jwks) => jwks.verify_at(token, now).await,
+        };
+        let claims = verified.map_err(|e| {
             tracing::info!(target: "audit", reason = %e, "bearer token refused");
-            self.invalid_token(match e {
-                crate::jwt::VerifyError::Expired => "the access token expired",
-                _ => "the access token is invalid",
-            })
+            match e {
+                // The token may be fine; the keys to tell are out of reach (fail closed).
+                crate::jwt::VerifyError::KeysUnavailable => self.challenge(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    None,
+                    "the authorization server's signing keys cannot be fetched",
+                ),
+                crate::jwt::VerifyError::Expired => self.invalid_token("the access token expired"),
+                _ => self.invalid_token("the access token is invalid"),
+            }
         })?;
         if let Some(check) = &self.introspection {
             match check.is_active(token, &claims.jti, claims.exp, now).await {

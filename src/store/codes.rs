@@ -331,7 +331,7 @@ mod tests {
     #[test]
     fn a_spent_code_failing_the_check_is_invalid_and_not_a_replay() {
         let store = MemoryCodeStore::new();
-        store.insert("h".into(), code(), 0);
+        store.insert("h".into(), code(), 0).unwrap();
         assert!(matches!(
             store.redeem("h", 10, "fam", &|_| Ok(())),
             RedeemOutcome::Redeemed(_)

@@ -1068,3 +1068,161 @@ fn check_reports_the_signing_key_ids() {
     );
     assert!(out.stdout.contains(&previous), "{}", out.stdout);
 }
+
+/// `gen-key` in `dir`; returns what it printed as `name: value` pairs.
+fn gen_key(dir: &Path, algorithm: &str, output: &str) -> (Outcome, Vec<(String, String)>) {
+    let out = run(mcp_authd(dir).args(["gen-key", "--algorithm", algorithm, "--output", output]));
+    let fields = out
+        .stdout
+        .lines()
+        .filter_map(|l| l.split_once(": "))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    (out, fields)
+}
+
+#[test]
+fn gen_key_writes_an_owner_only_key_pair_and_prints_its_thumbprint() {
+    let dir = tempfile::tempdir().unwrap();
+    for (algorithm, file) in [("EdDSA", "ed.pem"), ("ES256", "ec.pem")] {
+        let (out, fields) = gen_key(dir.path(), algorithm, file);
+        out.assert_success();
+        let private = dir.path().join(file);
+        assert_owner_only(&private);
+        let text = std::fs::read_to_string(&private).unwrap();
+        assert!(
+            text.starts_with("-----BEGIN PRIVATE KEY-----\n"),
+            "PKCS#8 PEM"
+        );
+        let key = mcp_authd::signing::PrivateKey::from_pem(&text).unwrap();
+        assert_eq!(key.algorithm().as_str(), algorithm);
+        let public_text = std::fs::read_to_string(dir.path().join(format!("{file}.pub"))).unwrap();
+        let public = mcp_authd::signing::PublicKey::from_pem(&public_text).unwrap();
+        assert_eq!(&public, key.public_key());
+        let kid = fields
+            .iter()
+            .find(|(k, _)| k == "kid")
+            .map(|(_, v)| v.clone());
+        assert_eq!(kid, Some(public.thumbprint()), "{}", out.stdout);
+        // The printed output never holds the private key.
+        assert!(!out.stdout.contains("PRIVATE") && !out.stderr.contains("PRIVATE"));
+    }
+    // Two runs never produce the same key.
+    let (out, _) = gen_key(dir.path(), "EdDSA", "ed2.pem");
+    out.assert_success();
+    assert_ne!(
+        std::fs::read(dir.path().join("ed.pem")).unwrap(),
+        std::fs::read(dir.path().join("ed2.pem")).unwrap()
+    );
+}
+
+#[test]
+fn gen_key_refuses_to_overwrite_and_to_make_hs256_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let (out, _) = gen_key(dir.path(), "EdDSA", "signing.pem");
+    out.assert_success();
+    let before = std::fs::read(dir.path().join("signing.pem")).unwrap();
+    let (out, _) = gen_key(dir.path(), "ES256", "signing.pem");
+    out.assert_failure()
+        .assert_stderr_contains("refusing to overwrite signing.pem");
+    assert_eq!(
+        std::fs::read(dir.path().join("signing.pem")).unwrap(),
+        before
+    );
+
+    // An existing public file is not replaced either, and no private key is left behind.
+    std::fs::write(dir.path().join("other.pem.pub"), "keep me").unwrap();
+    let (out, _) = gen_key(dir.path(), "EdDSA", "other.pem");
+    out.assert_failure()
+        .assert_stderr_contains("refusing to overwrite other.pem.pub");
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("other.pem.pub")).unwrap(),
+        "keep me"
+    );
+    assert!(!dir.path().join("other.pem").exists());
+
+    for bad in ["HS256", "RS256", "eddsa"] {
+        let (out, _) = gen_key(dir.path(), bad, "x.pem");
+        out.assert_failure();
+        assert!(!dir.path().join("x.pem").exists(), "{bad}");
+    }
+}
+
+#[tokio::test]
+async fn serve_and_check_use_a_generated_key_found_beside_the_config() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("keys")).unwrap();
+    let (out, fields) = gen_key(dir.path(), "ES256", "keys/new.pem");
+    out.assert_success();
+    let (out, old_fields) = gen_key(dir.path(), "EdDSA", "keys/old.pem");
+    out.assert_success();
+    let kid = |f: &[(String, String)]| f.iter().find(|(k, _)| k == "kid").unwrap().1.clone();
+    let port = free_port();
+    // Relative paths: taken from the configuration's directory, not from where serve runs.
+    let doc = servers_json_with(&issuer(port), |oauth| {
+        oauth["signing"] = json!({
+            "algorithm": "ES256",
+            "privateKeyFile": "keys/new.pem",
+            "previousPublicKeyFiles": ["keys/old.pem.pub"]
+        });
+    });
+    let config = write_config(dir.path(), &doc);
+    let elsewhere = tempfile::tempdir().unwrap();
+
+    let out = run(&mut one_shot(elsewhere.path(), &config, &["check"]));
+    out.assert_success();
+    assert!(
+        out.stdout.contains("signing:           ES256"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout
+            .contains(&format!("signing key id:    {}", kid(&fields))),
+        "{}",
+        out.stdout
+    );
+    assert!(out.stdout.contains(&kid(&old_fields)), "{}", out.stdout);
+
+    let mut cmd = serve_cmd(elsewhere.path(), &config, port);
+    cmd.env("RUST_LOG", "trace");
+    let mut server = Server::start(cmd, port);
+    server.wait_ready(&http()).await;
+    let jwks: Value = http()
+        .get(server.url("/.well-known/jwks.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let kids: Vec<&str> = jwks["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["kid"].as_str().unwrap())
+        .collect();
+    assert_eq!(kids, [kid(&fields), kid(&old_fields)]);
+    assert!(server.terminate().await.success());
+    // Neither the summary nor a trace-level log shows any line of the private keys.
+    let logs = format!("{}{}{}", out.stdout, out.stderr, server.stderr());
+    assert!(logs.contains(&kid(&fields)), "serve names its key id");
+    for file in ["keys/new.pem", "keys/old.pem"] {
+        let pem = std::fs::read_to_string(dir.path().join(file)).unwrap();
+        for line in pem.lines().filter(|l| !l.starts_with("-----")) {
+            assert!(!logs.contains(line), "{file} leaked");
+        }
+    }
+
+    // A key file that is not there stops both, naming the field.
+    let doc = servers_json_with(&issuer(port), |oauth| {
+        oauth["signing"] = json!({"algorithm": "EdDSA", "privateKeyFile": "keys/none.pem"});
+    });
+    let config = write_config(dir.path(), &doc);
+    run(&mut one_shot(dir.path(), &config, &["check"]))
+        .assert_failure()
+        .assert_stderr_contains("error: oauthAs.signing.privateKeyFile: ");
+    run(&mut serve_cmd(dir.path(), &config, port))
+        .assert_failure()
+        .assert_stderr_contains("error: oauthAs.signing.privateKeyFile: ");
+}

@@ -25,6 +25,7 @@ mod register;
 mod request_bounds;
 mod resource;
 mod rmcp_client;
+mod signing;
 mod state;
 mod state_files;
 mod token;

@@ -36,7 +36,7 @@ fn server_auth(oauth_as: Value) -> String {
     .to_string()
 }
 
-fn authenticator(oauth_as: Value) -> Authenticator {
+pub(crate) fn authenticator(oauth_as: Value) -> Authenticator {
     Authenticator::from_servers_json(&server_auth(oauth_as), |name| {
         (name == "ADMIN").then(|| ADMIN_TOKEN.to_string())
     })
@@ -49,7 +49,7 @@ fn default_oauth_as(app: &TestApp) -> Value {
 
 /// A protected MCP-like router: `GET /tools` lists the visible tools, `POST /call/{tool}`
 /// runs one, `GET /admin` needs the scope `mcp:admin`.
-async fn protected(auth: Authenticator) -> (String, tokio::task::JoinHandle<()>) {
+pub(crate) async fn protected(auth: Authenticator) -> (String, tokio::task::JoinHandle<()>) {
     let auth = Arc::new(auth);
     let list = |axum::extract::State(auth): axum::extract::State<Arc<Authenticator>>,
                 who: Identity| async move {
@@ -92,7 +92,11 @@ async fn protected(auth: Authenticator) -> (String, tokio::task::JoinHandle<()>)
     (base, task)
 }
 
-async fn get_tools(http: &reqwest::Client, base: &str, token: Option<&str>) -> reqwest::Response {
+pub(crate) async fn get_tools(
+    http: &reqwest::Client,
+    base: &str,
+    token: Option<&str>,
+) -> reqwest::Response {
     let mut request = http.get(format!("{base}/tools"));
     if let Some(token) = token {
         request = request.bearer_auth(token);
@@ -108,7 +112,7 @@ fn challenge_of(response: &reqwest::Response) -> String {
 }
 
 /// Signs a JWT with arbitrary header and claims (for forgeries).
-fn forge(header: Value, claims: Value, key: &[u8]) -> String {
+pub(crate) fn forge(header: Value, claims: Value, key: &[u8]) -> String {
     let h = URL_SAFE_NO_PAD.encode(header.to_string());
     let c = URL_SAFE_NO_PAD.encode(claims.to_string());
     let sig = URL_SAFE_NO_PAD.encode(mcp_authd::secrets::hmac_raw(
