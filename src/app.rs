@@ -2,11 +2,14 @@
 
 use std::sync::Arc;
 
+use crate::cimd::ClientDocuments;
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::oauth::consent::NonceGuard;
 use crate::secrets::Keys;
-use crate::store::{CodeStore, MemoryCodeStore, Store};
+use crate::store::{
+    AssertionReplayCache, CodeStore, MemoryAssertionReplayCache, MemoryCodeStore, Store,
+};
 
 /// Everything a request may need: configuration, stores, keys and the clock.
 pub struct AppState {
@@ -24,6 +27,10 @@ pub struct AppState {
     pub consent_nonces: NonceGuard,
     /// Verifies this server's access tokens (current and previous keys).
     pub verifier: crate::jwt::Verifier,
+    /// Client metadata documents and their keys, fetched and cached.
+    pub documents: ClientDocuments,
+    /// Client assertions (`jti`) already used.
+    pub assertion_replay: Arc<dyn AssertionReplayCache>,
 }
 
 impl AppState {
@@ -36,8 +43,11 @@ impl AppState {
     pub fn with_clock(config: Config, store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Self {
         let keys = Keys::derive(config.jwt_secret.expose());
         let verifier = config.verifier();
+        let documents = ClientDocuments::new(&config.client_metadata_documents);
         Self {
             verifier,
+            documents,
+            assertion_replay: Arc::new(MemoryAssertionReplayCache::default()),
             config,
             store,
             codes: Arc::new(MemoryCodeStore::new()),

@@ -11,9 +11,11 @@
 
 pub mod admin;
 pub mod app;
+pub mod cimd;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod fetch;
 pub mod http;
 pub mod jwt;
 pub mod oauth;

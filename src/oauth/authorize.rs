@@ -70,12 +70,7 @@ pub async fn validate(
     let client_id = params
         .non_empty("client_id")
         .ok_or_else(|| AuthorizeError::page(400, "The request has no client_id."))?;
-    let client = app.store.client(client_id).await.ok_or_else(|| {
-        AuthorizeError::page(
-            400,
-            "This application is not registered with the sign-in server (unknown client_id). Reconnect it from the application so it can register again.",
-        )
-    })?;
+    let client = find_client(app, client_id).await?;
     let redirect_uri = params
         .non_empty("redirect_uri")
         .ok_or_else(|| AuthorizeError::page(400, "The request has no redirect_uri."))?;
@@ -88,6 +83,23 @@ pub async fn validate(
             400,
             format!(
                 "redirect_uri rejected: {} is not registered for this application.",
+                super::error::printable(redirect_uri)
+            ),
+        ));
+    }
+    // A document may list a loopback URI without a port, which the allowlist accepted for
+    // some port; the one requested must be allowed itself.
+    if client.registration == Registration::MetadataDocument
+        && !app
+            .config
+            .redirect_allowlist
+            .iter()
+            .any(|p| p.allows(redirect_uri))
+    {
+        return Err(AuthorizeError::page(
+            400,
+            format!(
+                "redirect_uri rejected: {} is not in the server's redirectUriAllowlist.",
                 super::error::printable(redirect_uri)
             ),
         ));
@@ -122,7 +134,8 @@ pub async fn validate(
     let scope = match params.get("scope") {
         Some(raw) => Scope::parse(raw),
         None => Scope::parse(&client.scope),
-    };
+    }
+    .without_offline_access();
     if scope.has_invalid_characters() {
         return Err(fail(OAuthError::invalid_scope(
             "scope contains characters RFC 6749 §3.3 forbids",
@@ -155,12 +168,41 @@ pub async fn validate(
     Ok((client, pending))
 }
 
-/// Whether the user must approve this client first (SPEC §6 "Consent").
+/// The client named by an authorization request: a registered one, or the client a metadata
+/// document describes (SPEC §12). Unknown, invalid or unreachable → an error page naming why.
+async fn find_client(app: &AppState, client_id: &str) -> Result<Client, AuthorizeError> {
+    if crate::cimd::is_document_client(&app.config, client_id) {
+        return match app
+            .documents
+            .document(&app.config, client_id, app.now())
+            .await
+        {
+            Ok(document) => Ok(document.to_client()),
+            Err(e) => Err(AuthorizeError::page(
+                if e.is_unreachable() { 502 } else { 400 },
+                format!(
+                    "This application identifies itself with the client metadata document {}, which cannot be used: {e}.",
+                    super::error::printable(client_id)
+                ),
+            )),
+        };
+    }
+    app.store.client(client_id).await.ok_or_else(|| {
+        AuthorizeError::page(
+            400,
+            "This application is not registered with the sign-in server (unknown client_id). Reconnect it from the application so it can register again.",
+        )
+    })
+}
+
+/// Whether the user must approve this client first (SPEC §6 "Consent"): under `dynamic`,
+/// every client that was not pre-provisioned (registered itself, or a metadata document),
+/// once per user.
 pub fn needs_consent(mode: ConsentMode, client: &Client, has_consented: bool) -> bool {
     match mode {
         ConsentMode::Always => true,
         ConsentMode::Never => false,
-        ConsentMode::Dynamic => client.registration == Registration::Dynamic && !has_consented,
+        ConsentMode::Dynamic => client.registration != Registration::Provisioned && !has_consented,
     }
 }
 

@@ -6,7 +6,7 @@ use super::OAuthError;
 use super::redirect::{self, MAX_REDIRECT_URIS, RedirectPattern};
 use super::scope::Scope;
 use crate::secrets::{random_token, sha256_b64};
-use crate::store::{AuthMethod, Client, Registration};
+use crate::store::{ApplicationType, AuthMethod, Client, Registration};
 
 /// The longest `client_name` kept, in characters.
 pub const MAX_CLIENT_NAME: usize = 100;
@@ -29,6 +29,8 @@ pub struct RegistrationRequest {
     pub client_name: Option<String>,
     /// Default scope.
     pub scope: Option<String>,
+    /// `native` or `web` (SEP-837); inferred from the redirect URIs when absent.
+    pub application_type: Option<String>,
 }
 
 /// The registration response (RFC 7591 §3.2.1); no member is ever `null`.
@@ -57,6 +59,8 @@ pub struct RegistrationResponse {
     /// The default scope, when one was registered.
     #[serde(skip_serializing_if = "String::is_empty")]
     pub scope: String,
+    /// `native` or `web`, as registered or inferred.
+    pub application_type: &'static str,
 }
 
 /// A client ready to store, with its plaintext secret (to show once).
@@ -82,7 +86,30 @@ impl NewClient {
             grant_types: c.grant_types.clone(),
             response_types: c.response_types.clone(),
             scope: c.scope.clone(),
+            application_type: c
+                .application_type
+                .unwrap_or_else(|| infer_application_type(&c.redirect_uris))
+                .as_str(),
         }
+    }
+}
+
+/// The `application_type` of a client that names none (SEP-837): `native` when any redirect
+/// URI is an http loopback or private-use-scheme URI (an app on the user's device), else
+/// `web`.
+pub fn infer_application_type(redirect_uris: &[String]) -> ApplicationType {
+    let on_device = redirect_uris.iter().any(|uri| match url::Url::parse(uri) {
+        Ok(url) => match url.scheme() {
+            "https" => false,
+            "http" => matches!(url.host_str(), Some("localhost" | "127.0.0.1" | "[::1]")),
+            _ => true,
+        },
+        Err(_) => false,
+    });
+    if on_device {
+        ApplicationType::Native
+    } else {
+        ApplicationType::Web
     }
 }
 
@@ -187,6 +214,7 @@ pub fn register_dynamic(
     // Unknown scopes are dropped rather than refused: several clients register whatever they
     // guess (e.g. `openid email profile`) and would otherwise fail to register at all.
     let scope = Scope::parse(request.scope.as_deref().unwrap_or_default())
+        .without_offline_access()
         .retain_supported(scopes_supported);
     if scope.has_invalid_characters() {
         return Err(OAuthError::invalid_client_metadata(
@@ -194,11 +222,25 @@ pub fn register_dynamic(
         ));
     }
 
+    // A type the client names is kept as given: MCP clients on loopback say `native`, and
+    // refusing a mismatch would only break a client that described itself loosely.
+    let application_type = match request.application_type.as_deref() {
+        None => infer_application_type(&redirect_uris),
+        Some("native") => ApplicationType::Native,
+        Some("web") => ApplicationType::Web,
+        Some(other) => {
+            return Err(OAuthError::invalid_client_metadata(format!(
+                "application_type {} is not supported (use native or web)",
+                super::error::printable(other)
+            )));
+        }
+    };
+
     let client_name = match request.client_name.as_deref().map(sanitize_client_name) {
         Some(name) if !name.is_empty() => name,
         _ => "Unnamed MCP client".to_string(),
     };
-    Ok(build_client(
+    let mut new = build_client(
         client_name,
         redirect_uris,
         method,
@@ -207,7 +249,9 @@ pub fn register_dynamic(
         scope.to_string(),
         Registration::Dynamic,
         now,
-    ))
+    );
+    new.client.application_type = Some(application_type);
+    Ok(new)
 }
 
 /// Builds a pre-provisioned confidential client (`mcp-authd clients add`).
@@ -223,7 +267,8 @@ pub fn provision(
             "--name must not be empty",
         ));
     }
-    Ok(build_client(
+    let application_type = infer_application_type(&redirect_uris);
+    let mut new = build_client(
         client_name,
         redirect_uris,
         AuthMethod::ClientSecretBasic,
@@ -232,7 +277,9 @@ pub fn provision(
         String::new(),
         Registration::Provisioned,
         now,
-    ))
+    );
+    new.client.application_type = Some(application_type);
+    Ok(new)
 }
 
 #[allow(clippy::too_many_arguments)] // A private constructor; every argument is a distinct field.
@@ -259,6 +306,7 @@ fn build_client(
             secret_hash: secret.as_deref().map(|s| sha256_b64(s.as_bytes())),
             client_id_issued_at: now,
             registration,
+            application_type: None,
         },
         secret,
     }
@@ -315,6 +363,52 @@ mod tests {
             e.description
                 .starts_with("redirect_uri rejected: http://127.0.0.1:9/cb")
         );
+    }
+
+    #[test]
+    fn application_type_is_kept_or_inferred_and_echoed() {
+        let register = |uris: &[&str], declared: Option<&str>| {
+            let req = RegistrationRequest {
+                redirect_uris: Some(uris.iter().map(|u| u.to_string()).collect()),
+                application_type: declared.map(str::to_string),
+                ..Default::default()
+            };
+            register_dynamic(req, &allow_all_https(), &[], 0)
+                .map(|c| serde_json::to_value(c.response()).unwrap()["application_type"].clone())
+        };
+        assert_eq!(
+            register(&["http://localhost:3000/cb"], None).unwrap(),
+            "native"
+        );
+        assert_eq!(
+            register(&["cursor://anysphere.cursor-mcp/oauth/callback"], None).unwrap(),
+            "native"
+        );
+        assert_eq!(
+            register(&["https://claude.ai/api/mcp/auth_callback"], None).unwrap(),
+            "web"
+        );
+        assert_eq!(
+            register(
+                &[
+                    "https://claude.ai/api/mcp/auth_callback",
+                    "http://localhost:1/cb"
+                ],
+                None
+            )
+            .unwrap(),
+            "native"
+        );
+        assert_eq!(
+            register(&["http://localhost:3000/cb"], Some("web")).unwrap(),
+            "web"
+        );
+        assert_eq!(
+            register(&["https://claude.ai/api/mcp/auth_callback"], Some("native")).unwrap(),
+            "native"
+        );
+        let e = register(&["http://localhost:3000/cb"], Some("desktop")).unwrap_err();
+        assert_eq!(e.code, super::super::ErrorCode::InvalidClientMetadata);
     }
 
     #[test]

@@ -1,5 +1,8 @@
 //! Scope strings (RFC 6749 §3.3): space-separated, order-insensitive sets.
 
+/// The OpenID scope that asks for a refresh token (OIDC Core §11).
+pub const OFFLINE_ACCESS: &str = "offline_access";
+
 /// A parsed scope: distinct tokens in the order first given.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Scope(Vec<String>);
@@ -32,6 +35,13 @@ impl Scope {
         if !supported.is_empty() {
             self.0.retain(|t| supported.contains(t));
         }
+        self
+    }
+
+    /// Drops `offline_access`: it is accepted and ignored, since a refresh token is always
+    /// issued (SPEC §13, SEP-2207), so it never reaches a grant, a consent or a token.
+    pub fn without_offline_access(mut self) -> Self {
+        self.0.retain(|t| t != OFFLINE_ACCESS);
         self
     }
 
@@ -82,6 +92,16 @@ mod tests {
                 .retain_supported(&["read".into()])
                 .to_string(),
             "read"
+        );
+    }
+
+    #[test]
+    fn offline_access_is_dropped() {
+        assert_eq!(
+            Scope::parse("offline_access mcp:tools offline_access")
+                .without_offline_access()
+                .to_string(),
+            "mcp:tools"
         );
     }
 

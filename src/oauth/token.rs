@@ -164,13 +164,18 @@ async fn refresh_token(
     let granted = Scope::parse(&family.grant.scope);
     let scope = match form.get("scope") {
         Some(raw) => {
-            let requested = Scope::parse(raw);
+            // `offline_access` is ignored; a scope of nothing else asks for no narrowing.
+            let requested = Scope::parse(raw).without_offline_access();
             if !requested.is_subset_of(&granted) {
                 return Err(OAuthError::invalid_scope(
                     "a refresh may narrow the scope but never widen it",
                 ));
             }
-            requested
+            if requested.is_empty() {
+                granted
+            } else {
+                requested
+            }
         }
         None => granted,
     };

@@ -7,9 +7,11 @@
 
 mod attacks;
 mod authorize;
+mod cimd;
 mod cli;
 mod clients;
 mod discovery;
+mod doc_server;
 mod durability;
 mod example_server;
 mod flow;
