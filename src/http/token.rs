@@ -42,7 +42,16 @@ async fn form_and_client(
         ),
     };
     let creds = client_auth::extract(authorization, &form)?;
-    let client = client_auth::authenticate(app, &creds, &app.config.endpoint(path)).await?;
+    // A client assertion may name this server by its token endpoint, its issuer, or the
+    // endpoint called (RFC 7523 §3).
+    let token_endpoint = app.config.endpoint(paths::TOKEN);
+    let called = app.config.endpoint(path);
+    let audiences = [
+        token_endpoint.as_str(),
+        app.config.issuer.as_str(),
+        called.as_str(),
+    ];
+    let client = client_auth::authenticate(app, &creds, &audiences).await?;
     Ok((form, client))
 }
 

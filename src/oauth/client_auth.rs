@@ -113,12 +113,12 @@ fn form_decode(s: &str) -> Option<String> {
 }
 
 /// Authenticates the credentials: against the registered client, or against the client's
-/// metadata document. `endpoint` is the URL of the endpoint called, accepted (besides the
-/// token endpoint and the issuer) as a client assertion's `aud`.
+/// metadata document. `audiences` are the `aud` values a client assertion may name (the
+/// token endpoint URL, the issuer, the URL of the endpoint called).
 pub async fn authenticate(
     app: &AppState,
     creds: &Credentials,
-    endpoint: &str,
+    audiences: &[&str],
 ) -> Result<Client, OAuthError> {
     let fail =
         |why: &'static str| OAuthError::invalid_client(why).with_basic_auth(creds.used_basic);
@@ -128,7 +128,7 @@ pub async fn authenticate(
         _ => creds.client_id.clone(),
     };
     if is_document_client(&app.config, &client_id) {
-        return authenticate_document_client(app, &client_id, creds, endpoint).await;
+        return authenticate_document_client(app, &client_id, creds, audiences).await;
     }
     let client = app
         .store
@@ -169,7 +169,7 @@ async fn authenticate_document_client(
     app: &AppState,
     client_id: &str,
     creds: &Credentials,
-    endpoint: &str,
+    audiences: &[&str],
 ) -> Result<Client, OAuthError> {
     let fail = |why: String| OAuthError::invalid_client(why).with_basic_auth(creds.used_basic);
     let now = app.now();
@@ -193,7 +193,7 @@ async fn authenticate_document_client(
             "this client must authenticate with a private_key_jwt client assertion".into(),
         )),
         (_, Some(presented)) => {
-            let verified = verify_assertion(app, &document, presented, endpoint, now).await?;
+            let verified = verify_assertion(app, &document, presented, audiences, now).await?;
             let is_first = app
                 .assertion_replay
                 .first_use(client_id, &verified.jti, verified.exp, now)
@@ -214,18 +214,12 @@ async fn verify_assertion(
     app: &AppState,
     document: &ClientDocument,
     presented: &str,
-    endpoint: &str,
+    audiences: &[&str],
     now: u64,
 ) -> Result<assertion::VerifiedAssertion, OAuthError> {
-    let token_endpoint = app.config.endpoint(crate::http::paths::TOKEN);
-    let audiences = [
-        token_endpoint.as_str(),
-        app.config.issuer.as_str(),
-        endpoint,
-    ];
     let expect = assertion::Expectations {
         client_id: &document.client_id,
-        audiences: &audiences,
+        audiences,
         now,
     };
     let keys_error = |e: crate::cimd::DocumentError| {
