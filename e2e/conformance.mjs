@@ -100,5 +100,11 @@ const successes = checks.filter((c) => c.status === 'SUCCESS');
 rmSync(outputDir, { recursive: true, force: true });
 log(`suite exit ${code}; ${files.length} scenario(s), ${successes.length} checks passed, ${failures.length} failed`);
 for (const f of failures) log(`FAILED ${f.id}: ${f.errorMessage || f.description}`);
+// 2025-11-25: the metadata SHOULD advertise Client ID Metadata Documents (a WARNING otherwise).
+const cimd = checks.find((c) => c.id === 'authorization-server-metadata-cimd');
+if (!cimd || cimd.status !== 'SUCCESS') {
+  log(`authorization-server-metadata-cimd: ${cimd ? `${cimd.status} ${cimd.errorMessage || ''}` : 'not run'}`);
+  process.exit(1);
+}
 if (code !== 0 || failures.length > 0 || files.length < 2 || successes.length === 0) process.exit(1);
 console.log('conformance: OK');

@@ -108,7 +108,7 @@ async def main(url: str) -> None:
     async with httpx2.AsyncClient(auth=oauth) as http:
         async with Client(streamable_http_client(url, http_client=http)) as client:
             tools = await client.list_tools()
-            assert sorted(t.name for t in tools.tools) == ["admin_echo", "echo", "github__merge_pr", "sentry__list_issues", "sentry__resolve_issue"], tools
+            assert sorted(t.name for t in tools.tools) == ["admin_audit", "admin_echo", "echo", "github__merge_pr", "sentry__list_issues", "sentry__resolve_issue"], tools
             result = await client.call_tool("echo", {"text": "hello from python"})
             assert text_of(result) == "hello from python", result
             assert browser.opened == 1

@@ -17,7 +17,7 @@ cd "$(dirname "$0")/.."
 root=$PWD
 e2e=$root/e2e
 
-ALL_TESTS=(ts_sdk python_sdk mcp_remote inspector_cli conformance chromium_consent)
+ALL_TESTS=(ts_sdk ts_sdk_cimd python_sdk mcp_remote inspector_cli conformance chromium_consent)
 selected=("$@")
 [ ${#selected[@]} -eq 0 ] && selected=("${ALL_TESTS[@]}")
 for name in "${selected[@]}"; do
@@ -94,6 +94,24 @@ mcp_server=$target_dir/$profile/examples/mcp_server
 MCP_AUTH_JWT_SECRET=$("$authd" gen-secret)
 export MCP_AUTH_JWT_SECRET
 
+# A CA made for this run and a certificate for localhost signed by it: ts_sdk_cimd serves its
+# client metadata document with them, and mcp-authd trusts the CA (`caFile`, tests only) and
+# may fetch from loopback (`allowPrivateAddresses`, tests only).
+cimd=$work/cimd
+mkdir -p "$cimd"
+command -v openssl >/dev/null || die "openssl is missing (apt-get install openssl)"
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 \
+  -keyout "$cimd/ca.key" -out "$cimd/ca.pem" -subj "/CN=mcp-authd e2e CA" \
+  -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign" 2>/dev/null ||
+  die "cannot make the test CA"
+openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+  -keyout "$cimd/doc.key" -out "$cimd/doc.csr" -subj "/CN=localhost" 2>/dev/null &&
+  printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' >"$cimd/doc.ext" &&
+  openssl x509 -req -in "$cimd/doc.csr" -CA "$cimd/ca.pem" -CAkey "$cimd/ca.key" -CAcreateserial \
+    -days 1 -extfile "$cimd/doc.ext" -out "$cimd/doc.pem" 2>/dev/null ||
+  die "cannot make the document server's certificate"
+export CIMD_CERT=$cimd/doc.pem CIMD_KEY=$cimd/doc.key
+
 # write_authd_config NAME ISSUER RESOURCE: $work/NAME/servers.json for one mcp-authd.
 write_authd_config() {
   local dir=$work/$1
@@ -107,7 +125,8 @@ write_authd_config() {
       "resourceUrl": "$3",
       "trustedSourceCidrs": ["127.0.0.1/32"],
       "redirectUriAllowlist": ["http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*"],
-      "accessTokenTtlSeconds": 600
+      "accessTokenTtlSeconds": 600,
+      "clientMetadataDocuments": {"allowPrivateAddresses": true, "caFile": "$cimd/ca.pem"}
     }
   }
 }
@@ -180,6 +199,10 @@ run_test() { # name seconds cmd...
 # --- the tests ------------------------------------------------------------------------------
 test_ts_sdk() {
   run_test ts_sdk 120 node ts_sdk.mjs "$MCP_URL"
+}
+
+test_ts_sdk_cimd() {
+  run_test ts_sdk_cimd 120 node ts_sdk_cimd.mjs "$MCP_URL"
 }
 
 test_python_sdk() {

@@ -78,7 +78,7 @@ const provider = new InMemoryProvider();
 const { client } = await connect(provider);
 assert.equal(provider.redirects, 1, 'one browser round trip');
 const tools = await client.listTools();
-assert.deepEqual(tools.tools.map((t) => t.name).sort(), ['admin_echo', 'echo', 'github__merge_pr', 'sentry__list_issues', 'sentry__resolve_issue']);
+assert.deepEqual(tools.tools.map((t) => t.name).sort(), ['admin_audit', 'admin_echo', 'echo', 'github__merge_pr', 'sentry__list_issues', 'sentry__resolve_issue']);
 assert.equal(text(await client.callTool({ name: 'echo', arguments: { text: 'hello from ts' } })), 'hello from ts');
 log('echo works');
 

@@ -5,6 +5,8 @@
 //!
 //! - `echo` returns its `text` argument;
 //! - `admin_echo` does the same but needs the OAuth scope `mcp:admin` (step-up);
+//! - `admin_audit` needs a wider scope still, `mcp:admin` and `mcp:audit`: a token short of
+//!   either gets one challenge naming both;
 //! - `sentry__list_issues`, `sentry__resolve_issue` and `github__merge_pr` stand in for the
 //!   tools of real integrations, to show per-tool access control.
 //!
@@ -16,7 +18,9 @@
 //!   (plus `error="invalid_token"` when a token was presented), which is how MCP clients
 //!   discover where to sign in;
 //! - a tool that needs a scope the token lacks → `403` with
-//!   `WWW-Authenticate: Bearer error="insufficient_scope", scope="mcp:admin", resource_metadata="…"`;
+//!   `WWW-Authenticate: Bearer error="insufficient_scope", scope="mcp:admin", resource_metadata="…"`,
+//!   where `scope` lists every scope the tool needs (`scope="mcp:admin mcp:audit"` for
+//!   `admin_audit`), so the client can step up in one authorization;
 //! - `serverAuth.toolAccess` filters `tools/list` and refuses `tools/call` of anything else,
 //!   for OAuth users and static bearer tokens alike.
 //!
@@ -57,12 +61,19 @@ use tower_http::cors::{Any, CorsLayer};
 /// The scope `admin_echo` needs.
 pub const ADMIN_SCOPE: &str = "mcp:admin";
 
+/// The scopes `admin_audit` needs: a wider set than `admin_echo`'s.
+pub const AUDIT_SCOPES: &[&str] = &[ADMIN_SCOPE, "mcp:audit"];
+
 /// Every tool this server has, with its description.
 pub const TOOLS: &[(&str, &str)] = &[
     ("echo", "Returns its text argument."),
     (
         "admin_echo",
         "Returns its text argument, prefixed with the caller; needs the scope mcp:admin.",
+    ),
+    (
+        "admin_audit",
+        "Returns an audit line for its text argument; needs the scopes mcp:admin and mcp:audit.",
     ),
     (
         "sentry__list_issues",
@@ -228,7 +239,7 @@ fn initialize(params: &Value) -> Value {
         "protocolVersion": version,
         "capabilities": { "tools": { "listChanged": false } },
         "serverInfo": { "name": "mcp-authd-example", "version": env!("CARGO_PKG_VERSION") },
-        "instructions": "Call echo with {\"text\": …}; admin_echo needs the scope mcp:admin."
+        "instructions": "Call echo with {\"text\": …}; admin_echo needs the scope mcp:admin, admin_audit mcp:admin and mcp:audit."
     })
 }
 
@@ -270,6 +281,12 @@ fn call_tool(settings: &Settings, who: &Identity, id: Value, params: &Value) -> 
                     .into_response();
             }
             format!("{} (admin): {text}", who.subject)
+        }
+        "admin_audit" => {
+            if let Err(challenge) = settings.auth.require_scopes(who, AUDIT_SCOPES) {
+                return challenge.into_response();
+            }
+            format!("audit by {}: {text}", who.subject)
         }
         other => format!("{other} called by {}: {text}", who.subject),
     };

@@ -2,11 +2,14 @@
 
 use std::sync::Arc;
 
+use crate::cimd::ClientDocuments;
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::oauth::consent::NonceGuard;
 use crate::secrets::Keys;
-use crate::store::{CodeLimits, CodeStore, MemoryCodeStore, Store};
+use crate::store::{
+    AssertionReplayCache, CodeLimits, CodeStore, MemoryAssertionReplayCache, MemoryCodeStore, Store,
+};
 
 /// Everything a request may need: configuration, stores, keys and the clock.
 pub struct AppState {
@@ -28,6 +31,10 @@ pub struct AppState {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// Signs access tokens (`jwtSecret`, or the key of `oauthAs.signing`).
     pub signer: crate::jwt::TokenSigner,
+    /// Client metadata documents and their keys, fetched and cached.
+    pub documents: ClientDocuments,
+    /// Client assertions (`jti`) already used.
+    pub assertion_replay: Arc<dyn AssertionReplayCache>,
 }
 
 impl AppState {
@@ -45,9 +52,12 @@ impl AppState {
             total: config.max_pending_codes,
         };
         let signer = config.signer();
+        let documents = ClientDocuments::new(&config.client_metadata_documents);
         Self {
             verifier,
             signer,
+            documents,
+            assertion_replay: Arc::new(MemoryAssertionReplayCache::default()),
             config,
             store,
             codes: Arc::new(MemoryCodeStore::with_limits(code_limits)),

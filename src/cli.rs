@@ -642,6 +642,7 @@ fn clients(config_path: &Path, command: ClientsCommand) -> ExitCode {
                     let kind = match c.registration {
                         Registration::Dynamic => "dynamic",
                         Registration::Provisioned => "provisioned",
+                        Registration::MetadataDocument => "document",
                     };
                     println!(
                         "{}\t{kind}\t{}\t{}\t{}",

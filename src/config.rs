@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use axum::http::HeaderName;
 use serde::Deserialize;
 
+use crate::oauth::cimd::HostPattern;
 use crate::oauth::redirect::RedirectPattern;
 use crate::proxy_trust::TrustedSources;
 
@@ -51,6 +52,59 @@ struct RawOauthAs {
     max_pending_codes_per_user: Option<usize>,
     max_pending_codes: Option<usize>,
     signing: Option<crate::signing::RawSigning>,
+    client_metadata_documents: Option<RawClientMetadataDocuments>,
+}
+
+/// `oauthAs.clientMetadataDocuments` exactly as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RawClientMetadataDocuments {
+    enabled: Option<bool>,
+    allowed_hosts: Option<Vec<String>>,
+    max_bytes: Option<u64>,
+    timeout_ms: Option<u64>,
+    max_cache_seconds: Option<u64>,
+    stale_seconds: Option<u64>,
+    allow_private_addresses: Option<bool>,
+    ca_file: Option<PathBuf>,
+}
+
+/// `oauthAs.clientMetadataDocuments` (SPEC §12): clients identified by the https URL of a
+/// metadata document.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientMetadataDocuments {
+    /// `enabled`: whether a URL `client_id` is fetched and advertised.
+    pub enabled: bool,
+    /// `allowedHosts` (empty: any public https host).
+    pub allowed_hosts: Vec<HostPattern>,
+    /// `maxBytes`: the largest document (or JWKS) read.
+    pub max_bytes: usize,
+    /// `timeoutMs`: the longest one fetch may take.
+    pub timeout_ms: u64,
+    /// `maxCacheSeconds`: the cap on a document's `Cache-Control: max-age`.
+    pub max_cache_seconds: u64,
+    /// `staleSeconds`: how long past its freshness a copy serves when a refetch fails.
+    pub stale_seconds: u64,
+    /// `allowPrivateAddresses` (tests only): documents may come from loopback and private
+    /// networks.
+    pub allow_private_addresses: bool,
+    /// The PEM text of `caFile` (tests only): extra roots trusted for fetches.
+    pub ca_pem: Option<Vec<u8>>,
+}
+
+impl Default for ClientMetadataDocuments {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            allowed_hosts: Vec::new(),
+            max_bytes: 5120,
+            timeout_ms: 3000,
+            max_cache_seconds: 86_400,
+            stale_seconds: 86_400,
+            allow_private_addresses: false,
+            ca_pem: None,
+        }
+    }
 }
 
 /// `oauthAs.rateLimits` exactly as written.
@@ -170,6 +224,8 @@ pub struct Config {
     pub max_pending_codes: usize,
     /// `signing`: how access tokens are signed (HS256 with `jwtSecret`, or a key pair).
     pub signing: crate::signing::SigningConfig,
+    /// `clientMetadataDocuments`.
+    pub client_metadata_documents: ClientMetadataDocuments,
     /// Things that are allowed but deserve the operator's attention.
     pub warnings: Vec<String>,
 }
@@ -548,6 +604,11 @@ fn validate(
         .unwrap_or(DEFAULT_MAX_PENDING_CODES_PER_USER);
     let max_pending_codes = raw.max_pending_codes.unwrap_or(DEFAULT_MAX_PENDING_CODES);
     let signing = crate::signing::load_signing(raw.signing, base_dir, &mut errors, &mut warnings);
+    let client_metadata_documents = client_metadata_documents(
+        raw.client_metadata_documents.unwrap_or_default(),
+        &mut errors,
+        &mut warnings,
+    );
 
     match (errors.is_empty(), trusted_sources) {
         (true, Some(trusted_sources)) => Ok(Config {
@@ -573,9 +634,85 @@ fn validate(
             max_pending_codes_per_user,
             max_pending_codes,
             signing,
+            client_metadata_documents,
             warnings,
         }),
         _ => Err(ConfigErrors(errors)),
+    }
+}
+
+/// The largest `maxBytes` accepted (a client metadata document is a few hundred bytes).
+const MAX_DOCUMENT_BYTES: u64 = 1024 * 1024;
+
+/// The longest `timeoutMs` accepted: a fetch holds an authorization or token request open.
+const MAX_DOCUMENT_TIMEOUT_MS: u64 = 30_000;
+
+fn client_metadata_documents(
+    raw: RawClientMetadataDocuments,
+    errors: &mut Vec<String>,
+    warnings: &mut Vec<String>,
+) -> ClientMetadataDocuments {
+    const FIELD: &str = "oauthAs.clientMetadataDocuments";
+    let defaults = ClientMetadataDocuments::default();
+    let mut allowed_hosts = Vec::new();
+    for entry in raw.allowed_hosts.unwrap_or_default() {
+        match HostPattern::parse(&entry) {
+            Ok(pattern) => allowed_hosts.push(pattern),
+            Err(why) => errors.push(format!("{FIELD}.allowedHosts: {why}")),
+        }
+    }
+    let max_bytes = raw.max_bytes.unwrap_or(defaults.max_bytes as u64);
+    if !(1..=MAX_DOCUMENT_BYTES).contains(&max_bytes) {
+        errors.push(format!(
+            "{FIELD}.maxBytes must be between 1 and {MAX_DOCUMENT_BYTES}"
+        ));
+    }
+    let timeout_ms = raw.timeout_ms.unwrap_or(defaults.timeout_ms);
+    if !(1..=MAX_DOCUMENT_TIMEOUT_MS).contains(&timeout_ms) {
+        errors.push(format!(
+            "{FIELD}.timeoutMs must be between 1 and {MAX_DOCUMENT_TIMEOUT_MS}"
+        ));
+    }
+    let allow_private_addresses = raw.allow_private_addresses.unwrap_or(false);
+    if allow_private_addresses {
+        warnings.push(format!(
+            "{FIELD}.allowPrivateAddresses is on: client metadata documents may be fetched from loopback and private networks (for tests only)"
+        ));
+    }
+    let ca_pem = raw.ca_file.and_then(|path| {
+        warnings.push(format!(
+            "{FIELD}.caFile is set: {} is trusted for client metadata document fetches (for tests only)",
+            path.display()
+        ));
+        match std::fs::read(&path) {
+            Ok(pem) => match reqwest::Certificate::from_pem_bundle(&pem) {
+                Ok(roots) if !roots.is_empty() => Some(pem),
+                _ => {
+                    errors.push(format!(
+                        "{FIELD}.caFile: {} holds no PEM certificate",
+                        path.display()
+                    ));
+                    None
+                }
+            },
+            Err(e) => {
+                errors.push(format!(
+                    "{FIELD}.caFile: cannot read {}: {e}",
+                    path.display()
+                ));
+                None
+            }
+        }
+    });
+    ClientMetadataDocuments {
+        enabled: raw.enabled.unwrap_or(defaults.enabled),
+        allowed_hosts,
+        max_bytes: usize::try_from(max_bytes).unwrap_or(defaults.max_bytes),
+        timeout_ms,
+        max_cache_seconds: raw.max_cache_seconds.unwrap_or(defaults.max_cache_seconds),
+        stale_seconds: raw.stale_seconds.unwrap_or(defaults.stale_seconds),
+        allow_private_addresses,
+        ca_pem,
     }
 }
 
@@ -937,6 +1074,74 @@ mod tests {
             errors[0].contains("unknown field `privateKey`"),
             "{errors:?}"
         );
+    }
+
+    #[test]
+    fn client_metadata_documents_have_the_documented_defaults() {
+        let c = config(minimal()).unwrap().client_metadata_documents;
+        assert_eq!(c, ClientMetadataDocuments::default());
+        assert!(c.enabled);
+        assert!(c.allowed_hosts.is_empty());
+        assert_eq!(c.max_bytes, 5120);
+        assert_eq!(c.timeout_ms, 3000);
+        assert_eq!(c.max_cache_seconds, 86_400);
+        assert_eq!(c.stale_seconds, 86_400);
+        assert!(!c.allow_private_addresses);
+        assert_eq!(c.ca_pem, None);
+        assert!(config(minimal()).unwrap().warnings.is_empty());
+    }
+
+    #[test]
+    fn client_metadata_documents_are_configurable_and_test_options_warn() {
+        let mut raw = minimal();
+        raw["clientMetadataDocuments"] = serde_json::json!({
+            "enabled": false, "allowedHosts": ["claude.ai", "*.openai.com"], "maxBytes": 2048,
+            "timeoutMs": 500, "maxCacheSeconds": 60, "staleSeconds": 0, "allowPrivateAddresses": true
+        });
+        let c = config(raw).unwrap();
+        let d = &c.client_metadata_documents;
+        assert!(!d.enabled);
+        assert_eq!(
+            d.allowed_hosts,
+            vec![
+                HostPattern::Exact("claude.ai".into()),
+                HostPattern::Subdomains(".openai.com".into())
+            ]
+        );
+        assert_eq!((d.max_bytes, d.timeout_ms), (2048, 500));
+        assert_eq!((d.max_cache_seconds, d.stale_seconds), (60, 0));
+        assert!(d.allow_private_addresses);
+        assert!(
+            c.warnings
+                .iter()
+                .any(|w| w.contains("allowPrivateAddresses")),
+            "{:?}",
+            c.warnings
+        );
+    }
+
+    #[test]
+    fn client_metadata_document_mistakes_are_named() {
+        let missing_ca = std::env::temp_dir().join("mcp-authd-no-such-ca.pem");
+        for (value, expected) in [
+            (
+                serde_json::json!({"allowedHosts": ["https://claude.ai"]}),
+                "allowedHosts",
+            ),
+            (
+                serde_json::json!({"allowedHosts": ["*.com"]}),
+                "allowedHosts",
+            ),
+            (serde_json::json!({"maxBytes": 0}), "maxBytes"),
+            (serde_json::json!({"timeoutMs": 600000}), "timeoutMs"),
+            (serde_json::json!({"caFile": missing_ca}), "caFile"),
+            (serde_json::json!({"maxbytes": 1}), "maxbytes"),
+        ] {
+            let mut raw = minimal();
+            raw["clientMetadataDocuments"] = value.clone();
+            let errors = config(raw).unwrap_err().0;
+            assert!(errors[0].contains(expected), "{value}: {errors:?}");
+        }
     }
 
     #[test]

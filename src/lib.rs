@@ -12,10 +12,12 @@
 
 pub mod admin;
 pub mod app;
+pub mod cimd;
 pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod doctor;
+pub mod fetch;
 pub mod health_check;
 pub mod http;
 pub mod jwt;

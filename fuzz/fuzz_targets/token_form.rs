@@ -48,6 +48,17 @@ fuzz_target!(|data: &[u8]| {
     };
     match extract(header, &form) {
         Ok(creds) => {
+            if let Some(assertion) = &creds.assertion {
+                // A client assertion (RFC 7523) is the only credential: no Basic, no secret;
+                // the client_id, when sent, is the body's.
+                assert!(!assertion.is_empty() && header.is_none() && creds.secret.is_none());
+                assert_eq!(
+                    form.get("client_assertion_type"),
+                    Some("urn:ietf:params:oauth:client-assertion-type:jwt-bearer")
+                );
+                assert_eq!(form.non_empty("client_id").unwrap_or(""), creds.client_id);
+                return;
+            }
             assert!(!creds.client_id.is_empty() || creds.used_basic);
             if !creds.used_basic {
                 assert_eq!(form.non_empty("client_id"), Some(creds.client_id.as_str()));

@@ -151,9 +151,12 @@ pub async fn authorize(
         nonce: ConsentTicket::new_nonce(),
     }
     .seal(&app.keys.consent);
+    let verified_origin = (client.registration == crate::store::Registration::MetadataDocument)
+        .then(|| redirect::display_host(&client.client_id));
     pages::consent_page(&pages::ConsentView {
         client_name: &client.client_name,
         is_unverified: client.registration == crate::store::Registration::Dynamic,
+        verified_origin: verified_origin.as_deref(),
         redirect_host: &redirect::display_host(&pending.redirect_uri),
         scope: &pending.scope,
         new_scopes: &new_scopes,

@@ -8,9 +8,30 @@ use serde_json::{Value, json};
 
 use super::{Shared, paths};
 use crate::config::Config;
+use crate::oauth::cimd::SIGNING_ALGORITHMS;
 
 /// The RFC 8414 authorization server metadata.
 pub fn authorization_server_document(config: &Config) -> Value {
+    let mut document = base_document(config);
+    if config.client_metadata_documents.enabled {
+        // SPEC §12: claude.ai uses a document only when this flag is set and `none` is listed.
+        document["client_id_metadata_document_supported"] = json!(true);
+        for methods in [
+            "token_endpoint_auth_methods_supported",
+            "revocation_endpoint_auth_methods_supported",
+        ] {
+            if let Some(list) = document[methods].as_array_mut() {
+                list.push(json!("private_key_jwt"));
+            }
+        }
+        document["token_endpoint_auth_signing_alg_values_supported"] = json!(SIGNING_ALGORITHMS);
+        document["revocation_endpoint_auth_signing_alg_values_supported"] =
+            json!(SIGNING_ALGORITHMS);
+    }
+    document
+}
+
+fn base_document(config: &Config) -> Value {
     let mut document = json!({
         "issuer": config.issuer,
         "authorization_endpoint": config.endpoint(paths::AUTHORIZE),

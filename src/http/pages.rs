@@ -75,6 +75,9 @@ pub struct ConsentView<'a> {
     pub client_name: &'a str,
     /// Whether the client registered itself (its name is unverified).
     pub is_unverified: bool,
+    /// For a client metadata document client: the host its document was fetched from, which
+    /// is the client's verified origin (its name is as stated by that host).
+    pub verified_origin: Option<&'a str>,
     /// Where the user will be sent.
     pub redirect_host: &'a str,
     /// The scope requested.
@@ -95,8 +98,25 @@ pub fn consent_page(view: &ConsentView<'_>) -> Response {
     let warning = if view.is_unverified {
         "<p class=\"warn\">This application registered itself; its name is <strong>unverified</strong>. \
 Only approve if you just started signing in to it.</p>"
+            .to_string()
+    } else if let Some(origin) = view.verified_origin {
+        format!(
+            "<p class=\"warn\">This application is identified by a metadata document published at \
+<strong>https://{origin}</strong>: <strong>{origin}</strong> is its verified origin. Its name is as stated by \
+{origin}. Only approve if you just started signing in to an application from {origin}.</p>",
+            origin = escape(origin)
+        )
     } else {
-        ""
+        String::new()
+    };
+    let name_note = match (view.is_unverified, view.verified_origin) {
+        (true, _) => " <em>(unverified)</em>".to_string(),
+        (false, Some(origin)) => format!(" <em>(as stated by {})</em>", escape(origin)),
+        (false, None) => String::new(),
+    };
+    let origin_row = match view.verified_origin {
+        Some(origin) => format!("<dt>Verified origin</dt><dd>{}</dd>", escape(origin)),
+        None => String::new(),
     };
     let scope = if view.scope.is_empty() {
         "(none requested)".to_string()
@@ -124,17 +144,12 @@ Only approve if you just started signing in to it.</p>"
     };
     let body = format!(
         "<h1>Allow {name} to access your MCP servers?</h1>{warning}{step_up}<dl>\
-<dt>Application</dt><dd>{name}{unverified}</dd><dt>Redirects to</dt><dd>{host}</dd>\
+<dt>Application</dt><dd>{name}{name_note}</dd>{origin_row}<dt>Redirects to</dt><dd>{host}</dd>\
 <dt>Permissions</dt><dd>{scope}</dd><dt>Signed in as</dt><dd>{user}</dd></dl>\
 <form method=\"post\" action=\"{action}\"><input type=\"hidden\" name=\"ticket\" value=\"{ticket}\">\
 <button class=\"approve\" type=\"submit\" name=\"decision\" value=\"approve\">Approve</button>\
 <button type=\"submit\" name=\"decision\" value=\"deny\">Deny</button></form>",
         name = escape(view.client_name),
-        unverified = if view.is_unverified {
-            " <em>(unverified)</em>"
-        } else {
-            ""
-        },
         host = escape(view.redirect_host),
         user = escape(view.user),
         action = escape(view.action),

@@ -6,17 +6,18 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
-use super::Shared;
 use super::error::no_store;
+use super::{Shared, paths};
 use crate::oauth::params::Params;
 use crate::oauth::{OAuthError, client_auth, token as grants};
 use crate::store::Client;
 
-/// Parses a form body and authenticates the client.
+/// Parses a form body and authenticates the client at the endpoint under `path`.
 async fn form_and_client(
     app: &Shared,
     headers: &HeaderMap,
     body: &[u8],
+    path: &str,
 ) -> Result<(Params, Client), OAuthError> {
     let is_form = headers
         .get(header::CONTENT_TYPE)
@@ -41,7 +42,16 @@ async fn form_and_client(
         ),
     };
     let creds = client_auth::extract(authorization, &form)?;
-    let client = client_auth::authenticate(app.store.as_ref(), &creds).await?;
+    // A client assertion may name this server by its token endpoint, its issuer, or the
+    // endpoint called (RFC 7523 §3).
+    let token_endpoint = app.config.endpoint(paths::TOKEN);
+    let called = app.config.endpoint(path);
+    let audiences = [
+        token_endpoint.as_str(),
+        app.config.issuer.as_str(),
+        called.as_str(),
+    ];
+    let client = client_auth::authenticate(app, &creds, &audiences).await?;
     Ok((form, client))
 }
 
@@ -51,7 +61,7 @@ pub async fn token(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, OAuthError> {
-    let (form, client) = form_and_client(&app, &headers, &body).await?;
+    let (form, client) = form_and_client(&app, &headers, &body, paths::TOKEN).await?;
     let response = grants::exchange(&app, &client, &form).await?;
     Ok((StatusCode::OK, no_store(), Json(response)).into_response())
 }
@@ -62,7 +72,7 @@ pub async fn revoke(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, OAuthError> {
-    let (form, client) = form_and_client(&app, &headers, &body).await?;
+    let (form, client) = form_and_client(&app, &headers, &body, paths::REVOKE).await?;
     grants::revoke(&app, &client, &form).await?;
     Ok((StatusCode::OK, no_store()).into_response())
 }
@@ -73,7 +83,7 @@ pub async fn introspect(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, OAuthError> {
-    let (form, client) = form_and_client(&app, &headers, &body).await?;
+    let (form, client) = form_and_client(&app, &headers, &body, paths::INTROSPECT).await?;
     let answer = grants::introspect(&app, &client, &form).await?;
     Ok((StatusCode::OK, no_store(), Json(answer)).into_response())
 }

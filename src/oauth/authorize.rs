@@ -7,7 +7,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::params::Params;
-use super::scope::{OFFLINE_ACCESS, Scope};
+use super::scope::Scope;
 use super::{ErrorCode, OAuthError, pkce, redirect, resource};
 use crate::app::AppState;
 use crate::config::ConsentMode;
@@ -70,12 +70,7 @@ pub async fn validate(
     let client_id = params
         .non_empty("client_id")
         .ok_or_else(|| AuthorizeError::page(400, "The request has no client_id."))?;
-    let client = app.store.client(client_id).await.ok_or_else(|| {
-        AuthorizeError::page(
-            400,
-            "This application is not registered with the sign-in server (unknown client_id). Reconnect it from the application so it can register again.",
-        )
-    })?;
+    let client = find_client(app, client_id).await?;
     let redirect_uri = params
         .non_empty("redirect_uri")
         .ok_or_else(|| AuthorizeError::page(400, "The request has no redirect_uri."))?;
@@ -88,6 +83,23 @@ pub async fn validate(
             400,
             format!(
                 "redirect_uri rejected: {} is not registered for this application.",
+                super::error::printable(redirect_uri)
+            ),
+        ));
+    }
+    // A document may list a loopback URI without a port, which the allowlist accepted for
+    // some port; the one requested must be allowed itself.
+    if client.registration == Registration::MetadataDocument
+        && !app
+            .config
+            .redirect_allowlist
+            .iter()
+            .any(|p| p.allows(redirect_uri))
+    {
+        return Err(AuthorizeError::page(
+            400,
+            format!(
+                "redirect_uri rejected: {} is not in the server's redirectUriAllowlist.",
                 super::error::printable(redirect_uri)
             ),
         ));
@@ -125,7 +137,7 @@ pub async fn validate(
     // granted, nor asked about.
     let scope = Scope::parse_bounded(params.get("scope").unwrap_or(&client.scope))
         .map_err(|why| fail(OAuthError::invalid_scope(why)))?
-        .without(OFFLINE_ACCESS);
+        .without_offline_access();
     if scope.has_invalid_characters() {
         return Err(fail(OAuthError::invalid_scope(
             "scope contains characters RFC 6749 §3.3 forbids",
@@ -158,8 +170,36 @@ pub async fn validate(
     Ok((client, pending))
 }
 
+/// The client named by an authorization request: a registered one, or the client a metadata
+/// document describes (SPEC §12). Unknown, invalid or unreachable → an error page naming why.
+async fn find_client(app: &AppState, client_id: &str) -> Result<Client, AuthorizeError> {
+    if crate::cimd::is_document_client(&app.config, client_id) {
+        return match app
+            .documents
+            .document(&app.config, client_id, app.now())
+            .await
+        {
+            Ok(document) => Ok(document.to_client()),
+            Err(e) => Err(AuthorizeError::page(
+                if e.is_unreachable() { 502 } else { 400 },
+                format!(
+                    "This application identifies itself with the client metadata document {}, which cannot be used: {e}.",
+                    super::error::printable(client_id)
+                ),
+            )),
+        };
+    }
+    app.store.client(client_id).await.ok_or_else(|| {
+        AuthorizeError::page(
+            400,
+            "This application is not registered with the sign-in server (unknown client_id). Reconnect it from the application so it can register again.",
+        )
+    })
+}
+
 /// Whether the user must approve this request first (SPEC §6 "Consent", §13 step-up): under
-/// `dynamic`, a self-registered client needs a remembered consent (`approved`, the scopes the
+/// `dynamic`, every client that was not pre-provisioned (registered itself, or a metadata
+/// document) needs a remembered consent (`approved`, the scopes the
 /// user approved for it) that covers every scope `requested`.
 pub fn needs_consent(
     mode: ConsentMode,
@@ -171,7 +211,7 @@ pub fn needs_consent(
         ConsentMode::Always => true,
         ConsentMode::Never => false,
         ConsentMode::Dynamic => {
-            client.registration == Registration::Dynamic
+            client.registration != Registration::Provisioned
                 && !approved.is_some_and(|approved| requested.is_subset_of(approved))
         }
     }
@@ -286,6 +326,7 @@ mod tests {
             secret_hash: None,
             client_id_issued_at: 0,
             registration,
+            application_type: None,
         };
         let dynamic = client(Registration::Dynamic);
         let approved = Scope::parse("read write");

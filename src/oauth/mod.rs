@@ -3,7 +3,9 @@
 //! `http/` extracts requests and shapes responses; everything that decides something lives
 //! here, with the RFC it follows.
 
+pub mod assertion;
 pub mod authorize;
+pub mod cimd;
 pub mod client_auth;
 pub mod consent;
 pub mod error;

@@ -103,6 +103,53 @@ impl RedirectPattern {
             Self::Prefix(prefix) => uri.starts_with(prefix.as_str()),
         }
     }
+
+    /// Whether a redirect URI listed in a client metadata document is allowed: as written,
+    /// or, for an http loopback URI listed without a port (which matches any port at
+    /// authorize, RFC 8252 §7.3), with some port. Claude Code's document lists
+    /// `http://localhost/callback` and an operator's allowlist says `http://localhost:*`.
+    /// The URI actually requested is checked against the allowlist again at authorize.
+    pub fn allows_listed(&self, uri: &str) -> bool {
+        if self.allows(uri) {
+            return true;
+        }
+        let Some((origin, tail)) = loopback_without_port(uri) else {
+            return false;
+        };
+        match self {
+            Self::Exact(exact) => matches_registered(uri, exact),
+            Self::Prefix(prefix) => {
+                // Is `prefix` a prefix of `<origin>:<port><tail>` for some port?
+                let Some(rest) = prefix.strip_prefix(origin) else {
+                    return origin.starts_with(prefix.as_str());
+                };
+                let Some(rest) = rest.strip_prefix(':') else {
+                    return rest.is_empty();
+                };
+                let digits_end = rest
+                    .find(|c: char| !c.is_ascii_digit())
+                    .unwrap_or(rest.len());
+                let (digits, after) = rest.split_at(digits_end);
+                if after.is_empty() {
+                    // Some port starts with these digits: the number they spell is one.
+                    digits.is_empty() || is_port_suffix(&format!(":{digits}"))
+                } else {
+                    is_port_suffix(&format!(":{digits}")) && tail.starts_with(after)
+                }
+            }
+        }
+    }
+}
+
+/// `(origin, rest)` of an http loopback URI written without a port, e.g.
+/// `("http://localhost", "/callback")`; `None` for anything else.
+fn loopback_without_port(uri: &str) -> Option<(&str, &str)> {
+    let rest = uri.strip_prefix("http://")?;
+    let host = LOOPBACK_HOSTS.iter().find(|h| {
+        rest.strip_prefix(**h)
+            .is_some_and(|after| after.is_empty() || after.starts_with(['/', '?']))
+    })?;
+    Some(uri.split_at("http://".len() + host.len()))
 }
 
 /// Checks one redirect URI offered at registration (SPEC §6). Returns why it is refused.
@@ -311,6 +358,49 @@ mod tests {
         ] {
             assert!(!matches_registered(registered, requested), "{requested}");
         }
+    }
+
+    #[test]
+    fn a_loopback_uri_listed_without_a_port_is_allowed_if_some_port_would_be() {
+        let claude_code = "http://localhost/callback";
+        for pattern in [
+            "http://localhost:*",
+            "http://localhost*",
+            "http://local*",
+            "http://localhost:3*",
+            "http://localhost:3000/*",
+            "http://localhost:3000/call*",
+            "http://localhost:3000/callback",
+            "http://localhost/callback",
+        ] {
+            assert!(
+                RedirectPattern::parse(pattern).allows_listed(claude_code),
+                "{pattern}"
+            );
+        }
+        for pattern in [
+            "http://127.0.0.1:*",
+            "http://localhost:0*",
+            "http://localhost:70000/*",
+            "http://localhost:3000/other",
+            "http://localhost:3000/x*",
+            "http://localhost:3000x/*",
+            "http://localhost.evil.com*",
+            "https://localhost:*",
+        ] {
+            assert!(
+                !RedirectPattern::parse(pattern).allows_listed(claude_code),
+                "{pattern}"
+            );
+        }
+        // URIs with a port, and other URIs, are checked as written.
+        assert!(
+            !RedirectPattern::parse("http://127.0.0.1:1*").allows_listed("http://127.0.0.1:33418/")
+        );
+        assert!(
+            RedirectPattern::parse("http://127.0.0.1:*").allows_listed("http://127.0.0.1:33418/")
+        );
+        assert!(!RedirectPattern::parse("https://a.example/*").allows_listed("https://b.example/"));
     }
 
     #[test]

@@ -12,7 +12,7 @@ use super::OAuthError;
 use super::redirect::{self, MAX_REDIRECT_URIS, RedirectPattern};
 use super::scope::Scope;
 use crate::secrets::{random_token, sha256_b64};
-use crate::store::{AuthMethod, Client, Registration};
+use crate::store::{ApplicationType, AuthMethod, Client, Registration};
 
 /// The longest `client_name` kept, in characters.
 pub const MAX_CLIENT_NAME: usize = 100;
@@ -41,6 +41,8 @@ pub struct RegistrationRequest {
     pub client_name: Option<String>,
     /// Default scope.
     pub scope: Option<String>,
+    /// `native` or `web` (SEP-837); inferred from the redirect URIs when absent.
+    pub application_type: Option<String>,
 }
 
 /// The registration response (RFC 7591 §3.2.1); no member is ever `null`.
@@ -69,6 +71,8 @@ pub struct RegistrationResponse {
     /// The default scope, when one was registered.
     #[serde(skip_serializing_if = "String::is_empty")]
     pub scope: String,
+    /// `native` or `web`, as registered or inferred.
+    pub application_type: &'static str,
 }
 
 /// A client ready to store, with its plaintext secret (to show once).
@@ -94,7 +98,30 @@ impl NewClient {
             grant_types: c.grant_types.clone(),
             response_types: c.response_types.clone(),
             scope: c.scope.clone(),
+            application_type: c
+                .application_type
+                .unwrap_or_else(|| infer_application_type(&c.redirect_uris))
+                .as_str(),
         }
+    }
+}
+
+/// The `application_type` of a client that names none (SEP-837): `native` when any redirect
+/// URI is an http loopback or private-use-scheme URI (an app on the user's device), else
+/// `web`.
+pub fn infer_application_type(redirect_uris: &[String]) -> ApplicationType {
+    let on_device = redirect_uris.iter().any(|uri| match url::Url::parse(uri) {
+        Ok(url) => match url.scheme() {
+            "https" => false,
+            "http" => matches!(url.host_str(), Some("localhost" | "127.0.0.1" | "[::1]")),
+            _ => true,
+        },
+        Err(_) => false,
+    });
+    if on_device {
+        ApplicationType::Native
+    } else {
+        ApplicationType::Web
     }
 }
 
@@ -219,18 +246,34 @@ pub fn register_dynamic(
             "scope holds more than {MAX_SCOPE_TOKENS} values"
         )));
     }
-    let scope = Scope::parse(raw_scope).retain_supported(scopes_supported);
+    let scope = Scope::parse(raw_scope)
+        .without_offline_access()
+        .retain_supported(scopes_supported);
     if scope.has_invalid_characters() {
         return Err(OAuthError::invalid_client_metadata(
             "scope contains characters RFC 6749 §3.3 forbids",
         ));
     }
 
+    // A type the client names is kept as given: MCP clients on loopback say `native`, and
+    // refusing a mismatch would only break a client that described itself loosely.
+    let application_type = match request.application_type.as_deref() {
+        None => infer_application_type(&redirect_uris),
+        Some("native") => ApplicationType::Native,
+        Some("web") => ApplicationType::Web,
+        Some(other) => {
+            return Err(OAuthError::invalid_client_metadata(format!(
+                "application_type {} is not supported (use native or web)",
+                super::error::printable(other)
+            )));
+        }
+    };
+
     let client_name = match request.client_name.as_deref().map(sanitize_client_name) {
         Some(name) if !name.is_empty() => name,
         _ => "Unnamed MCP client".to_string(),
     };
-    Ok(build_client(
+    let mut new = build_client(
         client_name,
         redirect_uris,
         method,
@@ -239,7 +282,9 @@ pub fn register_dynamic(
         scope.to_string(),
         Registration::Dynamic,
         now,
-    ))
+    );
+    new.client.application_type = Some(application_type);
+    Ok(new)
 }
 
 /// Builds a pre-provisioned confidential client (`mcp-authd clients add`).
@@ -255,7 +300,8 @@ pub fn provision(
             "--name must not be empty",
         ));
     }
-    Ok(build_client(
+    let application_type = infer_application_type(&redirect_uris);
+    let mut new = build_client(
         client_name,
         redirect_uris,
         AuthMethod::ClientSecretBasic,
@@ -264,7 +310,9 @@ pub fn provision(
         String::new(),
         Registration::Provisioned,
         now,
-    ))
+    );
+    new.client.application_type = Some(application_type);
+    Ok(new)
 }
 
 #[allow(clippy::too_many_arguments)] // A private constructor; every argument is a distinct field.
@@ -291,6 +339,7 @@ fn build_client(
             secret_hash: secret.as_deref().map(|s| sha256_b64(s.as_bytes())),
             client_id_issued_at: now,
             registration,
+            application_type: None,
         },
         secret,
     }
@@ -347,6 +396,52 @@ mod tests {
             e.description
                 .starts_with("redirect_uri rejected: http://127.0.0.1:9/cb")
         );
+    }
+
+    #[test]
+    fn application_type_is_kept_or_inferred_and_echoed() {
+        let register = |uris: &[&str], declared: Option<&str>| {
+            let req = RegistrationRequest {
+                redirect_uris: Some(uris.iter().map(|u| u.to_string()).collect()),
+                application_type: declared.map(str::to_string),
+                ..Default::default()
+            };
+            register_dynamic(req, &allow_all_https(), &[], 0)
+                .map(|c| serde_json::to_value(c.response()).unwrap()["application_type"].clone())
+        };
+        assert_eq!(
+            register(&["http://localhost:3000/cb"], None).unwrap(),
+            "native"
+        );
+        assert_eq!(
+            register(&["cursor://anysphere.cursor-mcp/oauth/callback"], None).unwrap(),
+            "native"
+        );
+        assert_eq!(
+            register(&["https://claude.ai/api/mcp/auth_callback"], None).unwrap(),
+            "web"
+        );
+        assert_eq!(
+            register(
+                &[
+                    "https://claude.ai/api/mcp/auth_callback",
+                    "http://localhost:1/cb"
+                ],
+                None
+            )
+            .unwrap(),
+            "native"
+        );
+        assert_eq!(
+            register(&["http://localhost:3000/cb"], Some("web")).unwrap(),
+            "web"
+        );
+        assert_eq!(
+            register(&["https://claude.ai/api/mcp/auth_callback"], Some("native")).unwrap(),
+            "native"
+        );
+        let e = register(&["http://localhost:3000/cb"], Some("desktop")).unwrap_err();
+        assert_eq!(e.code, super::super::ErrorCode::InvalidClientMetadata);
     }
 
     #[test]

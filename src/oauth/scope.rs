@@ -57,6 +57,13 @@ impl Scope {
         self
     }
 
+    /// Drops `offline_access`: it is accepted and ignored, since a refresh token is always
+    /// issued (SPEC §13, SEP-2207), so it never reaches a grant, a consent or a token.
+    pub fn without_offline_access(mut self) -> Self {
+        self.0.retain(|t| t != OFFLINE_ACCESS);
+        self
+    }
+
     /// Whether the scope has no tokens.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
@@ -73,12 +80,6 @@ impl Scope {
     /// The tokens.
     pub fn tokens(&self) -> &[String] {
         &self.0
-    }
-
-    /// Drops `token` if present (`offline_access`, which is accepted and ignored).
-    pub fn without(mut self, token: &str) -> Self {
-        self.0.retain(|t| t != token);
-        self
     }
 
     /// The tokens of `self` that `other` lacks, in `self`'s order.
@@ -183,9 +184,19 @@ mod tests {
         );
         assert_eq!(
             Scope::parse("offline_access read")
-                .without(OFFLINE_ACCESS)
+                .without_offline_access()
                 .to_string(),
             "read"
+        );
+    }
+
+    #[test]
+    fn offline_access_is_dropped() {
+        assert_eq!(
+            Scope::parse("offline_access mcp:tools offline_access")
+                .without_offline_access()
+                .to_string(),
+            "mcp:tools"
         );
     }
 

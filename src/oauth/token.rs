@@ -3,7 +3,7 @@
 use serde::Serialize;
 
 use super::params::Params;
-use super::scope::{OFFLINE_ACCESS, Scope};
+use super::scope::Scope;
 use super::{ErrorCode, OAuthError, pkce, refresh, resource};
 use crate::app::AppState;
 use crate::jwt::{AccessTokenClaims, MintError};
@@ -183,13 +183,17 @@ async fn refresh_token(
         Some(raw) => {
             let requested = Scope::parse_bounded(raw)
                 .map_err(OAuthError::invalid_scope)?
-                .without(OFFLINE_ACCESS);
+                .without_offline_access();
             if !requested.is_subset_of(&granted) {
                 return Err(OAuthError::invalid_scope(
                     "a refresh may narrow the scope but never widen it",
                 ));
             }
-            requested
+            if requested.is_empty() {
+                granted
+            } else {
+                requested
+            }
         }
         None => granted,
     };

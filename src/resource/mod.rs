@@ -487,16 +487,42 @@ impl Authenticator {
         })
     }
 
-    /// 403 `insufficient_scope` asking for `scope` (step-up, MCP 2025-11-25).
+    /// 403 `insufficient_scope` asking for `scope` (step-up, MCP 2025-11-25): one scope, or
+    /// several separated by spaces. See [`Self::insufficient_scopes`].
     pub fn insufficient_scope(&self, scope: &str) -> Rejection {
+        self.insufficient_scopes(&scope.split(' ').collect::<Vec<_>>())
+    }
+
+    /// 403 `insufficient_scope` listing every scope in `needed` in one challenge
+    /// (`scope="a b"`, RFC 6750 §3.1), each once: the whole set the operation needs, not only
+    /// what the token lacks, so that a client asking for what the challenge says gets all of
+    /// it at once (MCP 2026-07-28; a client that unions it with its scopes, SEP-2350, does
+    /// too).
+    pub fn insufficient_scopes(&self, needed: &[&str]) -> Rejection {
+        let mut scopes: Vec<String> = Vec::new();
+        for scope in needed.iter().map(|s| quoted(s)) {
+            if !scope.is_empty() && !scopes.contains(&scope) {
+                scopes.push(scope);
+            }
+        }
         Rejection {
             status: StatusCode::FORBIDDEN,
             challenge: format!(
                 r#"Bearer error="insufficient_scope", scope="{}", resource_metadata="{}""#,
-                quoted(scope),
+                scopes.join(" "),
                 self.resource_metadata
             ),
             description: "the access token lacks a scope this operation needs",
+        }
+    }
+
+    /// `Ok` when `identity` holds every scope in `needed`; otherwise the 403 challenge that
+    /// lists all of them ([`Self::insufficient_scopes`]).
+    pub fn require_scopes(&self, identity: &Identity, needed: &[&str]) -> Result<(), Rejection> {
+        if needed.iter().all(|scope| identity.has_scope(scope)) {
+            Ok(())
+        } else {
+            Err(self.insufficient_scopes(needed))
         }
     }
 
@@ -620,6 +646,35 @@ mod tests {
         );
         let unknown = auth.authenticate(&bearer("nope")).await.unwrap_err();
         assert!(unknown.challenge.ends_with(r#"error="invalid_token""#));
+    }
+
+    #[test]
+    fn insufficient_scope_lists_every_needed_scope_in_one_challenge() {
+        let auth = auth();
+        let user = Identity {
+            subject: "alice".into(),
+            client_id: Some("c".into()),
+            scopes: vec!["mcp:tools".into(), "mcp:admin".into()],
+            groups: vec![],
+            roles: vec![],
+            source: IdentitySource::OAuth,
+        };
+        assert!(
+            auth.require_scopes(&user, &["mcp:tools", "mcp:admin"])
+                .is_ok()
+        );
+        let refused = auth
+            .require_scopes(&user, &["mcp:admin", "mcp:audit", "mcp:admin"])
+            .unwrap_err();
+        assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+        assert_eq!(
+            refused.challenge,
+            r#"Bearer error="insufficient_scope", scope="mcp:admin mcp:audit", resource_metadata="https://as.example/.well-known/oauth-protected-resource/mcp""#
+        );
+        assert_eq!(
+            auth.insufficient_scope("mcp:admin  mcp:audit").challenge,
+            refused.challenge
+        );
     }
 
     #[test]

@@ -324,6 +324,7 @@ mod tests {
             secret_hash: None,
             client_id_issued_at: at,
             registration,
+            application_type: None,
         }
     }
 

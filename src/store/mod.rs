@@ -9,6 +9,7 @@
 pub mod codes;
 pub mod document;
 pub mod file;
+pub mod replay;
 pub mod state_files;
 pub mod unique_keys;
 
@@ -20,6 +21,7 @@ pub use codes::{
 };
 pub use document::{Mutation, StateDocument};
 pub use file::{StateError, StateStore};
+pub use replay::{AssertionReplayCache, MemoryAssertionReplayCache};
 
 /// How a client authenticates at the token endpoint (RFC 7591 `token_endpoint_auth_method`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -31,6 +33,9 @@ pub enum AuthMethod {
     ClientSecretPost,
     /// A confidential client using HTTP Basic.
     ClientSecretBasic,
+    /// A client metadata document client that signs an RFC 7523 assertion with a key from
+    /// its published JWKS (never a registered client, so never stored).
+    PrivateKeyJwt,
 }
 
 impl AuthMethod {
@@ -40,12 +45,13 @@ impl AuthMethod {
             Self::None => "none",
             Self::ClientSecretPost => "client_secret_post",
             Self::ClientSecretBasic => "client_secret_basic",
+            Self::PrivateKeyJwt => "private_key_jwt",
         }
     }
 
-    /// Whether clients of this kind hold a secret.
+    /// Whether clients of this kind hold a secret issued by this server.
     pub fn is_confidential(self) -> bool {
-        self != Self::None
+        matches!(self, Self::ClientSecretPost | Self::ClientSecretBasic)
     }
 }
 
@@ -57,6 +63,29 @@ pub enum Registration {
     Dynamic,
     /// Added by an administrator with `mcp-authd clients add`.
     Provisioned,
+    /// Identified by the URL of its client metadata document (SPEC §12): resolved from the
+    /// document on each use and never stored; its name is as stated by the document's host.
+    MetadataDocument,
+}
+
+/// RFC 7591 / OIDC Registration `application_type` (SEP-837).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ApplicationType {
+    /// Runs on the user's device: loopback or private-use-scheme redirect URIs.
+    Native,
+    /// A web application with https redirect URIs.
+    Web,
+}
+
+impl ApplicationType {
+    /// The RFC 7591 string.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Native => "native",
+            Self::Web => "web",
+        }
+    }
 }
 
 /// A registered OAuth client.
@@ -85,6 +114,10 @@ pub struct Client {
     pub client_id_issued_at: u64,
     /// Dynamic or provisioned.
     pub registration: Registration,
+    /// `application_type`, as registered or inferred (absent for clients registered before
+    /// it was kept).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub application_type: Option<ApplicationType>,
 }
 
 /// A user's remembered approval of a client: when, and which scopes it covers (SPEC §13). A

@@ -330,6 +330,33 @@ fn check_accepts_a_valid_config_and_prints_a_summary() {
 }
 
 #[test]
+fn check_warns_about_the_test_only_client_metadata_document_options() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = rcgen::CertificateParams::new(vec!["localhost".to_string()])
+        .unwrap()
+        .self_signed(&rcgen::KeyPair::generate().unwrap())
+        .unwrap();
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, ca.pem()).unwrap();
+    let doc = servers_json_with(&issuer(8080), |oauth| {
+        oauth["clientMetadataDocuments"] =
+            json!({"allowPrivateAddresses": true, "caFile": ca_file});
+    });
+    let config = write_config(dir.path(), &doc);
+    let out = run(&mut one_shot(dir.path(), &config, &["check"]));
+    out.assert_success();
+    for option in ["allowPrivateAddresses", "caFile"] {
+        assert!(
+            out.stdout
+                .lines()
+                .any(|l| l.starts_with("warning: ") && l.contains(option)),
+            "a warning about {option}:\n{}",
+            out.stdout
+        );
+    }
+}
+
+#[test]
 fn check_accepts_the_example_config_with_its_secret_from_the_environment() {
     let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/servers.example.json");
     let example_dir = example.parent().unwrap().to_path_buf();

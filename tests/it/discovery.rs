@@ -69,8 +69,14 @@ async fn authorization_server_metadata_has_every_required_field() {
     methods.sort();
     assert_eq!(
         methods,
-        ["client_secret_basic", "client_secret_post", "none"]
+        [
+            "client_secret_basic",
+            "client_secret_post",
+            "none",
+            "private_key_jwt"
+        ]
     );
+    assert_eq!(doc["client_id_metadata_document_supported"], json!(true));
     assert!(doc["scopes_supported"].is_array(), "{doc}");
     assert_eq!(
         doc["authorization_response_iss_parameter_supported"],

@@ -210,3 +210,69 @@ async fn a_missing_scope_asks_for_step_up_and_no_token_asks_to_sign_in() {
     assert_eq!(prm["authorization_servers"], json!([app.base]));
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_tool_needing_a_wider_scope_names_every_scope_it_needs_in_one_challenge() {
+    let (listener, url) = McpServer::bind().await;
+    let dir = tempfile::tempdir().unwrap();
+    let resource = url.clone();
+    let configure = move |section: &mut Value| section["resourceUrl"] = json!(resource);
+    let app = TestApp::spawn_with(Options {
+        configure: &configure,
+        dir: Some(dir.path()),
+        ..Default::default()
+    })
+    .await;
+    let mcp = McpServer::start(listener, url, &app.base);
+    let client_id = app.register_public(REDIRECT).await;
+    let token_with = |scope: &'static str| {
+        let app = &app;
+        let client_id = client_id.clone();
+        async move {
+            let params = params_with(&client_id, REDIRECT, &[("scope", Some(scope))]);
+            let mut response = app.authorize_as(Some(USER), &params).await;
+            if response.status() == 200 {
+                let page = response.text().await.unwrap();
+                response = app.answer_consent(&page, USER, "approve").await;
+            }
+            let code = query_of(&location(&response))["code"].clone();
+            let tokens: Value = app
+                .exchange(&client_id, &code, REDIRECT)
+                .await
+                .json()
+                .await
+                .unwrap();
+            tokens["access_token"].as_str().unwrap().to_string()
+        }
+    };
+    let call = |token: String| {
+        let mcp = &mcp;
+        async move {
+            let params = json!({"name": "admin_audit", "arguments": {"text": "hi"}});
+            mcp.rpc(&token, "tools/call", params).await
+        }
+    };
+    // Holding mcp:admin (enough for admin_echo) is not enough: the challenge names both
+    // scopes admin_audit needs, not only the missing one.
+    for scope in ["mcp:tools", "mcp:admin"] {
+        let response = call(token_with(scope).await).await;
+        assert_eq!(response.status(), 403, "{scope}");
+        let challenge = response.headers()["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .to_string();
+        assert!(
+            challenge.starts_with(r#"Bearer error="insufficient_scope", scope="mcp:admin mcp:audit", resource_metadata=""#),
+            "{scope}: {challenge}"
+        );
+        assert_eq!(challenge.matches("Bearer").count(), 1, "one challenge");
+    }
+    let response = call(token_with("mcp:admin mcp:audit").await).await;
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(
+        body["result"]["content"][0]["text"],
+        format!("audit by {USER}: hi")
+    );
+    app.stop().await;
+}

@@ -8,10 +8,12 @@
 mod admin_socket;
 mod attacks;
 mod authorize;
+mod cimd;
 mod cli;
 mod clients;
 mod connections;
 mod discovery;
+mod doc_server;
 mod durability;
 mod example_server;
 mod flow;

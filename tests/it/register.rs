@@ -504,3 +504,46 @@ async fn rejected_registrations_create_no_client() {
     assert_eq!(clients[0].client_id, client_id);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn application_type_is_echoed_inferred_when_absent_and_stored() {
+    let (app, _dir) = TestApp::spawn().await;
+    for (body, expected) in [
+        // Claude Code, mcp-remote, VS Code send native with a loopback URI.
+        (
+            json!({"redirect_uris": [REDIRECT], "application_type": "native"}),
+            "native",
+        ),
+        // Absent: loopback or a private-use scheme means an app on the device.
+        (json!({"redirect_uris": [REDIRECT]}), "native"),
+        (json!({"redirect_uris": [CURSOR_APP]}), "native"),
+        (
+            json!({"redirect_uris": [CLAUDE, CURSOR_LOOPBACK]}),
+            "native",
+        ),
+        (json!({"redirect_uris": [CLAUDE]}), "web"),
+        // Stated, it is kept as stated.
+        (
+            json!({"redirect_uris": [CLAUDE], "application_type": "native"}),
+            "native",
+        ),
+    ] {
+        let response = registered(&app, body.clone()).await;
+        assert_eq!(response["application_type"], expected, "{body}");
+        let client_id = response["client_id"].as_str().unwrap();
+        let stored = app.state.store.client(client_id).await.unwrap();
+        assert_eq!(
+            stored.application_type.map(|t| t.as_str()),
+            Some(expected),
+            "{body}"
+        );
+    }
+    let description = assert_rejected(
+        &app,
+        json!({"redirect_uris": [REDIRECT], "application_type": "desktop"}),
+        "invalid_client_metadata",
+    )
+    .await;
+    assert!(description.contains("application_type"), "{description}");
+    app.stop().await;
+}
