@@ -87,7 +87,7 @@ pub enum Mutation {
         client_id: String,
     },
     /// Records a user's approval of a client for a scope; the consent then covers the union
-    /// of it and what was approved before. Ignored for a client that no longer exists.
+    /// of it and what was approved before.
     GrantConsent {
         /// The client id.
         client_id: String,
@@ -185,11 +185,6 @@ impl StateDocument {
                 at,
                 scope,
             } => {
-                // A client removed (or evicted at the cap) while its user was on the consent
-                // page: nothing to remember, and no record left behind without its client.
-                if !self.clients.contains_key(client_id) {
-                    return;
-                }
                 let consents = self.consents.entry(client_id.clone()).or_default();
                 let approved = match consents.get(sub) {
                     Some(before) => Scope::parse(&before.scope).union(&Scope::parse(scope)),
@@ -431,9 +426,6 @@ mod tests {
     #[test]
     fn consents_grow_by_union_and_unscoped_ones_cover_no_scope() {
         let mut doc = StateDocument::default();
-        doc.apply(&Mutation::PutClient {
-            client: client("c", Registration::Dynamic, 0),
-        });
         let grant = |scope: &str, at| Mutation::GrantConsent {
             client_id: "c".into(),
             sub: "alice".into(),
@@ -455,14 +447,6 @@ mod tests {
                 .unwrap();
         doc.apply(&old_entry);
         assert_eq!(doc.consents["c"]["bob"].scope, "");
-        // No consent is kept for a client that is gone.
-        doc.apply(&Mutation::GrantConsent {
-            client_id: "gone".into(),
-            sub: "alice".into(),
-            at: 4,
-            scope: "read".into(),
-        });
-        assert!(!doc.consents.contains_key("gone"));
 
         // A document from before: the bare time loads as a consent covering no scope; it is
         // written back as an object.
