@@ -19,7 +19,7 @@ use crate::helpers::{VERIFIER, challenge, query_of};
 use crate::process::{BIN, Served, free_port, http};
 
 /// A literal `jwtSecret` long enough to be accepted.
-const JWT_SECRET: &str = "cli-test-secret-cli-test-secret-0123456789";
+pub(crate) const JWT_SECRET: &str = "cli-test-secret-cli-test-secret-0123456789";
 /// The redirect URI Gemini Enterprise uses.
 const GEMINI_REDIRECT: &str = "https://vertexaisearch.cloud.google.com/oauth-redirect";
 /// Environment variables that select the configuration or the state.
@@ -33,7 +33,7 @@ const RUN_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A complete `servers.json` whose `oauthAs` section is valid for `issuer`, with the keys that
 /// belong to the MCP server around it (which mcp-authd must ignore).
-fn servers_json(issuer: &str) -> Value {
+pub(crate) fn servers_json(issuer: &str) -> Value {
     json!({
         "mcpServers": {"sentry": {"url": "http://127.0.0.1:9000/mcp"}},
         "serverAuth": {
@@ -60,7 +60,7 @@ fn servers_json_with(issuer: &str, change: impl FnOnce(&mut Value)) -> Value {
 }
 
 /// Writes `doc` as `servers.json` in `dir`; returns its path.
-fn write_config(dir: &Path, doc: &Value) -> PathBuf {
+pub(crate) fn write_config(dir: &Path, doc: &Value) -> PathBuf {
     let path = dir.join("servers.json");
     std::fs::write(&path, serde_json::to_vec_pretty(doc).unwrap()).unwrap();
     path
@@ -90,7 +90,7 @@ fn mcp_authd(dir: &Path) -> Command {
 }
 
 /// `mcp-authd serve --config CONFIG --listen 127.0.0.1:PORT`.
-fn serve_cmd(dir: &Path, config: &Path, port: u16) -> Command {
+pub(crate) fn serve_cmd(dir: &Path, config: &Path, port: u16) -> Command {
     let mut cmd = mcp_authd(dir);
     cmd.arg("serve")
         .arg("--config")
@@ -192,7 +192,7 @@ fn run(cmd: &mut Command) -> Outcome {
 }
 
 /// A running `serve` child with its log directory (see `process.rs`).
-struct Server {
+pub(crate) struct Server {
     served: Served,
     _logs: tempfile::TempDir,
 }
@@ -213,7 +213,7 @@ impl std::ops::DerefMut for Server {
 impl Server {
     /// Spawns `cmd` (a `serve` command listening on `port`), stderr to a log file outside the
     /// configuration directory.
-    fn start(mut cmd: Command, port: u16) -> Self {
+    pub(crate) fn start(mut cmd: Command, port: u16) -> Self {
         let logs = tempfile::tempdir().unwrap();
         let served = Served::spawn(&mut cmd, port, logs.path().join("stderr.log"));
         Self {

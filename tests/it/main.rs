@@ -9,6 +9,7 @@ mod attacks;
 mod authorize;
 mod cli;
 mod clients;
+mod deploy;
 mod discovery;
 mod durability;
 mod example_server;
