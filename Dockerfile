@@ -20,15 +20,22 @@ RUN groupadd --system --gid 10001 mcp-authd \
  && chown mcp-authd:mcp-authd /data \
  && chmod 0700 /data
 COPY --from=build /src/target/release/mcp-authd /usr/local/bin/mcp-authd
-COPY config/servers.example.json /config/servers.json
 
-# servers.json is read from /config (mount yours read-only); state is written to /data.
+# No configuration is baked in: mount your servers.json at /config/servers.json (read-only)
+# and pass its secrets as environment variables ("jwtSecret": "${MCP_AUTH_JWT_SECRET}").
+# Without one the server stops at start, naming the missing file. State goes to /data.
 ENV MCP_CONFIG=/config/servers.json \
     MCP_AUTH_SERVER_PATH=/data/auth_server.json
 VOLUME ["/data"]
 USER mcp-authd:mcp-authd
 EXPOSE 8080
+# Healthy while /readyz answers 200 (the store works); `mcp-authd health` asks
+# 127.0.0.1:8080, where CMD listens, so no curl is needed in the image.
+HEALTHCHECK --interval=30s --timeout=6s --start-period=10s --retries=3 \
+  CMD ["mcp-authd", "health"]
+# SIGTERM drains in-flight requests for up to 30 s: stop with `docker stop -t 45`.
+STOPSIGNAL SIGTERM
 # Inside a container the proxy reaches us over the container network, not loopback, hence
-# --insecure: keep the port unpublished except to the reverse proxy. Probe GET /healthz.
+# --insecure: keep the port unpublished except to the reverse proxy.
 ENTRYPOINT ["mcp-authd"]
 CMD ["serve", "--listen", "0.0.0.0:8080", "--insecure"]

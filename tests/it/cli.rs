@@ -19,7 +19,7 @@ use crate::helpers::{VERIFIER, challenge, query_of};
 use crate::process::{BIN, Served, free_port, http};
 
 /// A literal `jwtSecret` long enough to be accepted.
-const JWT_SECRET: &str = "cli-test-secret-cli-test-secret-0123456789";
+pub(crate) const JWT_SECRET: &str = "cli-test-secret-cli-test-secret-0123456789";
 /// The redirect URI Gemini Enterprise uses.
 const GEMINI_REDIRECT: &str = "https://vertexaisearch.cloud.google.com/oauth-redirect";
 /// Environment variables that select the configuration or the state.
@@ -33,7 +33,7 @@ const RUN_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A complete `servers.json` whose `oauthAs` section is valid for `issuer`, with the keys that
 /// belong to the MCP server around it (which mcp-authd must ignore).
-fn servers_json(issuer: &str) -> Value {
+pub(crate) fn servers_json(issuer: &str) -> Value {
     json!({
         "mcpServers": {"sentry": {"url": "http://127.0.0.1:9000/mcp"}},
         "serverAuth": {

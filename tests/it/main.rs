@@ -12,6 +12,7 @@ mod cimd;
 mod cli;
 mod clients;
 mod connections;
+mod deploy;
 mod discovery;
 mod doc_server;
 mod durability;
