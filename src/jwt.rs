@@ -454,8 +454,10 @@ mod tests {
 
     #[test]
     fn minted_tokens_verify_and_round_trip() {
-        let token = mint_access_token(&claims(), SECRET).unwrap();
-        assert_eq!(verify_access_token(&token, &expect()).unwrap(), claims());
+        // One set of claims: two calls to `claims()` can straddle a second boundary.
+        let claims = claims();
+        let token = mint_access_token(&claims, SECRET).unwrap();
+        assert_eq!(verify_access_token(&token, &expect()).unwrap(), claims);
     }
 
     #[test]
@@ -571,7 +573,8 @@ mod tests {
     fn eddsa_and_es256_tokens_verify_with_their_public_keys_only() {
         for algorithm in [SigningAlgorithm::EdDSA, SigningAlgorithm::ES256] {
             let key = PrivateKey::generate(algorithm).unwrap();
-            let token = mint_access_token_with_key(&claims(), &key).unwrap();
+            let minted = claims();
+            let token = mint_access_token_with_key(&minted, &key).unwrap();
             let header = jsonwebtoken::decode_header(&token).unwrap();
             assert_eq!(header.alg, algorithm.jose());
             assert_eq!(
@@ -579,7 +582,7 @@ mod tests {
                 Some(key.public_key().thumbprint().as_str())
             );
             assert_eq!(header.typ.as_deref(), Some("at+jwt"));
-            assert_eq!(key_verifier(&[&key]).verify(&token), Ok(claims()));
+            assert_eq!(key_verifier(&[&key]).verify(&token), Ok(minted.clone()));
             // Another key of the same kind under the same kid: the signature decides.
             let other = PrivateKey::generate(algorithm).unwrap();
             let forged = signed_as(key.public_key().kid(), &other);
