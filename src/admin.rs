@@ -85,7 +85,7 @@ pub async fn execute(store: &dyn Store, command: AdminCommand, now: u64) -> Admi
             let client_secret = new.secret.clone().unwrap_or_default();
             match store.put_client(new.client).await {
                 Ok(()) => {
-                    tracing::info!(target: "audit", client_id = %client_id, "client pre-provisioned");
+                    tracing::info!(target: "audit", event = "client_registered", client_id = %client_id, registration = "provisioned", "client pre-provisioned");
                     AdminReply::ClientAdded {
                         client_id,
                         client_secret,
@@ -96,7 +96,7 @@ pub async fn execute(store: &dyn Store, command: AdminCommand, now: u64) -> Admi
         }
         AdminCommand::RemoveClient { client_id } => match store.remove_client(&client_id).await {
             Ok(true) => {
-                tracing::info!(target: "audit", client_id = %client_id, "client removed");
+                tracing::info!(target: "audit", event = "client_removed", client_id = %client_id, "client removed");
                 AdminReply::ClientRemoved
             }
             Ok(false) => AdminReply::Failed {
@@ -106,7 +106,7 @@ pub async fn execute(store: &dyn Store, command: AdminCommand, now: u64) -> Admi
         },
         AdminCommand::RevokeUser { sub } => match store.revoke_user(&sub).await {
             Ok(families) => {
-                tracing::warn!(target: "audit", user = %sub, families, "all refresh tokens of a user revoked");
+                tracing::warn!(target: "audit", event = "user_revoked", sub = %sub, families, "all refresh tokens of a user revoked");
                 AdminReply::UserRevoked { families }
             }
             Err(_) => unavailable(),

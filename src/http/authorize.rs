@@ -110,6 +110,7 @@ pub async fn authorize(
     };
     // Counted before anything else is looked at: every request may end in a stored code.
     if let Err(retry_after) = limiter.check_user(&user) {
+        app.metrics.rate_limited("authorize");
         return too_many_requests(retry_after);
     }
     let params = match Params::parse(query.unwrap_or_default().as_bytes()) {
@@ -119,6 +120,7 @@ pub async fn authorize(
     let (client, pending) = match authorize::validate(&app, &params).await {
         Ok(ok) => ok,
         Err(error) => {
+            app.metrics.authorize_result("error");
             return AuthorizeFailure {
                 error,
                 issuer: &app.config.issuer,
@@ -153,6 +155,7 @@ pub async fn authorize(
     .seal(&app.keys.consent);
     let verified_origin = (client.registration == crate::store::Registration::MetadataDocument)
         .then(|| redirect::display_host(&client.client_id));
+    app.metrics.authorize_result("consent_page");
     pages::consent_page(&pages::ConsentView {
         client_name: &client.client_name,
         is_unverified: client.registration == crate::store::Registration::Dynamic,
@@ -205,7 +208,7 @@ pub async fn consent(
         Err(why) => return pages::error_page(StatusCode::FORBIDDEN, why),
     };
     if ticket.sub != user {
-        tracing::warn!(target: "audit", user = %user, "consent ticket presented by another user");
+        tracing::warn!(target: "audit", sub = %user, "consent ticket presented by another user");
         return pages::error_page(
             StatusCode::FORBIDDEN,
             "This consent page was issued to another user.",
@@ -236,10 +239,12 @@ pub async fn consent(
                     &app.config.issuer,
                 ));
             }
-            tracing::info!(target: "audit", user = %user, client_id = %pending.client_id, "user approved client");
+            tracing::info!(target: "audit", event = "consent_approved", sub = %user, client_id = %pending.client_id, issuer = %app.config.issuer, peer = %peer.ip(), scope = %pending.scope, "user approved client");
             see_other(authorize::issue_code(&app, &pending, &user, groups))
         }
         Some("deny") => {
+            tracing::info!(target: "audit", event = "consent_denied", sub = %user, client_id = %pending.client_id, issuer = %app.config.issuer, peer = %peer.ip(), "user denied client");
+            app.metrics.authorize_result("denied");
             let error = OAuthError::new(ErrorCode::AccessDenied, "the user denied the request");
             see_other(authorize::error_url(
                 &pending.redirect_uri,

@@ -221,7 +221,7 @@ impl RateLimiter {
         if bucket.tokens < 1.0 {
             if !bucket.is_limited {
                 bucket.is_limited = true;
-                tracing::warn!(target: "audit", user = %user, endpoint = "authorize", per_minute, "rate limit reached");
+                tracing::warn!(target: "audit", sub = %user, endpoint = "authorize", per_minute, "rate limit reached");
             }
             return Err(bucket.retry_after(per_minute));
         }
@@ -334,7 +334,10 @@ pub async fn enforce(
     let key = limiter.key_for(peer, request.headers());
     match limiter.check(endpoint, key) {
         Ok(()) => next.run(request).await,
-        Err(retry_after) => too_many_requests(retry_after),
+        Err(retry_after) => {
+            crate::metrics::Metrics::new().rate_limited(endpoint.as_str());
+            too_many_requests(retry_after)
+        }
     }
 }
 

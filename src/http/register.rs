@@ -49,6 +49,7 @@ pub async fn register(
         .map_err(|_| OAuthError::storage_unavailable())?;
     match admission {
         DynamicAdmission::Full => {
+            app.metrics.registration_result("full");
             tracing::warn!(target: "audit", max_dynamic_clients = max, "registration refused: the client limit is reached and every client was used or registered in the last 10 minutes");
             return Err(OAuthError::new(
                 ErrorCode::TemporarilyUnavailable,
@@ -64,6 +65,7 @@ pub async fn register(
         }
         DynamicAdmission::Added { evicted: None } => {}
     }
-    tracing::info!(target: "audit", client_id = %response.client_id, client_name = %response.client_name, "client registered");
+    tracing::info!(target: "audit", event = "client_registered", client_id = %response.client_id, client_name = %response.client_name, issuer = %app.config.issuer, "client registered");
+    app.metrics.registration_result("created");
     Ok((StatusCode::CREATED, no_store(), Json(response)).into_response())
 }

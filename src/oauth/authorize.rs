@@ -248,6 +248,8 @@ pub fn issue_code(
     );
     let description = match stored {
         Ok(()) => {
+            tracing::info!(target: "audit", event = "code_issued", sub = %sub, client_id = %pending.client_id, issuer = %app.config.issuer, "authorization code issued");
+            app.metrics.authorize_result("code");
             return response_url(
                 &pending.redirect_uri,
                 &[("code", &code)],
@@ -256,7 +258,7 @@ pub fn issue_code(
             );
         }
         Err(CodeLimitReached::PerUser) => {
-            tracing::warn!(target: "audit", user = %sub, client_id = %pending.client_id, limit = app.config.max_pending_codes_per_user, "user holds the most unredeemed authorization codes allowed; no code issued");
+            tracing::warn!(target: "audit", sub = %sub, client_id = %pending.client_id, limit = app.config.max_pending_codes_per_user, "user holds the most unredeemed authorization codes allowed; no code issued");
             "this user has too many unfinished sign-ins; finish them or try again in a minute"
         }
         Err(CodeLimitReached::Total) => {

@@ -111,7 +111,8 @@ async fn authorization_code(
                 .revoke_family(&family_key)
                 .await
                 .map_err(|_| OAuthError::storage_unavailable())?;
-            tracing::warn!(target: "audit", client_id = %client.client_id, "authorization code replayed; revoked the tokens it issued");
+            tracing::warn!(target: "audit", event = "code_replay_detected", client_id = %client.client_id, issuer = %app.config.issuer, sid = %family_key, "authorization code replayed; revoked the tokens it issued");
+            app.metrics.code_replay_detected();
             return Err(OAuthError::invalid_grant(
                 "authorization code already used; the tokens issued from it have been revoked",
             ));
@@ -155,7 +156,8 @@ async fn authorization_code(
             .await
             .map_err(|_| OAuthError::storage_unavailable())?;
     }
-    tracing::info!(target: "audit", client_id = %client.client_id, user = %issued.grant.sub, "tokens issued for an authorization code");
+    tracing::info!(target: "audit", event = "token_issued", sub = %issued.grant.sub, client_id = %client.client_id, issuer = %app.config.issuer, sid = %family_key, "tokens issued for an authorization code");
+    app.metrics.token_issued("authorization_code");
     Ok(response)
 }
 
@@ -232,13 +234,18 @@ async fn refresh_token(
         .map_err(|_| OAuthError::storage_unavailable())?;
     match outcome {
         RefreshOutcome::Rotated(grant) => {
-            respond(app, &grant, &family_key, &rotation, jti, successor)
+            let response = respond(app, &grant, &family_key, &rotation, jti, successor)?;
+            tracing::info!(target: "audit", event = "token_refreshed", sub = %grant.sub, client_id = %client.client_id, issuer = %app.config.issuer, sid = %family_key, "refresh token rotated");
+            app.metrics.token_issued("refresh_token");
+            Ok(response)
         }
+        // A retry inside the grace window gets the rotation's own answer: nothing is issued.
         RefreshOutcome::Grace(grant, answered) => {
             respond(app, &grant, &family_key, &answered, jti, successor)
         }
         RefreshOutcome::Reused => {
-            tracing::warn!(target: "audit", client_id = %client.client_id, user = %family.grant.sub, "refresh token reused; family revoked");
+            tracing::warn!(target: "audit", event = "refresh_reuse_detected", sub = %family.grant.sub, client_id = %client.client_id, issuer = %app.config.issuer, sid = %family_key, "refresh token reused; family revoked");
+            app.metrics.refresh_reuse_detected();
             Err(OAuthError::invalid_grant(
                 "refresh token was already used; all tokens of this sign-in have been revoked",
             ))
@@ -315,7 +322,7 @@ pub async fn revoke(app: &AppState, client: &Client, form: &Params) -> Result<()
                 .revoke_family(&family_key)
                 .await
                 .map_err(|_| OAuthError::storage_unavailable())?;
-            tracing::info!(target: "audit", client_id = %client.client_id, "refresh token revoked by its client");
+            tracing::info!(target: "audit", event = "token_revoked", token_type = "refresh_token", client_id = %client.client_id, issuer = %app.config.issuer, "refresh token revoked by its client");
         }
         return Ok(());
     }
@@ -326,7 +333,7 @@ pub async fn revoke(app: &AppState, client: &Client, form: &Params) -> Result<()
             .deny_access_token(&claims.jti, claims.exp)
             .await
             .map_err(|_| OAuthError::storage_unavailable())?;
-        tracing::info!(target: "audit", client_id = %client.client_id, "access token revoked by its client");
+        tracing::info!(target: "audit", event = "token_revoked", token_type = "access_token", client_id = %client.client_id, issuer = %app.config.issuer, "access token revoked by its client");
     }
     Ok(())
 }

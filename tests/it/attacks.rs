@@ -1374,6 +1374,8 @@ async fn no_secret_reaches_the_logs_the_error_bodies_or_the_state() {
         .arg(&config)
         .arg("--listen")
         .arg(format!("127.0.0.1:{port}"))
+        .arg("--audit-log")
+        .arg(logs.path().join("audit.jsonl"))
         .env("RUST_LOG", "trace")
         .env("LEAK_TEST_JWT_SECRET", jwt_secret)
         .stdin(Stdio::null())
@@ -1586,9 +1588,48 @@ async fn no_secret_reaches_the_logs_the_error_bodies_or_the_state() {
     assert!(stderr.contains("client registered"), "{stderr}");
     assert!(stderr.contains("tokens issued"), "{stderr}");
     assert!(stderr.contains("refresh token reused"), "{stderr}");
+    // The audit file (SPEC §15): owner-only, one JSON object per line, every event of the
+    // session with the fields that apply, and (checked below with the logs) no secret.
+    let audit_path = logs.path().join("audit.jsonl");
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(&audit_path).unwrap().permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600, "audit log mode {mode:o}");
+    let audit = std::fs::read_to_string(&audit_path).unwrap();
+    let events: Vec<Value> = audit
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    for (event, fields) in [
+        ("client_registered", &["client_id", "issuer"][..]),
+        ("consent_approved", &["sub", "client_id", "issuer", "peer"]),
+        ("code_issued", &["sub", "client_id", "issuer"]),
+        ("token_issued", &["sub", "client_id", "issuer", "sid"]),
+        ("token_refreshed", &["sub", "client_id", "issuer", "sid"]),
+        ("code_replay_detected", &["client_id", "issuer", "sid"]),
+        (
+            "refresh_reuse_detected",
+            &["sub", "client_id", "issuer", "sid"],
+        ),
+        ("token_revoked", &["client_id", "issuer"]),
+    ] {
+        let found = events
+            .iter()
+            .find(|e| e["event"] == event)
+            .unwrap_or_else(|| panic!("no {event} in the audit log:\n{audit}"));
+        assert_eq!(found["target"], "audit", "{found}");
+        for field in fields {
+            assert!(found.get(field).is_some(), "{event} lacks {field}: {found}");
+        }
+    }
+    assert!(
+        events.iter().all(|e| e["target"] == "audit"),
+        "only audit events go to the audit log"
+    );
     let mut haystacks: Vec<(String, Vec<u8>)> = vec![
         ("stderr".into(), stderr.into_bytes()),
         ("stdout".into(), std::fs::read(&stdout_path).unwrap()),
+        ("audit log".into(), audit.into_bytes()),
     ];
     haystacks.extend(
         error_bodies
