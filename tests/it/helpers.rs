@@ -48,6 +48,25 @@ pub fn oauth_as(issuer: &str) -> Value {
     })
 }
 
+/// Binds `addr`. A restart on the same port can find it briefly taken: another test's outgoing
+/// connection may have been given it as its ephemeral port once the first server let go, so
+/// retry for a few seconds before failing.
+async fn bind(addr: SocketAddr) -> tokio::net::TcpListener {
+    let mut tries = 0;
+    loop {
+        match tokio::net::TcpListener::bind(addr).await {
+            Ok(listener) => return listener,
+            Err(e)
+                if e.kind() == std::io::ErrorKind::AddrInUse && addr.port() != 0 && tries < 50 =>
+            {
+                tries += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("cannot bind {addr}: {e}"),
+        }
+    }
+}
+
 /// A running server.
 pub struct TestApp {
     /// Where it listens.
@@ -114,13 +133,12 @@ impl TestApp {
 
     /// A server with options.
     pub async fn spawn_with(options: Options<'_>) -> Self {
-        let listener = tokio::net::TcpListener::bind(
+        let listener = bind(
             options
                 .addr
                 .unwrap_or_else(|| "127.0.0.1:0".parse().unwrap()),
         )
-        .await
-        .unwrap();
+        .await;
         let addr = listener.local_addr().unwrap();
         let base = format!("http://{addr}");
         let mut section = oauth_as(&base);
