@@ -18,19 +18,23 @@ fn main() {
         .ok()
         .filter(|s| !s.is_empty())
         .or_else(|| {
-            // Rebuild when HEAD moves: HEAD itself, the branch it names, and packed refs.
+            // Rebuild when HEAD moves: HEAD itself, the branch it names, and packed refs. Only
+            // files that exist are named: a missing one would make cargo rerun this script,
+            // and so rebuild the crate, on every build.
+            let mut watch = Vec::new();
             if let Some(git_dir) = git(&["rev-parse", "--git-dir"]) {
-                println!("cargo:rerun-if-changed={git_dir}/HEAD");
+                watch.push(format!("{git_dir}/HEAD"));
             }
             if let Some(common) = git(&["rev-parse", "--git-common-dir"]) {
-                println!("cargo:rerun-if-changed={common}/packed-refs");
+                watch.push(format!("{common}/packed-refs"));
                 if let Some(branch) = git(&["symbolic-ref", "-q", "HEAD"]) {
-                    println!("cargo:rerun-if-changed={common}/{branch}");
+                    watch.push(format!("{common}/{branch}"));
                 }
             }
-            let hash = git(&["rev-parse", "--short=12", "HEAD"])?;
-            let dirty = git(&["status", "--porcelain", "--untracked-files=no"]).is_some();
-            Some(if dirty { format!("{hash}-dirty") } else { hash })
+            for path in watch.iter().filter(|p| std::path::Path::new(p).exists()) {
+                println!("cargo:rerun-if-changed={path}");
+            }
+            git(&["rev-parse", "--short=12", "HEAD"])
         })
         .unwrap_or_else(|| "unknown".into());
     println!("cargo:rustc-env=MCP_AUTHD_COMMIT={commit}");
