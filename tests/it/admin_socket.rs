@@ -40,7 +40,17 @@ async fn another_uid_is_refused_even_when_the_socket_mode_lets_it_connect() {
     let socket = mcp_authd::admin::socket_path(&state);
     std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o666)).unwrap();
 
-    let helper = Command::new(std::env::current_exe().unwrap())
+    // The other user must be able to run this test binary, wherever the checkout lives (a home
+    // directory may be closed to others): run it from a directory anyone may enter.
+    let exe_dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(exe_dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let exe = exe_dir.path().join("it-peer-helper");
+    let current = std::env::current_exe().unwrap();
+    if std::fs::hard_link(&current, &exe).is_err() {
+        std::fs::copy(&current, &exe).unwrap();
+    }
+    std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let helper = Command::new(&exe)
         .args([
             "--exact",
             "admin_socket::peer_helper",
