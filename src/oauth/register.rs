@@ -158,21 +158,18 @@ pub fn check_redirect_uris(
     Ok(())
 }
 
-/// Makes a display name safe to show: control and bidirectional-override characters removed,
-/// whitespace collapsed, length capped.
+/// Makes a display name safe to show: control and invisible characters (bidi controls,
+/// zero-width characters: the set refused in user names) removed, whitespace collapsed,
+/// length capped.
 pub fn sanitize_client_name(name: &str) -> String {
     let cleaned: String = name
         .chars()
-        .filter(|c| !c.is_control() && !is_bidi_control(*c))
+        .filter(|c| !c.is_control() && !crate::proxy_trust::is_invisible(*c))
         .collect::<String>()
         .split_whitespace()
         .collect::<Vec<_>>()
         .join(" ");
     cleaned.chars().take(MAX_CLIENT_NAME).collect()
-}
-
-fn is_bidi_control(c: char) -> bool {
-    matches!(c, '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{061C}')
 }
 
 /// Validates a dynamic registration and builds the client (SPEC §6 "Registration").
