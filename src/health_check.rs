@@ -3,9 +3,6 @@
 
 use std::time::Duration;
 
-use http_body_util::{BodyExt, Empty, Limited};
-use hyper::body::Bytes;
-use hyper_util::rt::TokioIo;
 
 /// The default server to ask: `serve`'s default listen address.
 pub const DEFAULT_URL: &str = "http://127.0.0.1:8080";
@@ -13,7 +10,7 @@ pub const DEFAULT_URL: &str = "http://127.0.0.1:8080";
 /// How long the whole check may take.
 pub const TIMEOUT: Duration = Duration::from_secs(5);
 
-/// The largest answer read (a readiness answer is a few dozen bytes).
+/// The most of the answer shown (a readiness answer is a few dozen bytes).
 const MAX_BODY_BYTES: usize = 4096;
 
 /// Where to send the check: `url` as given when it names `/readyz`, `/healthz` or `/livez`,
@@ -39,38 +36,20 @@ pub fn readiness_url(url: &str) -> Result<url::Url, String> {
 
 /// Asks `url` once; `Ok` with the status and the body (as text) when it answered at all.
 pub async fn probe(url: &url::Url) -> Result<(u16, String), String> {
-    let host = url.host_str().ok_or("the URL has no host")?;
-    let authority = format!("{host}:{}", url.port_or_known_default().unwrap_or(80));
-    let ask = async {
-        let stream = tokio::net::TcpStream::connect(&authority)
-            .await
-            .map_err(|e| format!("cannot connect to {authority}: {e}"))?;
-        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(|e| format!("{authority}: {e}"))?;
-        tokio::spawn(async move {
-            // Ends with the request; its error, if any, shows in the request's result.
-            let _ = connection.await;
-        });
-        let request = hyper::Request::get(url.path())
-            .header(hyper::header::HOST, &authority)
-            .body(Empty::<Bytes>::new())
-            .map_err(|e| e.to_string())?;
-        let response = sender
-            .send_request(request)
-            .await
-            .map_err(|e| format!("{authority}: {e}"))?;
-        let status = response.status().as_u16();
-        let body = Limited::new(response.into_body(), MAX_BODY_BYTES)
-            .collect()
-            .await
-            .map_err(|e| format!("{authority}: {e}"))?
-            .to_bytes();
-        Ok((status, String::from_utf8_lossy(&body).trim().to_string()))
-    };
-    tokio::time::timeout(TIMEOUT, ask)
+    let http = reqwest::Client::builder()
+        .timeout(TIMEOUT)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .map_err(|e| e.to_string())?;
+    let response = http
+        .get(url.as_str())
+        .send()
         .await
-        .map_err(|_| format!("{authority} did not answer within {TIMEOUT:?}"))?
+        .map_err(|e| format!("{url}: {e}"))?;
+    let status = response.status().as_u16();
+    let body = response.bytes().await.map_err(|e| format!("{url}: {e}"))?;
+    let shown = &body[..body.len().min(MAX_BODY_BYTES)];
+    Ok((status, String::from_utf8_lossy(shown).trim().to_string()))
 }
 
 #[cfg(test)]
