@@ -358,14 +358,7 @@ async fn check_registration(
             return None;
         }
     };
-    let status = response.status().as_u16();
-    let json = is_json(response.headers());
-    let answer: Option<Value> = if json {
-        response.json().await.ok()
-    } else {
-        None
-    };
-    match (status, answer) {
+    match json_answer(response).await {
         (201, Some(client)) => {
             report.pass("registration-without-sso", format!("{register}: 201 JSON"));
             client
@@ -373,7 +366,7 @@ async fn check_registration(
                 .and_then(Value::as_str)
                 .map(String::from)
         }
-        (400..=499, Some(error)) if error.get("error").is_some() => {
+        (status @ 400..=499, Some(error)) if error.get("error").is_some() => {
             report.pass(
                 "registration-without-sso",
                 format!(
@@ -408,13 +401,7 @@ async fn check_token_endpoint(http: &reqwest::Client, token: &str, report: &mut 
     ];
     match http.post(token).form(&form).send().await {
         Ok(response) => {
-            let status = response.status().as_u16();
-            let json = is_json(response.headers());
-            let answer: Option<Value> = if json {
-                response.json().await.ok()
-            } else {
-                None
-            };
+            let (status, answer) = json_answer(response).await;
             if (400..500).contains(&status) && answer.is_some_and(|a| a.get("error").is_some()) {
                 report.pass(
                     "token-without-sso",
@@ -618,6 +605,15 @@ fn resource_metadata_of(challenge: &str) -> Option<String> {
         None => rest.split([',', ' ']).next()?,
     };
     (!value.is_empty()).then(|| value.to_string())
+}
+
+/// The status, and the body when it is JSON (a login page in the way is HTML).
+async fn json_answer(response: reqwest::Response) -> (u16, Option<Value>) {
+    let status = response.status().as_u16();
+    if !is_json(response.headers()) {
+        return (status, None);
+    }
+    (status, response.json().await.ok())
 }
 
 fn is_json(headers: &HeaderMap<HeaderValue>) -> bool {

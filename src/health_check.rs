@@ -3,7 +3,6 @@
 
 use std::time::Duration;
 
-
 /// The default server to ask: `serve`'s default listen address.
 pub const DEFAULT_URL: &str = "http://127.0.0.1:8080";
 
