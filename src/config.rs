@@ -9,6 +9,7 @@ use axum::http::HeaderName;
 use serde::Deserialize;
 
 use crate::oauth::cimd::HostPattern;
+pub use crate::oauth::issuer::Issuer;
 use crate::oauth::redirect::RedirectPattern;
 use crate::proxy_trust::TrustedSources;
 
@@ -53,6 +54,15 @@ struct RawOauthAs {
     max_pending_codes: Option<usize>,
     signing: Option<crate::signing::RawSigning>,
     client_metadata_documents: Option<RawClientMetadataDocuments>,
+    additional_issuers: Option<Vec<RawIssuer>>,
+}
+
+/// An entry of `oauthAs.additionalIssuers` exactly as written.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RawIssuer {
+    issuer_url: Option<String>,
+    resource_url: Option<String>,
 }
 
 /// `oauthAs.clientMetadataDocuments` exactly as written.
@@ -226,6 +236,11 @@ pub struct Config {
     pub signing: crate::signing::SigningConfig,
     /// `clientMetadataDocuments`.
     pub client_metadata_documents: ClientMetadataDocuments,
+    /// The primary issuer: `issuer`, `issuer_path` and `resource` as one value.
+    primary_issuer: Issuer,
+    /// `additionalIssuers` (SPEC §11), in the order written: distinct from each other and
+    /// from the primary, each on a host (and port) of its own.
+    additional_issuers: Vec<Issuer>,
     /// Things that are allowed but deserve the operator's attention.
     pub warnings: Vec<String>,
 }
@@ -280,9 +295,20 @@ impl Config {
         self.trusted_sources.to_string()
     }
 
-    /// The access-token verifier for this issuer and resource: the current secret plus
-    /// `previousJwtSecrets` under HS256, the current and previous public keys otherwise.
+    /// The access-token verifier for every issuer and its resource (SPEC §11): the current
+    /// secret plus `previousJwtSecrets` under HS256, the current and previous public keys
+    /// otherwise.
     pub fn verifier(&self) -> crate::jwt::Verifier {
+        let verifier = self.primary_verifier();
+        self.additional_issuers
+            .iter()
+            .fold(verifier, |verifier, issuer| {
+                verifier.with_additional_issuer(&issuer.url, &issuer.resource)
+            })
+    }
+
+    /// The verifier for the primary issuer and resource alone.
+    fn primary_verifier(&self) -> crate::jwt::Verifier {
         if self.signing.algorithm.is_asymmetric() {
             let keys = self.signing.public_keys();
             return crate::jwt::Verifier::with_public_keys(&self.issuer, &self.resource, &keys);
@@ -308,9 +334,45 @@ impl Config {
         }
     }
 
-    /// An endpoint URL under the issuer, e.g. `endpoint("/oauth/token")`.
+    /// An endpoint URL under the primary issuer, e.g. `endpoint("/oauth/token")`.
     pub fn endpoint(&self, path: &str) -> String {
         format!("{}{path}", self.issuer)
+    }
+
+    /// Every issuer this server answers as (SPEC §11): the primary first, then
+    /// `additionalIssuers` in the order written.
+    pub fn issuers(&self) -> impl Iterator<Item = &Issuer> {
+        std::iter::once(&self.primary_issuer).chain(&self.additional_issuers)
+    }
+
+    /// The primary issuer (`issuerUrl`, `resourceUrl`).
+    pub fn primary_issuer(&self) -> &Issuer {
+        &self.primary_issuer
+    }
+
+    /// The issuer a request is addressed to (SPEC §11): by `X-Forwarded-Host` when `peer` is
+    /// in `trustedSourceCidrs`, else by `Host` (or the HTTP/2 `uri_authority`); an authority
+    /// no issuer serves gets the primary. A function of the configuration and the request
+    /// only, so it follows a reloaded configuration.
+    pub fn issuer_for(
+        &self,
+        peer: Option<std::net::IpAddr>,
+        headers: &axum::http::HeaderMap,
+        uri_authority: Option<&str>,
+    ) -> &Issuer {
+        let trusted = peer.is_some_and(|peer| self.trusted_sources.contains(peer));
+        let authority = crate::proxy_trust::request_authority(headers, trusted, uri_authority);
+        crate::oauth::issuer::select(&self.primary_issuer, &self.additional_issuers, authority)
+    }
+
+    /// The issuer a grant (a code or a refresh-token family) was issued under: the one it
+    /// names, or the primary for a grant stored before grants named theirs.
+    pub fn issuer_of<'a>(&'a self, grant: &'a crate::store::Grant) -> &'a str {
+        if grant.issuer.is_empty() {
+            &self.issuer
+        } else {
+            &grant.issuer
+        }
     }
 }
 
@@ -555,6 +617,14 @@ fn validate(
         None => format!("{issuer}/mcp"),
     };
 
+    let (primary_issuer, additional_issuers) = issuers(
+        &issuer,
+        &resource,
+        raw.additional_issuers.unwrap_or_default(),
+        &mut errors,
+        &mut warnings,
+    );
+
     let consent = raw.consent.unwrap_or(ConsentMode::Dynamic);
     if consent == ConsentMode::Never {
         warnings.push(
@@ -610,8 +680,8 @@ fn validate(
         &mut warnings,
     );
 
-    match (errors.is_empty(), trusted_sources) {
-        (true, Some(trusted_sources)) => Ok(Config {
+    match (errors.is_empty(), trusted_sources, primary_issuer) {
+        (true, Some(trusted_sources), Some(primary_issuer)) => Ok(Config {
             issuer,
             issuer_path,
             jwt_secret,
@@ -635,10 +705,79 @@ fn validate(
             max_pending_codes,
             signing,
             client_metadata_documents,
+            primary_issuer,
+            additional_issuers,
             warnings,
         }),
         _ => Err(ConfigErrors(errors)),
     }
+}
+
+/// The primary issuer and `additionalIssuers` (SPEC §11), each URL checked like `issuerUrl`
+/// and `resourceUrl`; an issuer that repeats another, or shares its host and port (requests
+/// pick their issuer by host, so it could never be chosen), is an error. No primary when
+/// `issuerUrl` itself was refused (`errors` says so then).
+fn issuers(
+    issuer: &str,
+    resource: &str,
+    raw: Vec<RawIssuer>,
+    errors: &mut Vec<String>,
+    warnings: &mut Vec<String>,
+) -> (Option<Issuer>, Vec<Issuer>) {
+    let primary = Issuer::new(issuer, resource);
+    let mut additional: Vec<Issuer> = Vec::new();
+    for (i, entry) in raw.into_iter().enumerate() {
+        let field = format!("additionalIssuers[{i}]");
+        let Some(url) = entry.issuer_url else {
+            errors.push(format!(
+                "oauthAs.{field}.issuerUrl is required (the URL clients reach on that host, e.g. https://mcp.internal.example)"
+            ));
+            continue;
+        };
+        if let Err(e) = check_public_url(&format!("{field}.issuerUrl"), &url, warnings) {
+            errors.push(e);
+            continue;
+        }
+        let resource = match entry.resource_url {
+            Some(resource) => {
+                match check_public_url(&format!("{field}.resourceUrl"), &resource, warnings) {
+                    Ok(_) => resource,
+                    Err(e) => {
+                        errors.push(e);
+                        continue;
+                    }
+                }
+            }
+            None => format!("{url}/mcp"),
+        };
+        let Some(candidate) = Issuer::new(&url, &resource) else {
+            errors.push(format!("oauthAs.{field}.issuerUrl: {url:?} has no host"));
+            continue;
+        };
+        let earlier = primary
+            .iter()
+            .map(|p| (p, "issuerUrl".to_string()))
+            .chain(
+                additional
+                    .iter()
+                    .enumerate()
+                    .map(|(j, a)| (a, format!("additionalIssuers[{j}].issuerUrl"))),
+            )
+            .find(|(other, _)| {
+                other.url == candidate.url || other.authority() == candidate.authority()
+            });
+        match earlier {
+            Some((other, name)) if other.url == candidate.url => errors.push(format!(
+                "oauthAs.{field}.issuerUrl: {url} is already {name}; every issuer must be distinct"
+            )),
+            Some((_, name)) => errors.push(format!(
+                "oauthAs.{field}.issuerUrl: its host {} is already that of {name}; requests choose their issuer by host, so each issuer needs a host (or port) of its own",
+                candidate.authority()
+            )),
+            None => additional.push(candidate),
+        }
+    }
+    (primary, additional)
 }
 
 /// The largest `maxBytes` accepted (a client metadata document is a few hundred bytes).

@@ -101,6 +101,37 @@ impl std::fmt::Display for TrustedSources {
     }
 }
 
+/// The header a reverse proxy names the host the client asked for in.
+pub const FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+
+/// The authority (`host[:port]`) a request was addressed to, which picks its issuer (SPEC
+/// §11): `X-Forwarded-Host` when the peer is a trusted proxy and sent one, else `Host`, else
+/// `uri_authority` (HTTP/2 carries it in `:authority`, not in a `Host` header).
+///
+/// From a proxy, the last value counts: a proxy that appends rather than overwrites puts
+/// what it saw last, after whatever the client sent. From any other peer the header is
+/// ignored, like every identity header.
+pub fn request_authority<'a>(
+    headers: &'a HeaderMap,
+    peer_is_trusted: bool,
+    uri_authority: Option<&'a str>,
+) -> Option<&'a str> {
+    let forwarded = peer_is_trusted
+        .then(|| headers.get_all(FORWARDED_HOST).iter().next_back())
+        .flatten()
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.rsplit(',').next())
+        .map(|value| value.trim_matches(OWS))
+        .filter(|value| !value.is_empty());
+    forwarded
+        .or_else(|| {
+            headers
+                .get(axum::http::header::HOST)
+                .and_then(|value| value.to_str().ok())
+        })
+        .or(uri_authority)
+}
+
 /// Why no user, or no groups, could be read from the trusted headers. Each maps to a 400 page
 /// (401 for [`IdentityError::Missing`] user header) whose text tells the operator what to fix.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -174,6 +174,11 @@ pub struct Grant {
     pub scope: String,
     /// The resource (token audience).
     pub resource: String,
+    /// The issuer it was authorized under (SPEC §11): a code or refresh token works only at
+    /// that issuer's token endpoint. Empty in grants stored before issuers were recorded,
+    /// which belong to the primary issuer ([`crate::config::Config::issuer_of`]).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub issuer: String,
 }
 
 /// A chain of refresh tokens descending from one authorization code (RFC 9700 §4.14.2).

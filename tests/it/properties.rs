@@ -460,6 +460,7 @@ async fn run_store_ops(path: &Path, ops: &[StoreOp]) -> BTreeMap<u64, StateDocum
                             groups: vec![awkward(u.wrapping_add(1))],
                             scope: String::new(),
                             resource: "http://127.0.0.1:8080/mcp".into(),
+                            issuer: String::new(),
                         },
                         current_hash: refresh::hash(&token),
                         previous_hash: None,
