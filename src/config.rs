@@ -1284,6 +1284,256 @@ mod tests {
     }
 
     #[test]
+    fn additional_issuers_default_their_resource_and_come_after_the_primary() {
+        let c = config(minimal()).unwrap();
+        assert_eq!(c.issuers().count(), 1);
+        assert_eq!(c.primary_issuer().url, "https://mcp.example.com");
+        assert_eq!(c.primary_issuer().resource, "https://mcp.example.com/mcp");
+        let mut raw = minimal();
+        raw["additionalIssuers"] = serde_json::json!([
+            {"issuerUrl": "https://mcp.internal.example"},
+            {"issuerUrl": "https://sso.example.org/auth", "resourceUrl": "https://tools.example.org/mcp"},
+            {"issuerUrl": "https://mcp.example.com:8443"}
+        ]);
+        let c = config(raw).unwrap();
+        let issuers: Vec<(&str, &str, &str)> = c
+            .issuers()
+            .map(|i| (i.url.as_str(), i.path.as_str(), i.resource.as_str()))
+            .collect();
+        assert_eq!(
+            issuers,
+            [
+                ("https://mcp.example.com", "", "https://mcp.example.com/mcp"),
+                (
+                    "https://mcp.internal.example",
+                    "",
+                    "https://mcp.internal.example/mcp"
+                ),
+                (
+                    "https://sso.example.org/auth",
+                    "/auth",
+                    "https://tools.example.org/mcp"
+                ),
+                (
+                    "https://mcp.example.com:8443",
+                    "",
+                    "https://mcp.example.com:8443/mcp"
+                ),
+            ]
+        );
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+        // The verifier takes every issuer's tokens, each for its own resource.
+        let verifier = c.verifier();
+        let accepted: Vec<(&str, &str)> = verifier.accepted_issuers().collect();
+        assert_eq!(accepted.len(), 4);
+        assert_eq!(
+            accepted[2],
+            (
+                "https://sso.example.org/auth",
+                "https://tools.example.org/mcp"
+            )
+        );
+    }
+
+    #[test]
+    fn additional_issuers_are_validated_like_the_primary_and_must_be_distinct() {
+        for (entries, expected) in [
+            (
+                serde_json::json!([{"issuerUrl": "https://mcp.internal.example/"}]),
+                vec![
+                    "oauthAs.additionalIssuers[0].issuerUrl must not end with a slash (clients compare it byte for byte)",
+                ],
+            ),
+            (
+                serde_json::json!([{"issuerUrl": "http://mcp.internal.example"}]),
+                vec![
+                    "oauthAs.additionalIssuers[0].issuerUrl must use https (http is only allowed for localhost)",
+                ],
+            ),
+            (
+                serde_json::json!([{"issuerUrl": "not a url"}]),
+                vec![
+                    "oauthAs.additionalIssuers[0].issuerUrl: \"not a url\" is not an absolute URL",
+                ],
+            ),
+            (
+                serde_json::json!([{"issuerUrl": "https://a.example", "resourceUrl": "https://A.example/mcp"}]),
+                vec![
+                    "oauthAs.additionalIssuers[0].resourceUrl must be written in canonical form: https://a.example/mcp",
+                ],
+            ),
+            (
+                serde_json::json!([{"resourceUrl": "https://a.example/mcp"}]),
+                vec![
+                    "oauthAs.additionalIssuers[0].issuerUrl is required (the URL clients reach on that host, e.g. https://mcp.internal.example)",
+                ],
+            ),
+            (
+                serde_json::json!([{"issuerUrl": "https://mcp.example.com"}]),
+                vec![
+                    "oauthAs.additionalIssuers[0].issuerUrl: https://mcp.example.com is already issuerUrl; every issuer must be distinct",
+                ],
+            ),
+            (
+                serde_json::json!([{"issuerUrl": "https://a.example"}, {"issuerUrl": "https://a.example"}]),
+                vec![
+                    "oauthAs.additionalIssuers[1].issuerUrl: https://a.example is already additionalIssuers[0].issuerUrl; every issuer must be distinct",
+                ],
+            ),
+            (
+                serde_json::json!([{"issuerUrl": "https://mcp.example.com:443/other"}]),
+                vec![
+                    "oauthAs.additionalIssuers[0].issuerUrl must be written in canonical form: https://mcp.example.com/other",
+                ],
+            ),
+            (
+                serde_json::json!([{"issuerUrl": "https://mcp.example.com/other"}]),
+                vec![
+                    "oauthAs.additionalIssuers[0].issuerUrl: its host mcp.example.com:443 is already that of issuerUrl; requests choose their issuer by host, so each issuer needs a host (or port) of its own",
+                ],
+            ),
+            (
+                serde_json::json!([{"issuerUrl": "https://a.example", "issuer": "x"}]),
+                vec!["oauthAs: unknown field `issuer`, expected `issuerUrl` or `resourceUrl`"],
+            ),
+            (
+                serde_json::json!({"issuerUrl": "https://a.example"}),
+                vec!["oauthAs.additionalIssuers: expected a list"],
+            ),
+            (
+                serde_json::json!([{"issuerUrl": 5}]),
+                vec!["oauthAs.additionalIssuers[0].issuerUrl: expected a string"],
+            ),
+        ] {
+            let mut raw = minimal();
+            raw["additionalIssuers"] = entries.clone();
+            let errors = config(raw).unwrap_err().0;
+            assert_eq!(errors, expected, "{entries}");
+        }
+        // Every bad entry is named, not only the first.
+        let mut raw = minimal();
+        raw["additionalIssuers"] = serde_json::json!([
+            {"issuerUrl": "ftp://a.example"}, {"issuerUrl": "https://b.example"}, {"issuerUrl": "https://b.example"}
+        ]);
+        assert_eq!(config(raw).unwrap_err().0.len(), 2);
+        // http on loopback is allowed with the same warning as the primary's.
+        let mut raw = minimal();
+        raw["additionalIssuers"] = serde_json::json!([{"issuerUrl": "http://localhost:8080"}]);
+        let warnings = config(raw).unwrap().warnings;
+        assert_eq!(
+            warnings,
+            [
+                "oauthAs.additionalIssuers[0].issuerUrl uses http on loopback: fine for development only"
+            ]
+        );
+    }
+
+    #[test]
+    fn the_issuer_of_a_request_follows_its_host_and_trusted_forwarded_host() {
+        use axum::http::{HeaderMap, HeaderValue};
+        let mut raw = minimal();
+        raw["additionalIssuers"] =
+            serde_json::json!([{"issuerUrl": "https://mcp.internal.example"}]);
+        let c = config(raw).unwrap();
+        let headers = |pairs: &[(&'static str, &'static str)]| {
+            let mut map = HeaderMap::new();
+            for (name, value) in pairs {
+                map.append(*name, HeaderValue::from_static(value));
+            }
+            map
+        };
+        let proxy = Some("10.1.2.3".parse().unwrap());
+        let stranger = Some("192.0.2.7".parse().unwrap());
+        let pick =
+            |peer, map: &HeaderMap, uri: Option<&str>| c.issuer_for(peer, map, uri).url.clone();
+        let internal = "https://mcp.internal.example";
+        let public = "https://mcp.example.com";
+        assert_eq!(
+            pick(
+                stranger,
+                &headers(&[("host", "MCP.internal.example")]),
+                None
+            ),
+            internal
+        );
+        assert_eq!(
+            pick(
+                stranger,
+                &headers(&[
+                    ("host", "mcp.internal.example"),
+                    ("x-forwarded-host", "mcp.example.com")
+                ]),
+                None
+            ),
+            internal
+        );
+        assert_eq!(
+            pick(
+                proxy,
+                &headers(&[
+                    ("host", "127.0.0.1:8080"),
+                    ("x-forwarded-host", "mcp.internal.example")
+                ]),
+                None
+            ),
+            internal
+        );
+        assert_eq!(
+            pick(
+                proxy,
+                &headers(&[
+                    ("host", "mcp.internal.example"),
+                    ("x-forwarded-host", "mcp.example.com")
+                ]),
+                None
+            ),
+            public
+        );
+        // A proxy that appends: its own value is the last one.
+        assert_eq!(
+            pick(
+                proxy,
+                &headers(&[("x-forwarded-host", "mcp.example.com, mcp.internal.example")]),
+                None
+            ),
+            internal
+        );
+        assert_eq!(
+            pick(
+                proxy,
+                &headers(&[
+                    ("x-forwarded-host", "mcp.internal.example"),
+                    ("x-forwarded-host", "mcp.example.com")
+                ]),
+                None
+            ),
+            public
+        );
+        assert_eq!(
+            pick(
+                None,
+                &headers(&[("x-forwarded-host", "mcp.internal.example")]),
+                None
+            ),
+            public
+        );
+        assert_eq!(
+            pick(proxy, &headers(&[("host", "unknown.example")]), None),
+            public
+        );
+        assert_eq!(pick(proxy, &HeaderMap::new(), None), public);
+        // HTTP/2: the authority is in the request target.
+        assert_eq!(
+            pick(
+                stranger,
+                &HeaderMap::new(),
+                Some("mcp.internal.example:443")
+            ),
+            internal
+        );
+    }
+
+    #[test]
     fn issuer_path_is_kept() {
         let mut raw = minimal();
         raw["issuerUrl"] = "https://sso.example.com/mcp-auth".into();

@@ -483,6 +483,44 @@ mod tests {
     }
 
     #[test]
+    fn a_set_of_issuers_accepts_each_with_its_own_audience_only() {
+        let internal = ("https://internal.example", "https://internal.example/mcp");
+        let verifier = Verifier::new(&expect()).with_additional_issuer(internal.0, internal.1);
+        assert_eq!(
+            verifier.accepted_issuers().collect::<Vec<_>>(),
+            [("https://as.example", "https://as.example/mcp"), internal]
+        );
+        let token_of = |iss: &str, aud: &str| {
+            let mut c = claims();
+            c.iss = iss.into();
+            c.aud = aud.into();
+            mint_access_token(&c, SECRET).unwrap()
+        };
+        let primary = token_of("https://as.example", "https://as.example/mcp");
+        assert!(verifier.verify(&primary).is_ok());
+        let second = verifier.verify(&token_of(internal.0, internal.1)).unwrap();
+        assert_eq!(second.iss, internal.0);
+        // Each claim is one of the accepted ones, but not together.
+        assert_eq!(
+            verifier.verify(&token_of(internal.0, "https://as.example/mcp")),
+            Err(VerifyError::Audience)
+        );
+        assert_eq!(
+            verifier.verify(&token_of("https://as.example", internal.1)),
+            Err(VerifyError::Audience)
+        );
+        assert_eq!(
+            verifier.verify(&token_of("https://other.example", internal.1)),
+            Err(VerifyError::Issuer)
+        );
+        // Without the pair, the second issuer's token is refused.
+        assert_eq!(
+            Verifier::new(&expect()).verify(&token_of(internal.0, internal.1)),
+            Err(VerifyError::Issuer)
+        );
+    }
+
+    #[test]
     fn minted_tokens_verify_and_round_trip() {
         // One set of claims: two calls to `claims()` can straddle a second boundary.
         let claims = claims();

@@ -351,6 +351,29 @@ mod tests {
         assert!(trusted.contains("10.200.0.1".parse().unwrap()));
     }
 
+    #[test]
+    fn the_request_authority_is_the_proxys_forwarded_host_else_host() {
+        let host = HeaderName::from_static("host");
+        let mut headers = with(
+            &FORWARDED_HOST,
+            &[b"client.example", b"a.example, b.example "],
+        );
+        headers.append(&host, HeaderValue::from_static("upstream:8080"));
+        assert_eq!(request_authority(&headers, true, None), Some("b.example"));
+        assert_eq!(
+            request_authority(&headers, false, None),
+            Some("upstream:8080")
+        );
+        let empty = with(&FORWARDED_HOST, &[b""]);
+        assert_eq!(
+            request_authority(&empty, true, Some("h2.example")),
+            Some("h2.example")
+        );
+        let not_text = with(&FORWARDED_HOST, &[b"caf\xc3\xa9.example"]);
+        assert_eq!(request_authority(&not_text, true, None), None);
+        assert_eq!(request_authority(&HeaderMap::new(), true, None), None);
+    }
+
     fn with(name: &HeaderName, values: &[&[u8]]) -> HeaderMap {
         let mut headers = HeaderMap::new();
         for value in values {

@@ -1062,9 +1062,10 @@ impl Machine {
                     ("code_challenge_method", "S256"),
                     ("state", "s"),
                 ]);
-                let (_, pending) = authorize::validate(self.app(), &params)
-                    .await
-                    .unwrap_or_else(|e| panic!("authorize: {e:?}"));
+                let (_, pending) =
+                    authorize::validate(self.app(), self.app().config.primary_issuer(), &params)
+                        .await
+                        .unwrap_or_else(|e| panic!("authorize: {e:?}"));
                 let url = authorize::issue_code(self.app(), &pending, "alice", vec![]);
                 let code = crate::helpers::query_of(&url)["code"].clone();
                 self.codes.push(CodeModel {
@@ -1101,7 +1102,13 @@ impl Machine {
                     ("redirect_uri", REDIRECT),
                     ("code_verifier", verifier),
                 ]);
-                let result = grants::exchange(self.app(), &self.clients[client], &request).await;
+                let result = grants::exchange(
+                    self.app(),
+                    self.app().config.primary_issuer(),
+                    &self.clients[client],
+                    &request,
+                )
+                .await;
                 let now = self.now();
                 let c = &self.codes[index];
                 let code_client = c.client;
@@ -1167,7 +1174,13 @@ impl Machine {
                     ("grant_type", "refresh_token"),
                     ("refresh_token", &presented),
                 ]);
-                let result = grants::exchange(self.app(), &self.clients[f.client], &request).await;
+                let result = grants::exchange(
+                    self.app(),
+                    self.app().config.primary_issuer(),
+                    &self.clients[f.client],
+                    &request,
+                )
+                .await;
                 let now = self.now();
                 let f = &mut self.families[index];
                 let decision = match f.pick(pick) {
