@@ -349,7 +349,11 @@ fn serve(
             Err(e) => return fail([e.to_string()]),
         },
     };
-    let issuer = config.issuer.clone();
+    let issuer = config
+        .issuers()
+        .map(|i| i.url.as_str())
+        .collect::<Vec<_>>()
+        .join(", ");
     let timeouts = crate::http::conn::Timeouts {
         shutdown: shutdown_timeout,
         ..Default::default()

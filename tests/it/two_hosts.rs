@@ -805,3 +805,49 @@ fn check_lists_every_issuer_and_names_bad_entries() {
         .assert_stderr_line("oauthAs.additionalIssuers[1].issuerUrl must not end with a slash (clients compare it byte for byte)")
         .assert_stderr_line("oauthAs.additionalIssuers[2].issuerUrl: its host mcp.example.com:443 is already that of issuerUrl; requests choose their issuer by host, so each issuer needs a host (or port) of its own");
 }
+
+/// Routes mounted under several issuers' paths are labelled with their patterns: the path of
+/// each mount, never a host or a raw path.
+#[tokio::test]
+async fn metrics_label_each_issuers_routes_by_their_pattern() {
+    let configure = |section: &mut Value| {
+        section["additionalIssuers"] =
+            json!([{"issuerUrl": "https://metrics-host.example/labelled"}]);
+    };
+    let (app, _dir) = TestApp::spawn_configured(&configure).await;
+    let form = [
+        ("grant_type", "refresh_token"),
+        ("client_id", "nobody"),
+        ("refresh_token", "x"),
+    ];
+    for path in [
+        "/labelled/oauth/token",
+        "/oauth/token",
+        "/labelled/oauth/token-not-a-route",
+    ] {
+        app.http
+            .post(app.url(path))
+            .header("Host", "metrics-host.example")
+            .form(&form)
+            .send()
+            .await
+            .unwrap();
+    }
+    let text = app.state.metrics.render(&*app.state.store).await;
+    assert!(
+        text.contains(
+            r#"mcp_authd_http_requests_total{route="/labelled/oauth/token",status="401"}"#
+        ),
+        "{text}"
+    );
+    // The primary's pattern on this host: 404, labelled by the pattern all the same.
+    assert!(
+        text.contains(r#"mcp_authd_http_requests_total{route="/oauth/token",status="404"}"#),
+        "{text}"
+    );
+    assert!(
+        !text.contains("metrics-host") && !text.contains("token-not-a-route"),
+        "{text}"
+    );
+    app.stop().await;
+}
