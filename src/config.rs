@@ -366,7 +366,8 @@ impl Config {
     }
 
     /// The issuer a grant (a code or a refresh-token family) was issued under: the one it
-    /// names, or the primary for a grant stored before grants named theirs.
+    /// names, or the primary for a grant that names none (issued by the primary, or stored
+    /// before grants named theirs).
     pub fn issuer_of<'a>(&'a self, grant: &'a crate::store::Grant) -> &'a str {
         if grant.issuer.is_empty() {
             &self.issuer

@@ -260,7 +260,13 @@ pub fn issue_code(
                 groups,
                 scope: pending.scope.clone(),
                 resource: pending.resource.clone(),
-                issuer: issuer.to_string(),
+                // The primary's grants name no issuer: they stay the primary's when
+                // `issuerUrl` changes, as sign-ins always have.
+                issuer: if issuer == app.config.issuer {
+                    String::new()
+                } else {
+                    issuer.to_string()
+                },
             },
             redirect_uri: pending.redirect_uri.clone(),
             code_challenge: pending.code_challenge.clone(),

@@ -851,3 +851,66 @@ async fn metrics_label_each_issuers_routes_by_their_pattern() {
     );
     app.stop().await;
 }
+
+/// The primary's sign-ins are not tied to its URL (a new `issuerUrl`, here a new port, keeps
+/// them); an additional issuer's are tied to its `issuerUrl`, so renaming it ends them rather
+/// than handing them to another issuer.
+#[tokio::test]
+async fn renaming_an_additional_issuer_ends_its_sign_ins_but_the_primarys_survive_a_new_url() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = TestApp::spawn_with(Options {
+        configure: &with_two_hosts,
+        dir: Some(dir.path()),
+        ..Default::default()
+    })
+    .await;
+    let (primary_client, primary_tokens) = Via::primary(&app).signed_in().await;
+    let (internal_client, internal_tokens) = Via::internal(&app, By::Host).signed_in().await;
+    app.stop().await;
+
+    let renamed = |section: &mut Value| {
+        section["additionalIssuers"] = json!([{"issuerUrl": "https://renamed.internal.example"}]);
+    };
+    let app = TestApp::spawn_with(Options {
+        configure: &renamed,
+        dir: Some(dir.path()),
+        ..Default::default()
+    })
+    .await;
+    let response = Via::primary(&app)
+        .refresh(&primary_client, refresh_token(&primary_tokens))
+        .await;
+    assert_eq!(response.status(), 200);
+    let tokens: Value = response.json().await.unwrap();
+    let claims = Verifier::new(&mcp_authd::TokenExpectations {
+        audience: claims_aud(&primary_tokens),
+        ..app.expectations()
+    })
+    .verify_at(access_token(&tokens), app.clock.now())
+    .unwrap();
+    assert_eq!(claims.iss, app.base, "the new primary URL");
+    for host in [None, Some("renamed.internal.example"), Some(INTERNAL_HOST)] {
+        let mut request = app.http.post(app.url("/oauth/token")).form(&[
+            ("grant_type", "refresh_token"),
+            ("client_id", internal_client.as_str()),
+            ("refresh_token", refresh_token(&internal_tokens)),
+        ]);
+        if let Some(host) = host {
+            request = request.header("Host", host);
+        }
+        let response = request.send().await.unwrap();
+        assert_oauth_error(response, 400, "invalid_grant").await;
+    }
+    app.stop().await;
+}
+
+/// The `aud` of an access token in a token response, read without verifying it.
+fn claims_aud(tokens: &Value) -> String {
+    use base64::Engine as _;
+    let payload = access_token(tokens).split('.').nth(1).unwrap();
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .unwrap();
+    let claims: Value = serde_json::from_slice(&bytes).unwrap();
+    claims["aud"].as_str().unwrap().to_string()
+}
