@@ -53,6 +53,7 @@ fn seeded(live: usize) -> StateDocument {
                 groups: vec!["engineering".into()],
                 scope: "mcp".into(),
                 resource: "https://mcp.example.com/mcp".into(),
+                issuer: String::new(),
             },
             current_hash: hash(&token(i, 0)),
             previous_hash: None,

@@ -27,8 +27,13 @@
 //! MCP clients fetch the protected resource metadata (RFC 9728) from the MCP server's own
 //! origin, so this server serves it too, naming mcp-authd as its authorization server.
 //!
+//! Two hosts (mcp-authd's `additionalIssuers`, e.g. an internal host for VPN clients and a
+//! public one for cloud clients): tokens of every issuer are accepted, each for its own
+//! resource URL, and the metadata and the challenges a request gets are those of the host it
+//! was addressed to (`X-Forwarded-Host`, else `Host`).
+//!
 //! Run it with a `servers.json`. It reads `serverAuth.oauthAs`, `.bearer` and `.toolAccess`,
-//! and the tokens' audience is `oauthAs.resourceUrl`:
+//! and the tokens' audience is `oauthAs.resourceUrl` (and each `additionalIssuers` entry's):
 //!
 //! ```sh
 //! MCP_AUTH_JWT_SECRET=... MCP_ADMIN_TOKEN=... \
@@ -92,9 +97,10 @@ pub const TOOLS: &[(&str, &str)] = &[
 /// How this server checks tokens and describes itself.
 #[derive(Clone, Debug)]
 pub struct Settings {
-    /// mcp-authd's `issuerUrl`, named in the protected resource metadata.
+    /// mcp-authd's `issuerUrl`, named in the protected resource metadata of the primary host.
     pub issuer: String,
-    /// This server's MCP URL (mcp-authd's `resourceUrl`), which must be the token's `aud`.
+    /// This server's MCP URL (mcp-authd's `resourceUrl`), which must be the token's `aud`;
+    /// on another host, that host's resource (`additionalIssuers`) is.
     pub resource: String,
     /// Verifies bearer tokens and holds the `toolAccess` rules.
     pub auth: Arc<Authenticator>,
@@ -104,8 +110,20 @@ impl Settings {
     /// Trusts access tokens from `issuer` for `resource`, signed with `secret`; no static
     /// tokens, no access rules.
     pub fn new(issuer: &str, resource: &str, secret: &str) -> Result<Self, String> {
+        Self::for_issuers(&[(issuer, resource)], secret)
+    }
+
+    /// Trusts access tokens of each (issuer, resource) pair, the first being the primary,
+    /// signed with `secret`; no static tokens, no access rules.
+    pub fn for_issuers(issuers: &[(&str, &str)], secret: &str) -> Result<Self, String> {
+        let ((issuer, resource), more) = issuers.split_first().ok_or("no issuer")?;
+        let additional: Vec<Value> = more
+            .iter()
+            .map(|(issuer, resource)| json!({"issuerUrl": issuer, "resourceUrl": resource}))
+            .collect();
         let doc = json!({"serverAuth": {"oauthAs": {
-            "issuerUrl": issuer, "jwtSecret": secret, "resourceUrl": resource
+            "issuerUrl": issuer, "jwtSecret": secret, "resourceUrl": resource,
+            "additionalIssuers": additional
         }}});
         Self::from_servers_json(&doc.to_string(), |_| None)
     }
@@ -140,13 +158,15 @@ impl Settings {
 pub fn router(settings: Settings) -> Router {
     let settings = Arc::new(settings);
     let mut metadata_paths = vec!["/.well-known/oauth-protected-resource".to_string()];
-    let specific = settings
-        .auth
-        .resource_metadata_url()
-        .split_once("/.well-known/")
-        .map(|(_, rest)| format!("/.well-known/{rest}"));
-    if let Some(path) = specific.filter(|p| !metadata_paths.contains(p)) {
-        metadata_paths.push(path);
+    // Each host's resource may have a path of its own.
+    for resource in settings.auth.resources() {
+        let specific = resource
+            .metadata_url
+            .split_once("/.well-known/")
+            .map(|(_, rest)| format!("/.well-known/{rest}"));
+        if let Some(path) = specific.filter(|p| !metadata_paths.contains(p)) {
+            metadata_paths.push(path);
+        }
     }
     let mut router = Router::new()
         .route("/mcp", post(mcp_post).get(mcp_other).delete(mcp_other))
@@ -172,11 +192,19 @@ pub fn router(settings: Settings) -> Router {
     router.layer(cors).with_state(settings)
 }
 
-/// `GET /.well-known/oauth-protected-resource[/mcp]` (RFC 9728).
-async fn protected_resource_metadata(State(settings): State<Arc<Settings>>) -> Json<Value> {
+/// `GET /.well-known/oauth-protected-resource[/mcp]` (RFC 9728), for the host the request
+/// was addressed to.
+async fn protected_resource_metadata(
+    State(settings): State<Arc<Settings>>,
+    headers: axum::http::HeaderMap,
+) -> Json<Value> {
+    let (issuer, resource) = match settings.auth.resource_for(&headers) {
+        Some(chosen) => (chosen.issuer.as_str(), chosen.resource.as_str()),
+        None => (settings.issuer.as_str(), settings.resource.as_str()),
+    };
     Json(json!({
-        "resource": settings.resource,
-        "authorization_servers": [settings.issuer],
+        "resource": resource,
+        "authorization_servers": [issuer],
         "bearer_methods_supported": ["header"],
         "resource_name": "mcp-authd example MCP server",
     }))
@@ -361,10 +389,12 @@ async fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    eprintln!(
-        "mcp_server: serving {} (authorization server {})",
-        settings.resource, settings.issuer
-    );
+    for resource in settings.auth.resources() {
+        eprintln!(
+            "mcp_server: serving {} (authorization server {})",
+            resource.resource, resource.issuer
+        );
+    }
     let shutdown = async {
         let _ = tokio::signal::ctrl_c().await;
     };

@@ -349,7 +349,11 @@ fn serve(
             Err(e) => return fail([e.to_string()]),
         },
     };
-    let issuer = config.issuer.clone();
+    let issuer = config
+        .issuers()
+        .map(|i| i.url.as_str())
+        .collect::<Vec<_>>()
+        .join(", ");
     let timeouts = crate::http::conn::Timeouts {
         shutdown: shutdown_timeout,
         ..Default::default()
@@ -521,8 +525,16 @@ fn check(config_path: &Path) -> ExitCode {
         .filter(|c| c.registration == Registration::Provisioned)
         .count();
     println!("config:            {} (ok)", config_path.display());
-    println!("issuer:            {}", config.issuer);
-    println!("resource:          {}", config.resource);
+    // Every issuer with its resource (SPEC §11): the primary first, then additionalIssuers.
+    for (i, issuer) in config.issuers().enumerate() {
+        let label = if i == 0 {
+            "issuer:"
+        } else {
+            "additional issuer:"
+        };
+        println!("{label:<19}{} (host {})", issuer.url, issuer.authority());
+        println!("{:<19}{}", "  resource:", issuer.resource);
+    }
     println!("trusted sources:   {}", config.trusted_sources_display());
     println!("redirect patterns: {}", config.redirect_allowlist.len());
     println!("consent:           {:?}", config.consent);

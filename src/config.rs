@@ -9,6 +9,7 @@ use axum::http::HeaderName;
 use serde::Deserialize;
 
 use crate::oauth::cimd::HostPattern;
+pub use crate::oauth::issuer::Issuer;
 use crate::oauth::redirect::RedirectPattern;
 use crate::proxy_trust::TrustedSources;
 
@@ -53,6 +54,15 @@ struct RawOauthAs {
     max_pending_codes: Option<usize>,
     signing: Option<crate::signing::RawSigning>,
     client_metadata_documents: Option<RawClientMetadataDocuments>,
+    additional_issuers: Option<Vec<RawIssuer>>,
+}
+
+/// An entry of `oauthAs.additionalIssuers` exactly as written.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RawIssuer {
+    issuer_url: Option<String>,
+    resource_url: Option<String>,
 }
 
 /// `oauthAs.clientMetadataDocuments` exactly as written.
@@ -226,6 +236,11 @@ pub struct Config {
     pub signing: crate::signing::SigningConfig,
     /// `clientMetadataDocuments`.
     pub client_metadata_documents: ClientMetadataDocuments,
+    /// The primary issuer: `issuer`, `issuer_path` and `resource` as one value.
+    primary_issuer: Issuer,
+    /// `additionalIssuers` (SPEC §11), in the order written: distinct from each other and
+    /// from the primary, each on a host (and port) of its own.
+    additional_issuers: Vec<Issuer>,
     /// Things that are allowed but deserve the operator's attention.
     pub warnings: Vec<String>,
 }
@@ -280,9 +295,20 @@ impl Config {
         self.trusted_sources.to_string()
     }
 
-    /// The access-token verifier for this issuer and resource: the current secret plus
-    /// `previousJwtSecrets` under HS256, the current and previous public keys otherwise.
+    /// The access-token verifier for every issuer and its resource (SPEC §11): the current
+    /// secret plus `previousJwtSecrets` under HS256, the current and previous public keys
+    /// otherwise.
     pub fn verifier(&self) -> crate::jwt::Verifier {
+        let verifier = self.primary_verifier();
+        self.additional_issuers
+            .iter()
+            .fold(verifier, |verifier, issuer| {
+                verifier.with_additional_issuer(&issuer.url, &issuer.resource)
+            })
+    }
+
+    /// The verifier for the primary issuer and resource alone.
+    fn primary_verifier(&self) -> crate::jwt::Verifier {
         if self.signing.algorithm.is_asymmetric() {
             let keys = self.signing.public_keys();
             return crate::jwt::Verifier::with_public_keys(&self.issuer, &self.resource, &keys);
@@ -308,9 +334,46 @@ impl Config {
         }
     }
 
-    /// An endpoint URL under the issuer, e.g. `endpoint("/oauth/token")`.
+    /// An endpoint URL under the primary issuer, e.g. `endpoint("/oauth/token")`.
     pub fn endpoint(&self, path: &str) -> String {
         format!("{}{path}", self.issuer)
+    }
+
+    /// Every issuer this server answers as (SPEC §11): the primary first, then
+    /// `additionalIssuers` in the order written.
+    pub fn issuers(&self) -> impl Iterator<Item = &Issuer> {
+        std::iter::once(&self.primary_issuer).chain(&self.additional_issuers)
+    }
+
+    /// The primary issuer (`issuerUrl`, `resourceUrl`).
+    pub fn primary_issuer(&self) -> &Issuer {
+        &self.primary_issuer
+    }
+
+    /// The issuer a request is addressed to (SPEC §11): by `X-Forwarded-Host` when `peer` is
+    /// in `trustedSourceCidrs`, else by `Host` (or the HTTP/2 `uri_authority`); an authority
+    /// no issuer serves gets the primary. A function of the configuration and the request
+    /// only, so it follows a reloaded configuration.
+    pub fn issuer_for(
+        &self,
+        peer: Option<std::net::IpAddr>,
+        headers: &axum::http::HeaderMap,
+        uri_authority: Option<&str>,
+    ) -> &Issuer {
+        let trusted = peer.is_some_and(|peer| self.trusted_sources.contains(peer));
+        let authority = crate::proxy_trust::request_authority(headers, trusted, uri_authority);
+        crate::oauth::issuer::select(&self.primary_issuer, &self.additional_issuers, authority)
+    }
+
+    /// The issuer a grant (a code or a refresh-token family) was issued under: the one it
+    /// names, or the primary for a grant that names none (issued by the primary, or stored
+    /// before grants named theirs).
+    pub fn issuer_of<'a>(&'a self, grant: &'a crate::store::Grant) -> &'a str {
+        if grant.issuer.is_empty() {
+            &self.issuer
+        } else {
+            &grant.issuer
+        }
     }
 }
 
@@ -555,6 +618,14 @@ fn validate(
         None => format!("{issuer}/mcp"),
     };
 
+    let (primary_issuer, additional_issuers) = issuers(
+        &issuer,
+        &resource,
+        raw.additional_issuers.unwrap_or_default(),
+        &mut errors,
+        &mut warnings,
+    );
+
     let consent = raw.consent.unwrap_or(ConsentMode::Dynamic);
     if consent == ConsentMode::Never {
         warnings.push(
@@ -610,8 +681,8 @@ fn validate(
         &mut warnings,
     );
 
-    match (errors.is_empty(), trusted_sources) {
-        (true, Some(trusted_sources)) => Ok(Config {
+    match (errors.is_empty(), trusted_sources, primary_issuer) {
+        (true, Some(trusted_sources), Some(primary_issuer)) => Ok(Config {
             issuer,
             issuer_path,
             jwt_secret,
@@ -635,10 +706,79 @@ fn validate(
             max_pending_codes,
             signing,
             client_metadata_documents,
+            primary_issuer,
+            additional_issuers,
             warnings,
         }),
         _ => Err(ConfigErrors(errors)),
     }
+}
+
+/// The primary issuer and `additionalIssuers` (SPEC §11), each URL checked like `issuerUrl`
+/// and `resourceUrl`; an issuer that repeats another, or shares its host and port (requests
+/// pick their issuer by host, so it could never be chosen), is an error. No primary when
+/// `issuerUrl` itself was refused (`errors` says so then).
+fn issuers(
+    issuer: &str,
+    resource: &str,
+    raw: Vec<RawIssuer>,
+    errors: &mut Vec<String>,
+    warnings: &mut Vec<String>,
+) -> (Option<Issuer>, Vec<Issuer>) {
+    let primary = Issuer::new(issuer, resource);
+    let mut additional: Vec<Issuer> = Vec::new();
+    for (i, entry) in raw.into_iter().enumerate() {
+        let field = format!("additionalIssuers[{i}]");
+        let Some(url) = entry.issuer_url else {
+            errors.push(format!(
+                "oauthAs.{field}.issuerUrl is required (the URL clients reach on that host, e.g. https://mcp.internal.example)"
+            ));
+            continue;
+        };
+        if let Err(e) = check_public_url(&format!("{field}.issuerUrl"), &url, warnings) {
+            errors.push(e);
+            continue;
+        }
+        let resource = match entry.resource_url {
+            Some(resource) => {
+                match check_public_url(&format!("{field}.resourceUrl"), &resource, warnings) {
+                    Ok(_) => resource,
+                    Err(e) => {
+                        errors.push(e);
+                        continue;
+                    }
+                }
+            }
+            None => format!("{url}/mcp"),
+        };
+        let Some(candidate) = Issuer::new(&url, &resource) else {
+            errors.push(format!("oauthAs.{field}.issuerUrl: {url:?} has no host"));
+            continue;
+        };
+        let earlier = primary
+            .iter()
+            .map(|p| (p, "issuerUrl".to_string()))
+            .chain(
+                additional
+                    .iter()
+                    .enumerate()
+                    .map(|(j, a)| (a, format!("additionalIssuers[{j}].issuerUrl"))),
+            )
+            .find(|(other, _)| {
+                other.url == candidate.url || other.authority() == candidate.authority()
+            });
+        match earlier {
+            Some((other, name)) if other.url == candidate.url => errors.push(format!(
+                "oauthAs.{field}.issuerUrl: {url} is already {name}; every issuer must be distinct"
+            )),
+            Some((_, name)) => errors.push(format!(
+                "oauthAs.{field}.issuerUrl: its host {} is already that of {name}; requests choose their issuer by host, so each issuer needs a host (or port) of its own",
+                candidate.authority()
+            )),
+            None => additional.push(candidate),
+        }
+    }
+    (primary, additional)
 }
 
 /// The largest `maxBytes` accepted (a client metadata document is a few hundred bytes).
@@ -1142,6 +1282,256 @@ mod tests {
             let errors = config(raw).unwrap_err().0;
             assert!(errors[0].contains(expected), "{value}: {errors:?}");
         }
+    }
+
+    #[test]
+    fn additional_issuers_default_their_resource_and_come_after_the_primary() {
+        let c = config(minimal()).unwrap();
+        assert_eq!(c.issuers().count(), 1);
+        assert_eq!(c.primary_issuer().url, "https://mcp.example.com");
+        assert_eq!(c.primary_issuer().resource, "https://mcp.example.com/mcp");
+        let mut raw = minimal();
+        raw["additionalIssuers"] = serde_json::json!([
+            {"issuerUrl": "https://mcp.internal.example"},
+            {"issuerUrl": "https://sso.example.org/auth", "resourceUrl": "https://tools.example.org/mcp"},
+            {"issuerUrl": "https://mcp.example.com:8443"}
+        ]);
+        let c = config(raw).unwrap();
+        let issuers: Vec<(&str, &str, &str)> = c
+            .issuers()
+            .map(|i| (i.url.as_str(), i.path.as_str(), i.resource.as_str()))
+            .collect();
+        assert_eq!(
+            issuers,
+            [
+                ("https://mcp.example.com", "", "https://mcp.example.com/mcp"),
+                (
+                    "https://mcp.internal.example",
+                    "",
+                    "https://mcp.internal.example/mcp"
+                ),
+                (
+                    "https://sso.example.org/auth",
+                    "/auth",
+                    "https://tools.example.org/mcp"
+                ),
+                (
+                    "https://mcp.example.com:8443",
+                    "",
+                    "https://mcp.example.com:8443/mcp"
+                ),
+            ]
+        );
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+        // The verifier takes every issuer's tokens, each for its own resource.
+        let verifier = c.verifier();
+        let accepted: Vec<(&str, &str)> = verifier.accepted_issuers().collect();
+        assert_eq!(accepted.len(), 4);
+        assert_eq!(
+            accepted[2],
+            (
+                "https://sso.example.org/auth",
+                "https://tools.example.org/mcp"
+            )
+        );
+    }
+
+    #[test]
+    fn additional_issuers_are_validated_like_the_primary_and_must_be_distinct() {
+        for (entries, expected) in [
+            (
+                serde_json::json!([{"issuerUrl": "https://mcp.internal.example/"}]),
+                vec![
+                    "oauthAs.additionalIssuers[0].issuerUrl must not end with a slash (clients compare it byte for byte)",
+                ],
+            ),
+            (
+                serde_json::json!([{"issuerUrl": "http://mcp.internal.example"}]),
+                vec![
+                    "oauthAs.additionalIssuers[0].issuerUrl must use https (http is only allowed for localhost)",
+                ],
+            ),
+            (
+                serde_json::json!([{"issuerUrl": "not a url"}]),
+                vec![
+                    "oauthAs.additionalIssuers[0].issuerUrl: \"not a url\" is not an absolute URL",
+                ],
+            ),
+            (
+                serde_json::json!([{"issuerUrl": "https://a.example", "resourceUrl": "https://A.example/mcp"}]),
+                vec![
+                    "oauthAs.additionalIssuers[0].resourceUrl must be written in canonical form: https://a.example/mcp",
+                ],
+            ),
+            (
+                serde_json::json!([{"resourceUrl": "https://a.example/mcp"}]),
+                vec![
+                    "oauthAs.additionalIssuers[0].issuerUrl is required (the URL clients reach on that host, e.g. https://mcp.internal.example)",
+                ],
+            ),
+            (
+                serde_json::json!([{"issuerUrl": "https://mcp.example.com"}]),
+                vec![
+                    "oauthAs.additionalIssuers[0].issuerUrl: https://mcp.example.com is already issuerUrl; every issuer must be distinct",
+                ],
+            ),
+            (
+                serde_json::json!([{"issuerUrl": "https://a.example"}, {"issuerUrl": "https://a.example"}]),
+                vec![
+                    "oauthAs.additionalIssuers[1].issuerUrl: https://a.example is already additionalIssuers[0].issuerUrl; every issuer must be distinct",
+                ],
+            ),
+            (
+                serde_json::json!([{"issuerUrl": "https://mcp.example.com:443/other"}]),
+                vec![
+                    "oauthAs.additionalIssuers[0].issuerUrl must be written in canonical form: https://mcp.example.com/other",
+                ],
+            ),
+            (
+                serde_json::json!([{"issuerUrl": "https://mcp.example.com/other"}]),
+                vec![
+                    "oauthAs.additionalIssuers[0].issuerUrl: its host mcp.example.com:443 is already that of issuerUrl; requests choose their issuer by host, so each issuer needs a host (or port) of its own",
+                ],
+            ),
+            (
+                serde_json::json!([{"issuerUrl": "https://a.example", "issuer": "x"}]),
+                vec!["oauthAs: unknown field `issuer`, expected `issuerUrl` or `resourceUrl`"],
+            ),
+            (
+                serde_json::json!({"issuerUrl": "https://a.example"}),
+                vec!["oauthAs.additionalIssuers: expected a list"],
+            ),
+            (
+                serde_json::json!([{"issuerUrl": 5}]),
+                vec!["oauthAs.additionalIssuers[0].issuerUrl: expected a string"],
+            ),
+        ] {
+            let mut raw = minimal();
+            raw["additionalIssuers"] = entries.clone();
+            let errors = config(raw).unwrap_err().0;
+            assert_eq!(errors, expected, "{entries}");
+        }
+        // Every bad entry is named, not only the first.
+        let mut raw = minimal();
+        raw["additionalIssuers"] = serde_json::json!([
+            {"issuerUrl": "ftp://a.example"}, {"issuerUrl": "https://b.example"}, {"issuerUrl": "https://b.example"}
+        ]);
+        assert_eq!(config(raw).unwrap_err().0.len(), 2);
+        // http on loopback is allowed with the same warning as the primary's.
+        let mut raw = minimal();
+        raw["additionalIssuers"] = serde_json::json!([{"issuerUrl": "http://localhost:8080"}]);
+        let warnings = config(raw).unwrap().warnings;
+        assert_eq!(
+            warnings,
+            [
+                "oauthAs.additionalIssuers[0].issuerUrl uses http on loopback: fine for development only"
+            ]
+        );
+    }
+
+    #[test]
+    fn the_issuer_of_a_request_follows_its_host_and_trusted_forwarded_host() {
+        use axum::http::{HeaderMap, HeaderValue};
+        let mut raw = minimal();
+        raw["additionalIssuers"] =
+            serde_json::json!([{"issuerUrl": "https://mcp.internal.example"}]);
+        let c = config(raw).unwrap();
+        let headers = |pairs: &[(&'static str, &'static str)]| {
+            let mut map = HeaderMap::new();
+            for (name, value) in pairs {
+                map.append(*name, HeaderValue::from_static(value));
+            }
+            map
+        };
+        let proxy = Some("10.1.2.3".parse().unwrap());
+        let stranger = Some("192.0.2.7".parse().unwrap());
+        let pick =
+            |peer, map: &HeaderMap, uri: Option<&str>| c.issuer_for(peer, map, uri).url.clone();
+        let internal = "https://mcp.internal.example";
+        let public = "https://mcp.example.com";
+        assert_eq!(
+            pick(
+                stranger,
+                &headers(&[("host", "MCP.internal.example")]),
+                None
+            ),
+            internal
+        );
+        assert_eq!(
+            pick(
+                stranger,
+                &headers(&[
+                    ("host", "mcp.internal.example"),
+                    ("x-forwarded-host", "mcp.example.com")
+                ]),
+                None
+            ),
+            internal
+        );
+        assert_eq!(
+            pick(
+                proxy,
+                &headers(&[
+                    ("host", "127.0.0.1:8080"),
+                    ("x-forwarded-host", "mcp.internal.example")
+                ]),
+                None
+            ),
+            internal
+        );
+        assert_eq!(
+            pick(
+                proxy,
+                &headers(&[
+                    ("host", "mcp.internal.example"),
+                    ("x-forwarded-host", "mcp.example.com")
+                ]),
+                None
+            ),
+            public
+        );
+        // A proxy that appends: its own value is the last one.
+        assert_eq!(
+            pick(
+                proxy,
+                &headers(&[("x-forwarded-host", "mcp.example.com, mcp.internal.example")]),
+                None
+            ),
+            internal
+        );
+        assert_eq!(
+            pick(
+                proxy,
+                &headers(&[
+                    ("x-forwarded-host", "mcp.internal.example"),
+                    ("x-forwarded-host", "mcp.example.com")
+                ]),
+                None
+            ),
+            public
+        );
+        assert_eq!(
+            pick(
+                None,
+                &headers(&[("x-forwarded-host", "mcp.internal.example")]),
+                None
+            ),
+            public
+        );
+        assert_eq!(
+            pick(proxy, &headers(&[("host", "unknown.example")]), None),
+            public
+        );
+        assert_eq!(pick(proxy, &HeaderMap::new(), None), public);
+        // HTTP/2: the authority is in the request target.
+        assert_eq!(
+            pick(
+                stranger,
+                &HeaderMap::new(),
+                Some("mcp.internal.example:443")
+            ),
+            internal
+        );
     }
 
     #[test]

@@ -240,10 +240,15 @@ struct VerificationKey {
 
 /// A reusable access-token verifier holding the current key and, during a rotation, the
 /// previous ones (accepted for verification only): HS256 secrets, or EdDSA/ES256 public keys.
+///
+/// It accepts tokens of one issuer for one audience, and of more (issuer, audience) pairs
+/// added with [`Self::with_additional_issuer`] (SPEC §11: an internal and a public host, each
+/// an issuer with its own resource URL). A token is valid when its `iss` and `aud` are one of
+/// the pairs together: the audience of one issuer with the `iss` of another is refused.
 #[derive(Clone)]
 pub struct Verifier {
-    issuer: String,
-    audience: String,
+    /// The accepted (issuer, audience) pairs, the first one given first.
+    accepted: Vec<(String, String)>,
     /// The current key first.
     keys: Vec<VerificationKey>,
     leeway_seconds: u64,
@@ -252,8 +257,7 @@ pub struct Verifier {
 impl std::fmt::Debug for Verifier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Verifier")
-            .field("issuer", &self.issuer)
-            .field("audience", &self.audience)
+            .field("accepted", &self.accepted)
             .field("key_ids", &self.key_ids())
             .finish()
     }
@@ -263,8 +267,7 @@ impl Verifier {
     /// A verifier for `expect` (HS256 with `expect.secret`).
     pub fn new(expect: &TokenExpectations) -> Self {
         Self {
-            issuer: expect.issuer.clone(),
-            audience: expect.audience.clone(),
+            accepted: vec![(expect.issuer.clone(), expect.audience.clone())],
             keys: Vec::new(),
             leeway_seconds: expect.leeway_seconds,
         }
@@ -280,8 +283,7 @@ impl Verifier {
         keys: impl IntoIterator<Item = &'a PublicKey>,
     ) -> Self {
         let mut verifier = Self {
-            issuer: issuer.to_string(),
-            audience: audience.to_string(),
+            accepted: vec![(issuer.to_string(), audience.to_string())],
             keys: Vec::new(),
             leeway_seconds: 0,
         };
@@ -299,6 +301,23 @@ impl Verifier {
     pub fn with_leeway(mut self, seconds: u64) -> Self {
         self.leeway_seconds = seconds;
         self
+    }
+
+    /// Also accepts tokens of `issuer` meant for `audience`, with the same keys (an entry of
+    /// `additionalIssuers`, SPEC §11).
+    pub fn with_additional_issuer(mut self, issuer: &str, audience: &str) -> Self {
+        let pair = (issuer.to_string(), audience.to_string());
+        if !self.accepted.contains(&pair) {
+            self.accepted.push(pair);
+        }
+        self
+    }
+
+    /// The accepted (issuer, audience) pairs, the first one given first.
+    pub fn accepted_issuers(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.accepted
+            .iter()
+            .map(|(issuer, audience)| (issuer.as_str(), audience.as_str()))
     }
 
     /// Also accepts tokens signed with these earlier secrets (selected by `kid`).
@@ -364,8 +383,10 @@ impl Verifier {
             return Err(VerifyError::Algorithm);
         }
         let mut validation = Validation::new(key.alg);
-        validation.set_issuer(&[&self.issuer]);
-        validation.set_audience(&[&self.audience]);
+        let issuers: Vec<&str> = self.accepted.iter().map(|(i, _)| i.as_str()).collect();
+        let audiences: Vec<&str> = self.accepted.iter().map(|(_, a)| a.as_str()).collect();
+        validation.set_issuer(&issuers);
+        validation.set_audience(&audiences);
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
         validation.validate_nbf = true;
         validation.leeway = self.leeway_seconds;
@@ -393,7 +414,16 @@ impl Verifier {
         if data.claims.exp.saturating_add(self.leeway_seconds) <= now {
             return Err(VerifyError::Expired);
         }
-        Ok(data.claims)
+        // Each of `iss` and `aud` is one that is accepted; they must also belong together.
+        let claims = data.claims;
+        if !self
+            .accepted
+            .iter()
+            .any(|(issuer, audience)| *issuer == claims.iss && *audience == claims.aud)
+        {
+            return Err(VerifyError::Audience);
+        }
+        Ok(claims)
     }
 }
 
@@ -450,6 +480,44 @@ mod tests {
         let c = URL_SAFE_NO_PAD.encode(claims.to_string());
         let sig = crate::secrets::hmac_b64(key, format!("{h}.{c}").as_bytes());
         format!("{h}.{c}.{sig}")
+    }
+
+    #[test]
+    fn a_set_of_issuers_accepts_each_with_its_own_audience_only() {
+        let internal = ("https://internal.example", "https://internal.example/mcp");
+        let verifier = Verifier::new(&expect()).with_additional_issuer(internal.0, internal.1);
+        assert_eq!(
+            verifier.accepted_issuers().collect::<Vec<_>>(),
+            [("https://as.example", "https://as.example/mcp"), internal]
+        );
+        let token_of = |iss: &str, aud: &str| {
+            let mut c = claims();
+            c.iss = iss.into();
+            c.aud = aud.into();
+            mint_access_token(&c, SECRET).unwrap()
+        };
+        let primary = token_of("https://as.example", "https://as.example/mcp");
+        assert!(verifier.verify(&primary).is_ok());
+        let second = verifier.verify(&token_of(internal.0, internal.1)).unwrap();
+        assert_eq!(second.iss, internal.0);
+        // Each claim is one of the accepted ones, but not together.
+        assert_eq!(
+            verifier.verify(&token_of(internal.0, "https://as.example/mcp")),
+            Err(VerifyError::Audience)
+        );
+        assert_eq!(
+            verifier.verify(&token_of("https://as.example", internal.1)),
+            Err(VerifyError::Audience)
+        );
+        assert_eq!(
+            verifier.verify(&token_of("https://other.example", internal.1)),
+            Err(VerifyError::Issuer)
+        );
+        // Without the pair, the second issuer's token is refused.
+        assert_eq!(
+            Verifier::new(&expect()).verify(&token_of(internal.0, internal.1)),
+            Err(VerifyError::Issuer)
+        );
     }
 
     #[test]

@@ -101,6 +101,37 @@ impl std::fmt::Display for TrustedSources {
     }
 }
 
+/// The header a reverse proxy names the host the client asked for in.
+pub const FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+
+/// The authority (`host[:port]`) a request was addressed to, which picks its issuer (SPEC
+/// §11): `X-Forwarded-Host` when the peer is a trusted proxy and sent one, else `Host`, else
+/// `uri_authority` (HTTP/2 carries it in `:authority`, not in a `Host` header).
+///
+/// From a proxy, the last value counts: a proxy that appends rather than overwrites puts
+/// what it saw last, after whatever the client sent. From any other peer the header is
+/// ignored, like every identity header.
+pub fn request_authority<'a>(
+    headers: &'a HeaderMap,
+    peer_is_trusted: bool,
+    uri_authority: Option<&'a str>,
+) -> Option<&'a str> {
+    let forwarded = peer_is_trusted
+        .then(|| headers.get_all(FORWARDED_HOST).iter().next_back())
+        .flatten()
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.rsplit(',').next())
+        .map(|value| value.trim_matches(OWS))
+        .filter(|value| !value.is_empty());
+    forwarded
+        .or_else(|| {
+            headers
+                .get(axum::http::header::HOST)
+                .and_then(|value| value.to_str().ok())
+        })
+        .or(uri_authority)
+}
+
 /// Why no user, or no groups, could be read from the trusted headers. Each maps to a 400 page
 /// (401 for [`IdentityError::Missing`] user header) whose text tells the operator what to fix.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -318,6 +349,29 @@ mod tests {
         let (trusted, warnings) = TrustedSources::parse(&["10.0.0.1/8".to_string()]).unwrap();
         assert_eq!(warnings.len(), 1);
         assert!(trusted.contains("10.200.0.1".parse().unwrap()));
+    }
+
+    #[test]
+    fn the_request_authority_is_the_proxys_forwarded_host_else_host() {
+        let host = HeaderName::from_static("host");
+        let mut headers = with(
+            &FORWARDED_HOST,
+            &[b"client.example", b"a.example, b.example "],
+        );
+        headers.append(&host, HeaderValue::from_static("upstream:8080"));
+        assert_eq!(request_authority(&headers, true, None), Some("b.example"));
+        assert_eq!(
+            request_authority(&headers, false, None),
+            Some("upstream:8080")
+        );
+        let empty = with(&FORWARDED_HOST, &[b""]);
+        assert_eq!(
+            request_authority(&empty, true, Some("h2.example")),
+            Some("h2.example")
+        );
+        let not_text = with(&FORWARDED_HOST, &[b"caf\xc3\xa9.example"]);
+        assert_eq!(request_authority(&not_text, true, None), None);
+        assert_eq!(request_authority(&HeaderMap::new(), true, None), None);
     }
 
     fn with(name: &HeaderName, values: &[&[u8]]) -> HeaderMap {

@@ -55,6 +55,7 @@ fuzz_target!(|data: &[u8]| {
                     scope: next(),
                     resource: "https://as.example.com/mcp".into(),
                     code_challenge: next(),
+                    issuer: "https://as.example.com".into(),
                 },
                 exp: NOW + u64::from(rest.first().copied().unwrap_or(0)) % 3,
                 nonce: ConsentTicket::new_nonce(),

@@ -12,6 +12,7 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use super::error::{AuthorizeFailure, redirect as redirect_to};
+use super::issuer::RequestIssuer;
 use super::rate_limit::RateLimiter;
 use super::{Shared, pages, paths};
 use crate::oauth::authorize::{self, AuthorizeError, PendingAuthorization};
@@ -96,9 +97,10 @@ fn placeholder(header: &HeaderName) -> (StatusCode, String) {
     )
 }
 
-/// The authorization endpoint.
+/// The authorization endpoint, answering as the request's issuer (its `iss`, its resource).
 pub async fn authorize(
     State(app): State<Shared>,
+    RequestIssuer(issuer): RequestIssuer,
     Extension(limiter): Extension<Arc<RateLimiter>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
@@ -117,13 +119,13 @@ pub async fn authorize(
         Ok(p) => p,
         Err(why) => return pages::error_page(StatusCode::BAD_REQUEST, &why),
     };
-    let (client, pending) = match authorize::validate(&app, &params).await {
+    let (client, pending) = match authorize::validate(&app, &issuer, &params).await {
         Ok(ok) => ok,
         Err(error) => {
             app.metrics.authorize_result("error");
             return AuthorizeFailure {
                 error,
-                issuer: &app.config.issuer,
+                issuer: &issuer.url,
             }
             .into_response();
         }
@@ -164,7 +166,8 @@ pub async fn authorize(
         scope: &pending.scope,
         new_scopes: &new_scopes,
         user: &user,
-        action: &app.config.endpoint(paths::CONSENT),
+        // The form goes back to the issuer it was served by: the ticket is bound to it.
+        action: &issuer.endpoint(paths::CONSENT),
         ticket: &ticket,
     })
 }
@@ -183,9 +186,11 @@ fn too_many_requests(retry_after: u64) -> Response {
     page
 }
 
-/// The consent form's target: approve or deny, answered with 303 (RFC 9700 §4.12).
+/// The consent form's target: approve or deny, answered with 303 (RFC 9700 §4.12). Only the
+/// issuer that served the page takes its answer.
 pub async fn consent(
     State(app): State<Shared>,
+    RequestIssuer(issuer): RequestIssuer,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     body: Bytes,
@@ -214,13 +219,23 @@ pub async fn consent(
             "This consent page was issued to another user.",
         );
     }
+    // Checked before the ticket is spent, so that the page can still be answered where it
+    // was served.
+    if ticket.request.issuer_or(&app.config.issuer) != issuer.url {
+        tracing::warn!(target: "audit", sub = %user, issuer = %issuer.url, "consent ticket presented to another issuer");
+        return pages::error_page(
+            StatusCode::FORBIDDEN,
+            "This consent page was issued by the sign-in server of another host; answer it on the host that showed it.",
+        );
+    }
     if !app.consent_nonces.use_once(&ticket.nonce, ticket.exp, now) {
         return pages::error_page(
             StatusCode::FORBIDDEN,
             "This consent page was already answered.",
         );
     }
-    let pending: PendingAuthorization = ticket.request;
+    let mut pending: PendingAuthorization = ticket.request;
+    pending.issuer = issuer.url.clone();
     let see_other = |url: String| redirect_to(StatusCode::SEE_OTHER, &url);
     match form.get("decision") {
         Some("approve") => {
@@ -236,26 +251,26 @@ pub async fn consent(
                     &pending.redirect_uri,
                     &error,
                     pending.state.as_deref(),
-                    &app.config.issuer,
+                    &issuer.url,
                 ));
             }
-            tracing::info!(target: "audit", event = "consent_approved", sub = %user, client_id = %pending.client_id, issuer = %app.config.issuer, peer = %peer.ip(), scope = %pending.scope, "user approved client");
+            tracing::info!(target: "audit", event = "consent_approved", sub = %user, client_id = %pending.client_id, issuer = %issuer.url, peer = %peer.ip(), scope = %pending.scope, "user approved client");
             see_other(authorize::issue_code(&app, &pending, &user, groups))
         }
         Some("deny") => {
-            tracing::info!(target: "audit", event = "consent_denied", sub = %user, client_id = %pending.client_id, issuer = %app.config.issuer, peer = %peer.ip(), "user denied client");
+            tracing::info!(target: "audit", event = "consent_denied", sub = %user, client_id = %pending.client_id, issuer = %issuer.url, peer = %peer.ip(), "user denied client");
             app.metrics.authorize_result("denied");
             let error = OAuthError::new(ErrorCode::AccessDenied, "the user denied the request");
             see_other(authorize::error_url(
                 &pending.redirect_uri,
                 &error,
                 pending.state.as_deref(),
-                &app.config.issuer,
+                &issuer.url,
             ))
         }
         _ => AuthorizeFailure {
             error: AuthorizeError::page(400, "The consent form must say approve or deny."),
-            issuer: &app.config.issuer,
+            issuer: &issuer.url,
         }
         .into_response(),
     }

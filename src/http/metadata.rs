@@ -6,13 +6,15 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
+use super::issuer::RequestIssuer;
 use super::{Shared, paths};
-use crate::config::Config;
+use crate::config::{Config, Issuer};
 use crate::oauth::cimd::SIGNING_ALGORITHMS;
 
-/// The RFC 8414 authorization server metadata.
-pub fn authorization_server_document(config: &Config) -> Value {
-    let mut document = base_document(config);
+/// The RFC 8414 authorization server metadata of `issuer`: its own `issuer` and every
+/// endpoint under its own URL.
+pub fn authorization_server_document(config: &Config, issuer: &Issuer) -> Value {
+    let mut document = base_document(config, issuer);
     if config.client_metadata_documents.enabled {
         // SPEC §12: claude.ai uses a document only when this flag is set and `none` is listed.
         document["client_id_metadata_document_supported"] = json!(true);
@@ -31,14 +33,14 @@ pub fn authorization_server_document(config: &Config) -> Value {
     document
 }
 
-fn base_document(config: &Config) -> Value {
+fn base_document(config: &Config, issuer: &Issuer) -> Value {
     let mut document = json!({
-        "issuer": config.issuer,
-        "authorization_endpoint": config.endpoint(paths::AUTHORIZE),
-        "token_endpoint": config.endpoint(paths::TOKEN),
-        "registration_endpoint": config.endpoint(paths::REGISTER),
-        "revocation_endpoint": config.endpoint(paths::REVOKE),
-        "introspection_endpoint": config.endpoint(paths::INTROSPECT),
+        "issuer": issuer.url,
+        "authorization_endpoint": issuer.endpoint(paths::AUTHORIZE),
+        "token_endpoint": issuer.endpoint(paths::TOKEN),
+        "registration_endpoint": issuer.endpoint(paths::REGISTER),
+        "revocation_endpoint": issuer.endpoint(paths::REVOKE),
+        "introspection_endpoint": issuer.endpoint(paths::INTROSPECT),
         "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
         "response_types_supported": ["code"],
         "response_modes_supported": ["query"],
@@ -51,29 +53,36 @@ fn base_document(config: &Config) -> Value {
     });
     // A JWKS exists only for key pairs: an HS256 secret is never published.
     if config.signing.algorithm.is_asymmetric() {
-        document["jwks_uri"] = Value::String(config.endpoint(paths::JWKS));
+        document["jwks_uri"] = Value::String(issuer.endpoint(paths::JWKS));
     }
     document
 }
 
-/// The RFC 9728 protected resource metadata for the MCP server.
-pub fn protected_resource_document(config: &Config) -> Value {
+/// The RFC 9728 protected resource metadata for the MCP server as `issuer` protects it: its
+/// resource, and itself as the one authorization server.
+pub fn protected_resource_document(config: &Config, issuer: &Issuer) -> Value {
     json!({
-        "resource": config.resource,
-        "authorization_servers": [config.issuer],
+        "resource": issuer.resource,
+        "authorization_servers": [issuer.url],
         "scopes_supported": config.scopes_supported,
         "bearer_methods_supported": ["header"],
     })
 }
 
-/// `GET /.well-known/oauth-authorization-server` (and its aliases).
-pub async fn authorization_server(State(app): State<Shared>) -> Json<Value> {
-    Json(authorization_server_document(&app.config))
+/// `GET /.well-known/oauth-authorization-server` (and its aliases), for the request's issuer.
+pub async fn authorization_server(
+    State(app): State<Shared>,
+    RequestIssuer(issuer): RequestIssuer,
+) -> Json<Value> {
+    Json(authorization_server_document(&app.config, &issuer))
 }
 
-/// `GET /.well-known/oauth-protected-resource[/<path>]`.
-pub async fn protected_resource(State(app): State<Shared>) -> Json<Value> {
-    Json(protected_resource_document(&app.config))
+/// `GET /.well-known/oauth-protected-resource[/<path>]`, for the request's issuer.
+pub async fn protected_resource(
+    State(app): State<Shared>,
+    RequestIssuer(issuer): RequestIssuer,
+) -> Json<Value> {
+    Json(protected_resource_document(&app.config, &issuer))
 }
 
 /// How long a client may cache the key set. Verifiers refetch on an unknown `kid` anyway, so
@@ -83,7 +92,9 @@ const JWKS_MAX_AGE_SECONDS: u32 = 300;
 /// `GET /.well-known/jwks.json` (also under the issuer's path): the current and previous
 /// public keys. Under HS256 there is no public key, and a 404 says so (an empty set would send
 /// a JWKS-based verifier looking for keys that never come).
-pub async fn jwks(State(app): State<Shared>) -> Response {
+/// The keys are the same for every issuer; the issuer is extracted only so that the copy
+/// under one issuer's path is not served on another's host.
+pub async fn jwks(State(app): State<Shared>, _issuer: RequestIssuer) -> Response {
     if !app.config.signing.algorithm.is_asymmetric() {
         let body = json!({
             "error": "not_found",

@@ -4,6 +4,7 @@
 pub mod authorize;
 pub mod conn;
 pub mod error;
+pub mod issuer;
 pub mod metadata;
 pub mod pages;
 pub mod rate_limit;
@@ -52,12 +53,20 @@ pub mod paths {
 /// Shared state as handlers receive it.
 pub type Shared = Arc<AppState>;
 
-/// Every route, in one place.
+/// Every route, in one place. The endpoints live under each issuer's path (SPEC §11: one
+/// set of routes per distinct path, marked with its [`issuer::Mount`]); the root aliases
+/// and the root discovery documents are shared, answering for the request's issuer.
 pub fn router(state: Shared) -> Router {
-    let prefix = state.config.issuer_path.clone();
-    let resource_path = url::Url::parse(&state.config.resource)
-        .map(|u| u.path().trim_end_matches('/').to_string())
-        .unwrap_or_default();
+    // Sorted and without repeats: issuers often share a path ("" on hosts of their own), and
+    // a route may be registered only once.
+    let prefixes: std::collections::BTreeSet<String> =
+        state.config.issuers().map(|i| i.path.clone()).collect();
+    let resource_paths: std::collections::BTreeSet<String> = state
+        .config
+        .issuers()
+        .map(|i| i.resource_path())
+        .filter(|p| !p.is_empty())
+        .collect();
 
     // Registration, token, revocation and introspection answer anyone: rate-limited per
     // client address.
@@ -80,25 +89,62 @@ pub fn router(state: Shared) -> Router {
     };
     // Introspection and revocation authenticate clients too, so they are limited like the
     // token endpoint (SPEC §17).
-    let revoke_route = post(token::revoke).layer(from_fn_with_state(
-        (limiter.clone(), Endpoint::Revoke),
-        rate_limit::enforce,
-    ));
-    let introspect_route = post(token::introspect).layer(from_fn_with_state(
-        (limiter.clone(), Endpoint::Introspect),
-        rate_limit::enforce,
-    ));
+    let revoke_route = || -> MethodRouter<Shared> {
+        post(token::revoke).layer(from_fn_with_state(
+            (limiter.clone(), Endpoint::Revoke),
+            rate_limit::enforce,
+        ))
+    };
+    let introspect_route = || -> MethodRouter<Shared> {
+        post(token::introspect).layer(from_fn_with_state(
+            (limiter.clone(), Endpoint::Introspect),
+            rate_limit::enforce,
+        ))
+    };
+    let under = |prefix: &str, route: MethodRouter<Shared>| {
+        route.layer(Extension(issuer::Mount::IssuerPath(prefix.to_string())))
+    };
 
     // Cloud clients call these from browsers or servers without SSO: CORS allowed.
     let mut public = Router::new()
         .route(paths::AS_METADATA, get(metadata::authorization_server))
         .route(paths::OIDC_METADATA, get(metadata::authorization_server))
         .route(paths::PRM, get(metadata::protected_resource))
-        .route(paths::JWKS, get(metadata::jwks))
-        .route(&format!("{prefix}{}", paths::REGISTER), register_route())
-        .route(&format!("{prefix}{}", paths::TOKEN), token_route())
-        .route(&format!("{prefix}{}", paths::REVOKE), revoke_route);
-    if !prefix.is_empty() {
+        .route(paths::JWKS, get(metadata::jwks));
+    // Server-to-server only (MCP servers with confidential credentials): no CORS.
+    let mut introspection = Router::new();
+    // Browser navigation behind SSO: never CORS.
+    let mut browser = Router::new().route("/authorize", get(authorize::authorize));
+    for prefix in &prefixes {
+        public = public
+            .route(
+                &format!("{prefix}{}", paths::REGISTER),
+                under(prefix, register_route()),
+            )
+            .route(
+                &format!("{prefix}{}", paths::TOKEN),
+                under(prefix, token_route()),
+            )
+            .route(
+                &format!("{prefix}{}", paths::REVOKE),
+                under(prefix, revoke_route()),
+            );
+        introspection = introspection.route(
+            &format!("{prefix}{}", paths::INTROSPECT),
+            under(prefix, introspect_route()),
+        );
+        browser = browser
+            .route(
+                &format!("{prefix}{}", paths::AUTHORIZE),
+                under(prefix, get(authorize::authorize)),
+            )
+            .route(
+                &format!("{prefix}{}", paths::CONSENT),
+                under(prefix, post(authorize::consent)),
+            );
+        if prefix.is_empty() {
+            continue;
+        }
         // RFC 8414 §3.1 path insertion, and the OpenID "append" form some clients try.
         for path in [
             format!("{}{prefix}", paths::AS_METADATA),
@@ -106,15 +152,20 @@ pub fn router(state: Shared) -> Router {
             format!("{prefix}{}", paths::OIDC_METADATA),
             format!("{prefix}{}", paths::AS_METADATA),
         ] {
-            public = public.route(&path, get(metadata::authorization_server));
+            public = public.route(&path, under(prefix, get(metadata::authorization_server)));
         }
         // `jwks_uri` is under the issuer: `{issuer}/.well-known/jwks.json`.
-        public = public.route(&format!("{prefix}{}", paths::JWKS), get(metadata::jwks));
+        public = public.route(
+            &format!("{prefix}{}", paths::JWKS),
+            under(prefix, get(metadata::jwks)),
+        );
     }
-    if !resource_path.is_empty() {
+    for resource_path in &resource_paths {
         public = public.route(
             &format!("{}{resource_path}", paths::PRM),
-            get(metadata::protected_resource),
+            get(metadata::protected_resource).layer(Extension(issuer::Mount::ResourcePath(
+                resource_path.clone(),
+            ))),
         );
     }
     // claude.ai and 2025-03-26 clients fall back to these at the origin root.
@@ -131,22 +182,8 @@ pub fn router(state: Shared) -> Router {
         ])
         .expose_headers([header::WWW_AUTHENTICATE]);
 
-    // Server-to-server only (MCP servers with confidential credentials): no CORS.
-    let introspection = Router::new()
-        .route(&format!("{prefix}{}", paths::INTROSPECT), introspect_route)
-        .layer(map_response(error::json_rejections));
-
-    // Browser navigation behind SSO: never CORS.
-    let browser = Router::new()
-        .route(
-            &format!("{prefix}{}", paths::AUTHORIZE),
-            get(authorize::authorize),
-        )
-        .route("/authorize", get(authorize::authorize))
-        .route(
-            &format!("{prefix}{}", paths::CONSENT),
-            post(authorize::consent),
-        )
+    let introspection = introspection.layer(map_response(error::json_rejections));
+    let browser = browser
         // The authorization endpoint counts requests per signed-in user
         // (`rateLimits.authorizePerMinute`) in the same limiter.
         .layer(Extension(limiter.clone()))

@@ -8,13 +8,15 @@ use axum::response::{IntoResponse, Response};
 
 use super::Shared;
 use super::error::no_store;
+use super::issuer::RequestIssuer;
 use crate::oauth::register::{RegistrationRequest, register_dynamic};
 use crate::oauth::{ErrorCode, OAuthError};
 use crate::store::DynamicAdmission;
 
-/// Registers a client.
+/// Registers a client; clients are shared by every issuer (SPEC §11).
 pub async fn register(
     State(app): State<Shared>,
+    RequestIssuer(issuer): RequestIssuer,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, OAuthError> {
@@ -65,7 +67,7 @@ pub async fn register(
         }
         DynamicAdmission::Added { evicted: None } => {}
     }
-    tracing::info!(target: "audit", event = "client_registered", client_id = %response.client_id, client_name = %response.client_name, issuer = %app.config.issuer, "client registered");
+    tracing::info!(target: "audit", event = "client_registered", client_id = %response.client_id, client_name = %response.client_name, issuer = %issuer.url, "client registered");
     app.metrics.registration_result("created");
     Ok((StatusCode::CREATED, no_store(), Json(response)).into_response())
 }

@@ -10,7 +10,7 @@ use super::params::Params;
 use super::scope::Scope;
 use super::{ErrorCode, OAuthError, pkce, redirect, resource};
 use crate::app::AppState;
-use crate::config::ConsentMode;
+use crate::config::{ConsentMode, Issuer};
 use crate::secrets::{random_token, sha256_b64};
 use crate::store::{Client, CodeGrant, CodeLimitReached, Grant, Registration};
 
@@ -29,6 +29,22 @@ pub struct PendingAuthorization {
     pub resource: String,
     /// The S256 PKCE challenge.
     pub code_challenge: String,
+    /// The issuer the request was made to (SPEC §11): its code, and the consent form that
+    /// leads to it, belong to that issuer. Empty in tickets sealed before issuers were
+    /// recorded, which belong to the primary.
+    #[serde(default)]
+    pub issuer: String,
+}
+
+impl PendingAuthorization {
+    /// The issuer the request was made to, or `primary` for a ticket that names none.
+    pub fn issuer_or<'a>(&'a self, primary: &'a str) -> &'a str {
+        if self.issuer.is_empty() {
+            primary
+        } else {
+            &self.issuer
+        }
+    }
 }
 
 /// Why an authorization request failed, and where the answer goes.
@@ -62,9 +78,11 @@ impl AuthorizeError {
     }
 }
 
-/// Validates an authorization request and returns the client with the pending authorization.
+/// Validates an authorization request made to `issuer` and returns the client with the
+/// pending authorization.
 pub async fn validate(
     app: &AppState,
+    issuer: &Issuer,
     params: &Params,
 ) -> Result<(Client, PendingAuthorization), AuthorizeError> {
     let client_id = params
@@ -151,11 +169,11 @@ pub async fn validate(
     }
 
     if let Some(requested) = params.get("resource")
-        && !resource::matches(requested, &app.config.resource)
+        && !resource::matches(requested, &issuer.resource)
     {
         return Err(fail(OAuthError::invalid_target(format!(
             "this server issues tokens only for {}",
-            app.config.resource
+            issuer.resource
         ))));
     }
 
@@ -164,8 +182,9 @@ pub async fn validate(
         redirect_uri: redirect_uri.to_string(),
         state,
         scope: scope.to_string(),
-        resource: app.config.resource.clone(),
+        resource: issuer.resource.clone(),
         code_challenge: params.get("code_challenge").unwrap_or_default().to_string(),
+        issuer: issuer.url.clone(),
     };
     Ok((client, pending))
 }
@@ -217,7 +236,8 @@ pub fn needs_consent(
     }
 }
 
-/// Issues a code for an approved request and returns the redirect URL carrying it. When the
+/// Issues a code for an approved request, bound to the issuer the request was made to, and
+/// returns the redirect URL carrying it (with that issuer's `iss`). When the
 /// user or the server already holds as many outstanding codes as `maxPendingCodesPerUser` /
 /// `maxPendingCodes` allow, no code is issued and the URL carries `temporarily_unavailable`
 /// instead: the client and redirect URI are valid by then, so the answer goes to the client
@@ -230,6 +250,7 @@ pub fn issue_code(
 ) -> String {
     let code = random_token(32);
     let now = app.now();
+    let issuer = pending.issuer_or(&app.config.issuer);
     let stored = app.codes.insert(
         sha256_b64(code.as_bytes()),
         CodeGrant {
@@ -239,6 +260,13 @@ pub fn issue_code(
                 groups,
                 scope: pending.scope.clone(),
                 resource: pending.resource.clone(),
+                // The primary's grants name no issuer: they stay the primary's when
+                // `issuerUrl` changes, as sign-ins always have.
+                issuer: if issuer == app.config.issuer {
+                    String::new()
+                } else {
+                    issuer.to_string()
+                },
             },
             redirect_uri: pending.redirect_uri.clone(),
             code_challenge: pending.code_challenge.clone(),
@@ -248,13 +276,13 @@ pub fn issue_code(
     );
     let description = match stored {
         Ok(()) => {
-            tracing::info!(target: "audit", event = "code_issued", sub = %sub, client_id = %pending.client_id, issuer = %app.config.issuer, "authorization code issued");
+            tracing::info!(target: "audit", event = "code_issued", sub = %sub, client_id = %pending.client_id, issuer = %issuer, "authorization code issued");
             app.metrics.authorize_result("code");
             return response_url(
                 &pending.redirect_uri,
                 &[("code", &code)],
                 pending.state.as_deref(),
-                &app.config.issuer,
+                issuer,
             );
         }
         Err(CodeLimitReached::PerUser) => {
@@ -270,7 +298,7 @@ pub fn issue_code(
         &pending.redirect_uri,
         &OAuthError::new(ErrorCode::TemporarilyUnavailable, description),
         pending.state.as_deref(),
-        &app.config.issuer,
+        issuer,
     )
 }
 

@@ -91,6 +91,7 @@ mod tests {
                 scope: String::new(),
                 resource: "https://r/mcp".into(),
                 code_challenge: "x".into(),
+                issuer: "https://r".into(),
             },
             exp: 100,
             nonce: ConsentTicket::new_nonce(),

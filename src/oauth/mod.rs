@@ -9,6 +9,7 @@ pub mod cimd;
 pub mod client_auth;
 pub mod consent;
 pub mod error;
+pub mod issuer;
 pub mod params;
 pub mod pkce;
 pub mod redirect;

@@ -111,6 +111,7 @@ mod tests {
                 groups: vec![],
                 scope: String::new(),
                 resource: "https://r".into(),
+                issuer: String::new(),
             },
             current_hash: current.into(),
             previous_hash: previous.map(Into::into),

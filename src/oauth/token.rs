@@ -6,6 +6,7 @@ use super::params::Params;
 use super::scope::Scope;
 use super::{ErrorCode, OAuthError, pkce, refresh, resource};
 use crate::app::AppState;
+use crate::config::Issuer;
 use crate::jwt::{AccessTokenClaims, MintError};
 use crate::secrets::{random_token, sha256_b64};
 use crate::store::{
@@ -28,9 +29,11 @@ pub struct TokenResponse {
     pub scope: String,
 }
 
-/// Runs the grant named by `grant_type` for an authenticated client.
+/// Runs the grant named by `grant_type` for an authenticated client at the token endpoint of
+/// `issuer`, which takes only the codes and refresh tokens issued under it (SPEC §11).
 pub async fn exchange(
     app: &AppState,
+    issuer: &Issuer,
     client: &Client,
     form: &Params,
 ) -> Result<TokenResponse, OAuthError> {
@@ -46,8 +49,8 @@ pub async fn exchange(
         ));
     }
     match grant_type {
-        "authorization_code" => authorization_code(app, client, form).await,
-        "refresh_token" => refresh_token(app, client, form).await,
+        "authorization_code" => authorization_code(app, issuer, client, form).await,
+        "refresh_token" => refresh_token(app, issuer, client, form).await,
         _ => Err(OAuthError::new(
             ErrorCode::UnsupportedGrantType,
             "grant_type must be authorization_code or refresh_token",
@@ -57,6 +60,7 @@ pub async fn exchange(
 
 async fn authorization_code(
     app: &AppState,
+    issuer: &Issuer,
     client: &Client,
     form: &Params,
 ) -> Result<TokenResponse, OAuthError> {
@@ -78,6 +82,13 @@ async fn authorization_code(
     // Every check runs before the code is consumed, so a client that got one parameter wrong
     // can retry with the same code (RFC 9700 decision recorded in ARCHITECTURE.md).
     let check = |issued: &crate::store::CodeGrant| {
+        // Another issuer's code is refused like another client's: untouched if live, and
+        // never a replay if spent (nothing is revoked on its account).
+        if app.config.issuer_of(&issued.grant) != issuer.url {
+            return Err(OAuthError::invalid_grant(
+                "the code was issued by the sign-in server of another host",
+            ));
+        }
         if issued.grant.client_id != client.client_id {
             return Err(OAuthError::invalid_grant(
                 "the code was issued to another client",
@@ -111,7 +122,7 @@ async fn authorization_code(
                 .revoke_family(&family_key)
                 .await
                 .map_err(|_| OAuthError::storage_unavailable())?;
-            tracing::warn!(target: "audit", event = "code_replay_detected", client_id = %client.client_id, issuer = %app.config.issuer, sid = %family_key, "authorization code replayed; revoked the tokens it issued");
+            tracing::warn!(target: "audit", event = "code_replay_detected", client_id = %client.client_id, issuer = %issuer.url, sid = %family_key, "authorization code replayed; revoked the tokens it issued");
             app.metrics.code_replay_detected();
             return Err(OAuthError::invalid_grant(
                 "authorization code already used; the tokens issued from it have been revoked",
@@ -137,6 +148,7 @@ async fn authorization_code(
     };
     let response = respond(
         app,
+        issuer,
         &issued.grant,
         &family_key,
         &access,
@@ -156,13 +168,14 @@ async fn authorization_code(
             .await
             .map_err(|_| OAuthError::storage_unavailable())?;
     }
-    tracing::info!(target: "audit", event = "token_issued", sub = %issued.grant.sub, client_id = %client.client_id, issuer = %app.config.issuer, sid = %family_key, "tokens issued for an authorization code");
+    tracing::info!(target: "audit", event = "token_issued", sub = %issued.grant.sub, client_id = %client.client_id, issuer = %issuer.url, sid = %family_key, "tokens issued for an authorization code");
     app.metrics.token_issued("authorization_code");
     Ok(response)
 }
 
 async fn refresh_token(
     app: &AppState,
+    issuer: &Issuer,
     client: &Client,
     form: &Params,
 ) -> Result<TokenResponse, OAuthError> {
@@ -174,7 +187,13 @@ async fn refresh_token(
     let family_key = refresh::family_key(family_id);
     let family = app.store.family(&family_key).await.ok_or_else(invalid)?;
 
-    // Checks that must not consume the token.
+    // Checks that must not consume the token. Another issuer's token is not a reuse: it
+    // stays live for the issuer it belongs to.
+    if app.config.issuer_of(&family.grant) != issuer.url {
+        return Err(OAuthError::invalid_grant(
+            "the refresh token was issued by the sign-in server of another host",
+        ));
+    }
     if family.grant.client_id != client.client_id {
         return Err(OAuthError::invalid_grant(
             "the refresh token was issued to another client",
@@ -234,17 +253,17 @@ async fn refresh_token(
         .map_err(|_| OAuthError::storage_unavailable())?;
     match outcome {
         RefreshOutcome::Rotated(grant) => {
-            let response = respond(app, &grant, &family_key, &rotation, jti, successor)?;
-            tracing::info!(target: "audit", event = "token_refreshed", sub = %grant.sub, client_id = %client.client_id, issuer = %app.config.issuer, sid = %family_key, "refresh token rotated");
+            let response = respond(app, issuer, &grant, &family_key, &rotation, jti, successor)?;
+            tracing::info!(target: "audit", event = "token_refreshed", sub = %grant.sub, client_id = %client.client_id, issuer = %issuer.url, sid = %family_key, "refresh token rotated");
             app.metrics.token_issued("refresh_token");
             Ok(response)
         }
         // A retry inside the grace window gets the rotation's own answer: nothing is issued.
         RefreshOutcome::Grace(grant, answered) => {
-            respond(app, &grant, &family_key, &answered, jti, successor)
+            respond(app, issuer, &grant, &family_key, &answered, jti, successor)
         }
         RefreshOutcome::Reused => {
-            tracing::warn!(target: "audit", event = "refresh_reuse_detected", sub = %family.grant.sub, client_id = %client.client_id, issuer = %app.config.issuer, sid = %family_key, "refresh token reused; family revoked");
+            tracing::warn!(target: "audit", event = "refresh_reuse_detected", sub = %family.grant.sub, client_id = %client.client_id, issuer = %issuer.url, sid = %family_key, "refresh token reused; family revoked");
             app.metrics.refresh_reuse_detected();
             Err(OAuthError::invalid_grant(
                 "refresh token was already used; all tokens of this sign-in have been revoked",
@@ -257,11 +276,12 @@ async fn refresh_token(
     }
 }
 
-/// The token response for `grant`: an access token described by `access` with id `jti`, and
-/// `refresh_token`. Everything else in the token comes from the grant and the configuration,
-/// so the same inputs sign the same bytes.
+/// The token response for `grant`: an access token of `issuer` described by `access` with id
+/// `jti`, and `refresh_token`. Everything else in the token comes from the grant and the
+/// configuration, so the same inputs sign the same bytes.
 fn respond(
     app: &AppState,
+    issuer: &Issuer,
     grant: &Grant,
     family_key: &str,
     access: &RotationAnswer,
@@ -269,7 +289,7 @@ fn respond(
     refresh_token: String,
 ) -> Result<TokenResponse, OAuthError> {
     let claims = AccessTokenClaims {
-        iss: app.config.issuer.clone(),
+        iss: issuer.url.clone(),
         sub: grant.sub.clone(),
         aud: grant.resource.clone(),
         client_id: grant.client_id.clone(),
@@ -322,7 +342,7 @@ pub async fn revoke(app: &AppState, client: &Client, form: &Params) -> Result<()
                 .revoke_family(&family_key)
                 .await
                 .map_err(|_| OAuthError::storage_unavailable())?;
-            tracing::info!(target: "audit", event = "token_revoked", token_type = "refresh_token", client_id = %client.client_id, issuer = %app.config.issuer, "refresh token revoked by its client");
+            tracing::info!(target: "audit", event = "token_revoked", token_type = "refresh_token", client_id = %client.client_id, issuer = %app.config.issuer_of(&family.grant), "refresh token revoked by its client");
         }
         return Ok(());
     }
@@ -333,7 +353,7 @@ pub async fn revoke(app: &AppState, client: &Client, form: &Params) -> Result<()
             .deny_access_token(&claims.jti, claims.exp)
             .await
             .map_err(|_| OAuthError::storage_unavailable())?;
-        tracing::info!(target: "audit", event = "token_revoked", token_type = "access_token", client_id = %client.client_id, issuer = %app.config.issuer, "access token revoked by its client");
+        tracing::info!(target: "audit", event = "token_revoked", token_type = "access_token", client_id = %client.client_id, issuer = %claims.iss, "access token revoked by its client");
     }
     Ok(())
 }
@@ -375,7 +395,7 @@ pub async fn introspect(
             "sub": family.grant.sub,
             "scope": family.grant.scope,
             "aud": family.grant.resource,
-            "iss": app.config.issuer,
+            "iss": app.config.issuer_of(&family.grant),
             "iat": family.created_at,
             "exp": family.expires_at,
         }));

@@ -58,13 +58,26 @@ struct Cache {
     last_failed: bool,
 }
 
+/// A verifier of `keys` for every pair of `accepted` (never empty: [`JwksVerifier::new`]
+/// puts one in).
+fn public_key_verifier(accepted: &[(String, String)], keys: &[PublicKey]) -> Verifier {
+    let (first, more) = match accepted.split_first() {
+        Some((first, more)) => (first.clone(), more),
+        None => ((String::new(), String::new()), accepted),
+    };
+    more.iter().fold(
+        Verifier::with_public_keys(&first.0, &first.1, keys),
+        |verifier, (issuer, audience)| verifier.with_additional_issuer(issuer, audience),
+    )
+}
+
 /// Verifies access tokens with the keys published at a JWKS URL.
 pub struct JwksVerifier {
     url: String,
     authority: String,
     path: String,
-    issuer: String,
-    audience: String,
+    /// The accepted (issuer, audience) pairs (see [`Verifier::with_additional_issuer`]).
+    accepted: Vec<(String, String)>,
     leeway_seconds: u64,
     refresh_seconds: u64,
     timeout: Duration,
@@ -77,8 +90,7 @@ impl std::fmt::Debug for JwksVerifier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("JwksVerifier")
             .field("url", &self.url)
-            .field("issuer", &self.issuer)
-            .field("audience", &self.audience)
+            .field("accepted", &self.accepted)
             .field("key_ids", &self.key_ids())
             .finish_non_exhaustive()
     }
@@ -101,8 +113,7 @@ impl JwksVerifier {
             url: jwks_url.to_string(),
             authority: format!("{host}:{port}"),
             path,
-            issuer: issuer.to_string(),
-            audience: audience.to_string(),
+            accepted: vec![(issuer.to_string(), audience.to_string())],
             leeway_seconds: 0,
             refresh_seconds: DEFAULT_REFRESH_SECONDS,
             timeout: DEFAULT_TIMEOUT,
@@ -114,6 +125,16 @@ impl JwksVerifier {
     /// Tolerates this much clock skew on `exp` and `nbf`, in seconds.
     pub fn with_leeway(mut self, seconds: u64) -> Self {
         self.leeway_seconds = seconds;
+        self
+    }
+
+    /// Also accepts tokens of `issuer` meant for `audience` (an entry of `additionalIssuers`,
+    /// SPEC §11), verified with the same keys.
+    pub fn with_additional_issuer(mut self, issuer: &str, audience: &str) -> Self {
+        let pair = (issuer.to_string(), audience.to_string());
+        if !self.accepted.contains(&pair) {
+            self.accepted.push(pair);
+        }
         self
     }
 
@@ -218,8 +239,8 @@ impl JwksVerifier {
         let mut cache = self.lock();
         match fetched {
             Ok(keys) => {
-                let verifier = Verifier::with_public_keys(&self.issuer, &self.audience, &keys)
-                    .with_leeway(self.leeway_seconds);
+                let verifier =
+                    public_key_verifier(&self.accepted, &keys).with_leeway(self.leeway_seconds);
                 tracing::info!(url = %self.url, key_ids = ?verifier.key_ids(), "signing keys fetched");
                 cache.verifier = Some(Arc::new(verifier));
                 cache.fetched_at = now;

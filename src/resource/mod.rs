@@ -165,12 +165,27 @@ enum TokenCheck {
     Remote(JwksVerifier),
 }
 
+/// The MCP server as one issuer's tokens name it (SPEC §11): that issuer, the resource URL
+/// (the tokens' `aud`) and the URL of its RFC 9728 metadata.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProtectedResource {
+    /// The issuer (`issuerUrl`, or one of `additionalIssuers`).
+    pub issuer: String,
+    /// The resource URL (`resourceUrl`): the tokens' `aud`.
+    pub resource: String,
+    /// Where its protected resource metadata is, for the `resource_metadata` challenge.
+    pub metadata_url: String,
+}
+
 /// Verifies bearer tokens for one MCP resource.
 pub struct Authenticator {
     jwt: Option<TokenCheck>,
     statics: Vec<StaticToken>,
     /// The `toolAccess` rules.
     pub tool_access: ToolAccess,
+    /// Every (issuer, resource) accepted, the primary first; empty without `oauthAs`.
+    resources: Vec<ProtectedResource>,
+    /// The primary's metadata URL (empty without `oauthAs`).
     resource_metadata: String,
     challenge_scope: String,
     introspection: Option<IntrospectionCheck>,
@@ -222,7 +237,7 @@ impl Authenticator {
             .ok_or_else(|| ConfigErrors(vec!["servers.json has no serverAuth section".into()]))?;
         let mut errors = Vec::new();
 
-        let mut resource = None;
+        let mut resources: Vec<ProtectedResource> = Vec::new();
         let mut scopes = Vec::new();
         let jwt = section.get("oauthAs").and_then(|oauth| {
             let text_field =
@@ -246,17 +261,33 @@ impl Authenticator {
                     }
                 },
             };
-            resource = Some(audience.clone());
+            resources = std::iter::once((issuer.clone(), audience.clone()))
+                .chain(additional_issuers(oauth, &mut errors))
+                .map(|(issuer, resource)| ProtectedResource {
+                    metadata_url: protected_resource_metadata_url(&resource),
+                    issuer,
+                    resource,
+                })
+                .collect();
+            // Tokens of every issuer are accepted, each for its own resource only.
+            let more: Vec<ProtectedResource> = resources.iter().skip(1).cloned().collect();
             match crate::signing::load_resource_keys(signing, base_dir, &mut errors) {
                 ResourceKeys::Secret => {}
                 ResourceKeys::Files(keys) => {
-                    let verifier = Verifier::with_public_keys(&issuer, &audience, &keys)
-                        .with_leeway(LEEWAY_SECONDS);
-                    return Some(TokenCheck::Local(verifier));
+                    let verifier = more.iter().fold(
+                        Verifier::with_public_keys(&issuer, &audience, &keys),
+                        |v, r| v.with_additional_issuer(&r.issuer, &r.resource),
+                    );
+                    return Some(TokenCheck::Local(verifier.with_leeway(LEEWAY_SECONDS)));
                 }
                 ResourceKeys::Jwks(url) => {
                     return match JwksVerifier::new(&url, &issuer, &audience) {
-                        Ok(v) => Some(TokenCheck::Remote(v.with_leeway(LEEWAY_SECONDS))),
+                        Ok(v) => {
+                            let v = more
+                                .iter()
+                                .fold(v, |v, r| v.with_additional_issuer(&r.issuer, &r.resource));
+                            Some(TokenCheck::Remote(v.with_leeway(LEEWAY_SECONDS)))
+                        }
                         Err(e) => {
                             errors.push(e);
                             None
@@ -299,9 +330,11 @@ impl Authenticator {
                 secret,
                 leeway_seconds: LEEWAY_SECONDS,
             };
-            Some(TokenCheck::Local(
+            let verifier = more.iter().fold(
                 Verifier::new(&expect).with_previous_secrets(previous),
-            ))
+                |v, r| v.with_additional_issuer(&r.issuer, &r.resource),
+            );
+            Some(TokenCheck::Local(verifier))
         });
 
         let mut statics = Vec::new();
@@ -348,9 +381,9 @@ impl Authenticator {
         if !errors.is_empty() {
             return Err(ConfigErrors(errors));
         }
-        let resource_metadata = resource
-            .as_deref()
-            .map(protected_resource_metadata_url)
+        let resource_metadata = resources
+            .first()
+            .map(|r| r.metadata_url.clone())
             .unwrap_or_default();
         // `offline_access` concerns the authorization server, never the resource challenge.
         let challenge_scope = scopes
@@ -363,6 +396,7 @@ impl Authenticator {
             jwt,
             statics,
             tool_access,
+            resources,
             resource_metadata,
             challenge_scope,
             introspection: None,
@@ -392,20 +426,52 @@ impl Authenticator {
         }
     }
 
-    /// The URL of this resource's RFC 9728 metadata (for `resource_metadata`).
+    /// The URL of this resource's RFC 9728 metadata (for `resource_metadata`), as the
+    /// primary issuer names it.
     pub fn resource_metadata_url(&self) -> &str {
         &self.resource_metadata
     }
 
-    /// Identifies the caller from the `Authorization` header.
+    /// Every (issuer, resource) whose tokens are accepted, the primary first (SPEC §11:
+    /// `issuerUrl` and `additionalIssuers`); empty without `oauthAs`.
+    pub fn resources(&self) -> &[ProtectedResource] {
+        &self.resources
+    }
+
+    /// The resource a request was addressed to: the one whose host (and port) is the
+    /// request's `X-Forwarded-Host`, or else `Host`; the primary when none is. Only a
+    /// configured resource can be chosen, so whoever sends the headers can at most pick
+    /// another challenge or metadata document they could ask for directly; that is why the
+    /// forwarded header is read here whatever the peer (the server does not know its
+    /// proxies). `None` without `oauthAs`.
+    pub fn resource_for(&self, headers: &HeaderMap) -> Option<&ProtectedResource> {
+        let authority = crate::proxy_trust::request_authority(headers, true, None);
+        authority
+            .and_then(|authority| {
+                self.resources
+                    .iter()
+                    .find(|r| crate::oauth::issuer::url_serves(&r.resource, authority))
+            })
+            .or_else(|| self.resources.first())
+    }
+
+    /// Identifies the caller from the `Authorization` header. A refusal's challenge names
+    /// the metadata of the resource the request was addressed to ([`Self::resource_for`]).
     pub async fn authenticate(&self, headers: &HeaderMap) -> Result<Identity, Rejection> {
+        let metadata = self
+            .resource_for(headers)
+            .map_or("", |r| r.metadata_url.as_str());
+        let invalid_token = |description| self.invalid_token_at(metadata, description);
         let mut values = headers.get_all(header::AUTHORIZATION).iter();
         let (Some(value), None) = (values.next(), values.next()) else {
             return Err(match headers.get(header::AUTHORIZATION) {
-                None => {
-                    self.challenge(StatusCode::UNAUTHORIZED, None, "a bearer token is required")
-                }
-                Some(_) => self.invalid_token("send one Authorization header"),
+                None => self.challenge(
+                    metadata,
+                    StatusCode::UNAUTHORIZED,
+                    None,
+                    "a bearer token is required",
+                ),
+                Some(_) => invalid_token("send one Authorization header"),
             });
         };
         let token = value
@@ -415,7 +481,7 @@ impl Authenticator {
             .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
             .map(|(_, token)| token.trim())
             .filter(|t| !t.is_empty())
-            .ok_or_else(|| self.invalid_token("use the Bearer scheme"))?;
+            .ok_or_else(|| invalid_token("use the Bearer scheme"))?;
 
         // Compare against every static token so the time taken does not say which matched.
         let presented = sha256_b64(token.as_bytes());
@@ -439,7 +505,7 @@ impl Authenticator {
         let check = self
             .jwt
             .as_ref()
-            .ok_or_else(|| self.invalid_token("unknown token"))?;
+            .ok_or_else(|| invalid_token("unknown token"))?;
         let now = self.clock.now();
         let verified = match check {
             TokenCheck::Local(verifier) => verifier.verify_at(token, now),
@@ -450,21 +516,23 @@ impl Authenticator {
             match e {
                 // The token may be fine; the keys to tell are out of reach (fail closed).
                 crate::jwt::VerifyError::KeysUnavailable => self.challenge(
+                    metadata,
                     StatusCode::SERVICE_UNAVAILABLE,
                     None,
                     "the authorization server's signing keys cannot be fetched",
                 ),
-                crate::jwt::VerifyError::Expired => self.invalid_token("the access token expired"),
-                _ => self.invalid_token("the access token is invalid"),
+                crate::jwt::VerifyError::Expired => invalid_token("the access token expired"),
+                _ => invalid_token("the access token is invalid"),
             }
         })?;
         if let Some(check) = &self.introspection {
             match check.is_active(token, &claims.jti, claims.exp, now).await {
                 Ok(true) => {}
-                Ok(false) => return Err(self.invalid_token("the access token was revoked")),
+                Ok(false) => return Err(invalid_token("the access token was revoked")),
                 Err(e) => {
                     tracing::error!("cannot check revocation: {e}");
                     return Err(self.challenge(
+                        metadata,
                         StatusCode::SERVICE_UNAVAILABLE,
                         None,
                         "the authorization server cannot be reached to check the token",
@@ -526,17 +594,23 @@ impl Authenticator {
         }
     }
 
-    fn invalid_token(&self, description: &'static str) -> Rejection {
-        self.challenge(StatusCode::UNAUTHORIZED, Some("invalid_token"), description)
+    fn invalid_token_at(&self, metadata: &str, description: &'static str) -> Rejection {
+        self.challenge(
+            metadata,
+            StatusCode::UNAUTHORIZED,
+            Some("invalid_token"),
+            description,
+        )
     }
 
     fn challenge(
         &self,
+        metadata: &str,
         status: StatusCode,
         error: Option<&str>,
         description: &'static str,
     ) -> Rejection {
-        let mut challenge = format!(r#"Bearer resource_metadata="{}""#, self.resource_metadata);
+        let mut challenge = format!(r#"Bearer resource_metadata="{metadata}""#);
         if !self.challenge_scope.is_empty() {
             challenge.push_str(&format!(r#", scope="{}""#, quoted(&self.challenge_scope)));
         }
@@ -549,6 +623,37 @@ impl Authenticator {
             description,
         }
     }
+}
+
+/// The (issuer, resource) pairs of `oauthAs.additionalIssuers` (SPEC §11); the resource
+/// defaults to the issuer + `/mcp`, as mcp-authd's does. mcp-authd validates the URLs; an
+/// entry without an issuer is named in `errors`.
+fn additional_issuers(
+    oauth: &serde_json::Value,
+    errors: &mut Vec<String>,
+) -> Vec<(String, String)> {
+    const FIELD: &str = "serverAuth.oauthAs.additionalIssuers";
+    let entries = match oauth.get("additionalIssuers") {
+        None => return Vec::new(),
+        Some(serde_json::Value::Array(entries)) => entries,
+        Some(_) => {
+            errors.push(format!("{FIELD}: expected a list"));
+            return Vec::new();
+        }
+    };
+    let mut pairs = Vec::new();
+    for (i, entry) in entries.iter().enumerate() {
+        let Some(issuer) = entry.get("issuerUrl").and_then(|v| v.as_str()) else {
+            errors.push(format!("{FIELD}[{i}].issuerUrl is required"));
+            continue;
+        };
+        let resource = entry
+            .get("resourceUrl")
+            .and_then(|v| v.as_str())
+            .map_or_else(|| format!("{issuer}/mcp"), str::to_string);
+        pairs.push((issuer.to_string(), resource));
+    }
+    pairs
 }
 
 /// Strips characters that cannot appear in a quoted-string challenge parameter.

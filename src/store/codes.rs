@@ -305,6 +305,7 @@ mod tests {
                 groups: vec![],
                 scope: String::new(),
                 resource: "https://r".into(),
+                issuer: String::new(),
             },
             redirect_uri: "http://127.0.0.1/cb".into(),
             code_challenge: "x".into(),

@@ -174,6 +174,12 @@ pub struct Grant {
     pub scope: String,
     /// The resource (token audience).
     pub resource: String,
+    /// The issuer it was authorized under (SPEC §11): a code or refresh token works only at
+    /// that issuer's token endpoint. Empty for the primary issuer, whatever its URL (so a
+    /// changed `issuerUrl` keeps its sign-ins, and state from before `additionalIssuers` is
+    /// the primary's): see [`crate::config::Config::issuer_of`].
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub issuer: String,
 }
 
 /// A chain of refresh tokens descending from one authorization code (RFC 9700 §4.14.2).

@@ -33,7 +33,7 @@ use axum::{Json, Router};
 use mcp_authd::{AccessTokenClaims, TokenExpectations, verify_access_token};
 use serde_json::{Value, json};
 
-use crate::cli::{JWT_SECRET, Server, serve_cmd, servers_json, write_config};
+use crate::cli::{JWT_SECRET, Server, serve_cmd, servers_json_with, write_config};
 use crate::helpers::{REDIRECT, TestApp, VERIFIER, consent_ticket, query_of};
 use crate::process::{free_port, http};
 
@@ -43,8 +43,10 @@ const REQUIRE_ENV: &str = "MCP_AUTHD_REQUIRE_DEPLOY_TESTS";
 const PUBLIC_HOST: &str = "mcp.example.com";
 /// The internal host (VPN clients).
 const INTERNAL_HOST: &str = "mcp.internal.example";
-/// The issuer mcp-authd is configured with.
+/// The primary issuer mcp-authd is configured with: the public host's.
 const PUBLIC_ISSUER: &str = "https://mcp.example.com";
+/// The internal host's issuer (`additionalIssuers`).
+const INTERNAL_ISSUER: &str = "https://mcp.internal.example";
 /// oauth2-proxy's session cookie.
 const SESSION_COOKIE: &str = "_oauth2_proxy";
 /// Where the stand-in's sign-in sends the browser (the identity provider).
@@ -347,19 +349,20 @@ async fn signs_in_a_user_without_groups(stack: &Stack) {
 }
 
 /// Both hosts reach mcp-authd with their own host name in `Host` and `X-Forwarded-Host`, and
-/// a whole sign-in works through each.
+/// a whole sign-in works through each, answered by that host's own issuer (SPEC §11).
 async fn serves_both_hosts(stack: &Stack) {
     for host in [PUBLIC_HOST, INTERNAL_HOST] {
         let signed = sign_in(stack, host, &ALICE, &[]).await;
         assert_eq!(signed.claims.sub, ALICE.sub, "through {host}");
         assert_forwarded(stack, &stack.tap.take(), host, &ALICE);
-        // §11: once mcp-authd has `additionalIssuers` (and `Stack::start` configures the
-        // internal one), each host's metadata names its own issuer:
-        // assert_eq!(signed.issuer, format!("https://{host}"));
-        assert!(
-            [PUBLIC_ISSUER.to_string(), format!("https://{host}")].contains(&signed.issuer),
-            "through {host}: issuer {}",
-            signed.issuer
+        // §11: each host is an issuer of its own (`additionalIssuers`): its metadata, the
+        // code's `iss` and the tokens' `iss` and `aud` name that host.
+        assert_eq!(signed.issuer, format!("https://{host}"), "through {host}");
+        assert_eq!(signed.claims.iss, signed.issuer, "through {host}");
+        assert_eq!(
+            signed.claims.aud,
+            format!("https://{host}/mcp"),
+            "through {host}"
         );
     }
 }
@@ -624,8 +627,13 @@ impl Stack {
         let port = free_port();
         let config_dir = dir.path().join("mcp-authd");
         std::fs::create_dir(&config_dir).unwrap();
-        // §11: the internal host's issuer joins here as `additionalIssuers`.
-        let config = write_config(&config_dir, &servers_json(PUBLIC_ISSUER));
+        // §11: the internal host is the second issuer.
+        let config = write_config(
+            &config_dir,
+            &servers_json_with(PUBLIC_ISSUER, |section| {
+                section["additionalIssuers"] = json!([{"issuerUrl": INTERNAL_ISSUER}]);
+            }),
+        );
         let mut server = Server::start(serve_cmd(&config_dir, &config, port), port);
         server.wait_ready(&http()).await;
 

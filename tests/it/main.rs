@@ -32,3 +32,4 @@ mod signing;
 mod state;
 mod state_files;
 mod token;
+mod two_hosts;

@@ -460,6 +460,7 @@ async fn run_store_ops(path: &Path, ops: &[StoreOp]) -> BTreeMap<u64, StateDocum
                             groups: vec![awkward(u.wrapping_add(1))],
                             scope: String::new(),
                             resource: "http://127.0.0.1:8080/mcp".into(),
+                            issuer: String::new(),
                         },
                         current_hash: refresh::hash(&token),
                         previous_hash: None,
@@ -1061,9 +1062,10 @@ impl Machine {
                     ("code_challenge_method", "S256"),
                     ("state", "s"),
                 ]);
-                let (_, pending) = authorize::validate(self.app(), &params)
-                    .await
-                    .unwrap_or_else(|e| panic!("authorize: {e:?}"));
+                let (_, pending) =
+                    authorize::validate(self.app(), self.app().config.primary_issuer(), &params)
+                        .await
+                        .unwrap_or_else(|e| panic!("authorize: {e:?}"));
                 let url = authorize::issue_code(self.app(), &pending, "alice", vec![]);
                 let code = crate::helpers::query_of(&url)["code"].clone();
                 self.codes.push(CodeModel {
@@ -1100,7 +1102,13 @@ impl Machine {
                     ("redirect_uri", REDIRECT),
                     ("code_verifier", verifier),
                 ]);
-                let result = grants::exchange(self.app(), &self.clients[client], &request).await;
+                let result = grants::exchange(
+                    self.app(),
+                    self.app().config.primary_issuer(),
+                    &self.clients[client],
+                    &request,
+                )
+                .await;
                 let now = self.now();
                 let c = &self.codes[index];
                 let code_client = c.client;
@@ -1166,7 +1174,13 @@ impl Machine {
                     ("grant_type", "refresh_token"),
                     ("refresh_token", &presented),
                 ]);
-                let result = grants::exchange(self.app(), &self.clients[f.client], &request).await;
+                let result = grants::exchange(
+                    self.app(),
+                    self.app().config.primary_issuer(),
+                    &self.clients[f.client],
+                    &request,
+                )
+                .await;
                 let now = self.now();
                 let f = &mut self.families[index];
                 let decision = match f.pick(pick) {
