@@ -1236,6 +1236,47 @@ mod tests {
     }
 
     #[test]
+    fn store_is_the_file_store_with_an_optional_path() {
+        assert_eq!(config(minimal()).unwrap().store, StoreSettings::default());
+        let mut raw = minimal();
+        raw["store"] = serde_json::json!({"type": "file", "path": "state/auth.json"});
+        assert_eq!(
+            config(raw).unwrap().store.path,
+            Some(Path::new(".").join("state/auth.json"))
+        );
+        let mut raw = minimal();
+        raw["store"] = serde_json::json!({"type": "postgres", "url": "${DB}"});
+        assert_eq!(
+            config(raw).unwrap_err().0,
+            ["oauthAs.store.type \"postgres\" is not available in this build; use \"file\" (the default)"]
+        );
+        let mut raw = minimal();
+        raw["store"] = serde_json::json!({"type": "sqlite", "poolSize": 4, "path": ""});
+        assert_eq!(
+            config(raw).unwrap_err().0,
+            [
+                "oauthAs.store.type: \"sqlite\" is not a store type (use \"file\")",
+                "oauthAs.store.poolSize applies to the postgres store only",
+                "oauthAs.store.path must not be empty",
+            ]
+        );
+    }
+
+    #[test]
+    fn peek_store_reads_the_path_without_the_secrets() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("servers.json");
+        std::fs::write(
+            &file,
+            r#"{"serverAuth": {"oauthAs": {"jwtSecret": "${UNSET}", "store": {"path": "s/a.json"}}}}"#,
+        )
+        .unwrap();
+        assert_eq!(Config::peek_store(&file).path, Some(dir.path().join("s/a.json")));
+        std::fs::write(&file, "not json").unwrap();
+        assert_eq!(Config::peek_store(&file), StoreSettings::default());
+    }
+
+    #[test]
     fn issuer_path_is_kept() {
         let mut raw = minimal();
         raw["issuerUrl"] = "https://sso.example.com/mcp-auth".into();

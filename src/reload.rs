@@ -126,17 +126,15 @@ impl Reloader {
                 changed.push(name.to_string());
             }
         };
-        note_changed(
-            "signing",
-            old.verifier().key_ids() != config.verifier().key_ids(),
-        );
+        note_changed("signing", old.signing.jwks() != config.signing.jwks());
         note_changed(
             "clientMetadataDocuments",
             old.client_metadata_documents != config.client_metadata_documents,
         );
         changed.sort();
 
-        for warning in &config.warnings {
+        // Warnings the running configuration already raised were logged before.
+        for warning in config.warnings.iter().filter(|w| !old.warnings.contains(w)) {
             tracing::warn!("{warning}");
         }
         let signer_changed = old.signer().key_id() != config.signer().key_id();
