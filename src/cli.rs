@@ -372,10 +372,12 @@ fn serve(
         config_path.to_path_buf(),
         live.clone(),
         section,
-        Box::new(move |c: &Config| match state_source_for(&config_file, &c.store) {
-            StateSource::File(path) => path.display().to_string(),
-            StateSource::Inline(_) => format!("{STATE_INLINE_ENV} (inline)"),
-        }),
+        Box::new(
+            move |c: &Config| match state_source_for(&config_file, &c.store) {
+                StateSource::File(path) => path.display().to_string(),
+                StateSource::Inline(_) => format!("{STATE_INLINE_ENV} (inline)"),
+            },
+        ),
     );
     let result = runtime.block_on(async move {
         #[cfg(unix)]

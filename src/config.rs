@@ -1248,7 +1248,9 @@ mod tests {
         raw["store"] = serde_json::json!({"type": "postgres", "url": "${DB}"});
         assert_eq!(
             config(raw).unwrap_err().0,
-            ["oauthAs.store.type \"postgres\" is not available in this build; use \"file\" (the default)"]
+            [
+                "oauthAs.store.type \"postgres\" is not available in this build; use \"file\" (the default)"
+            ]
         );
         let mut raw = minimal();
         raw["store"] = serde_json::json!({"type": "sqlite", "poolSize": 4, "path": ""});
@@ -1271,7 +1273,10 @@ mod tests {
             r#"{"serverAuth": {"oauthAs": {"jwtSecret": "${UNSET}", "store": {"path": "s/a.json"}}}}"#,
         )
         .unwrap();
-        assert_eq!(Config::peek_store(&file).path, Some(dir.path().join("s/a.json")));
+        assert_eq!(
+            Config::peek_store(&file).path,
+            Some(dir.path().join("s/a.json"))
+        );
         std::fs::write(&file, "not json").unwrap();
         assert_eq!(Config::peek_store(&file), StoreSettings::default());
     }

@@ -232,10 +232,7 @@ impl LiveApp {
     /// one's buckets, and a router built from both. Requests that start afterwards, on new
     /// and on open connections alike, use them. Returns the new state.
     pub fn reconfigure(&self, config: crate::config::Config) -> Shared {
-        let _one_at_a_time = self
-            .reconfiguring
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
+        let _one_at_a_time = self.reconfiguring.lock().unwrap_or_else(|e| e.into_inner());
         let old = self.current_parts();
         let state = Arc::new(old.state.reconfigured(config));
         let limiter = Arc::new(old.limiter.reconfigured(

@@ -331,7 +331,11 @@ async fn sighup_reloads_and_the_server_keeps_serving() {
     signal(&server, "HUP");
     let deadline = Instant::now() + Duration::from_secs(10);
     while !server.stderr().contains("configuration reloaded") {
-        assert!(Instant::now() < deadline, "no reload logged\n{}", server.stderr());
+        assert!(
+            Instant::now() < deadline,
+            "no reload logged\n{}",
+            server.stderr()
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert!(

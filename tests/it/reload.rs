@@ -59,10 +59,7 @@ impl Running {
 
     /// Rewrites `servers.json` with `change` applied to the default section.
     fn write(&self, change: impl FnOnce(&mut Value)) {
-        write_config(
-            self.dir.path(),
-            &servers_json_with(&self.base(), change),
-        );
+        write_config(self.dir.path(), &servers_json_with(&self.base(), change));
     }
 
     /// Every JSON log line so far.
@@ -148,11 +145,8 @@ impl Running {
 #[tokio::test]
 async fn a_valid_file_is_applied_on_sighup_and_audited_with_the_changed_settings() {
     let mut gemini = None;
-    let mut running = Running::start(
-        |_| {},
-        |dir, config| gemini = Some(add_gemini(dir, config)),
-    )
-    .await;
+    let mut running =
+        Running::start(|_| {}, |dir, config| gemini = Some(add_gemini(dir, config))).await;
     let (id, secret) = gemini.unwrap();
     let base = running.base();
     assert_eq!(running.metadata().await["scopes_supported"], json!([]));
@@ -228,7 +222,9 @@ async fn an_invalid_file_changes_nothing_logs_every_problem_and_the_server_keeps
     assert_eq!(running.hup().await, None);
     let errors: Vec<String> = running.messages("ERROR")[errors_before..].to_vec();
     assert!(
-        errors.contains(&"configuration reload: oauthAs.accessTokenTtlSeconds: expected a number".to_string()),
+        errors.contains(
+            &"configuration reload: oauthAs.accessTokenTtlSeconds: expected a number".to_string()
+        ),
         "{errors:?}"
     );
     // Two problems found by validation: each is logged on a line of its own.
@@ -270,7 +266,10 @@ async fn an_invalid_file_changes_nothing_logs_every_problem_and_the_server_keeps
 
     // Through all of it the first configuration served, and nothing was reloaded.
     running.assert_alive();
-    assert_eq!(running.metadata().await["scopes_supported"], json!(["before"]));
+    assert_eq!(
+        running.metadata().await["scopes_supported"],
+        json!(["before"])
+    );
     assert!(running.reloads().is_empty());
     let live = http()
         .get(format!("{}/livez", running.base()))
@@ -283,7 +282,10 @@ async fn an_invalid_file_changes_nothing_logs_every_problem_and_the_server_keeps
     running.write(|s| s["scopesSupported"] = json!(["fixed"]));
     let event = running.hup().await.expect("the reload is applied");
     assert_eq!(event["changed"], "scopesSupported");
-    assert_eq!(running.metadata().await["scopes_supported"], json!(["fixed"]));
+    assert_eq!(
+        running.metadata().await["scopes_supported"],
+        json!(["fixed"])
+    );
     assert!(running.server.terminate().await.success());
 }
 
@@ -330,11 +332,8 @@ fn expectations(base: &str, secret: &str) -> mcp_authd::TokenExpectations {
 #[tokio::test]
 async fn a_jwt_secret_rotation_keeps_old_tokens_refreshes_and_consent_pages_working() {
     let mut gemini = None;
-    let mut running = Running::start(
-        |_| {},
-        |dir, config| gemini = Some(add_gemini(dir, config)),
-    )
-    .await;
+    let mut running =
+        Running::start(|_| {}, |dir, config| gemini = Some(add_gemini(dir, config))).await;
     let (id, secret) = gemini.unwrap();
     let base = running.base();
     let http = http();
@@ -419,7 +418,11 @@ async fn a_jwt_secret_rotation_keeps_old_tokens_refreshes_and_consent_pages_work
         .await
         .unwrap();
     assert_eq!(exchanged.status(), 200);
-    assert_eq!(approve().await.unwrap().status(), 403, "a ticket stays single use");
+    assert_eq!(
+        approve().await.unwrap().status(),
+        403,
+        "a ticket stays single use"
+    );
 
     // Step 2, once accessTokenTtlSeconds has passed: drop the previous secret. Tokens of the
     // old secret stop verifying; the sign-in itself goes on.
@@ -445,11 +448,8 @@ async fn a_jwt_secret_rotation_keeps_old_tokens_refreshes_and_consent_pages_work
 #[tokio::test]
 async fn a_store_or_connection_cap_change_needs_a_restart_and_keeps_the_running_store() {
     let mut gemini = None;
-    let mut running = Running::start(
-        |_| {},
-        |dir, config| gemini = Some(add_gemini(dir, config)),
-    )
-    .await;
+    let mut running =
+        Running::start(|_| {}, |dir, config| gemini = Some(add_gemini(dir, config))).await;
     let (id, secret) = gemini.unwrap();
     let base = running.base();
     let signed_in = sign_in_provisioned(&base, &id, &secret, "alice@example.com").await;
@@ -460,7 +460,10 @@ async fn a_store_or_connection_cap_change_needs_a_restart_and_keeps_the_running_
         s["scopesSupported"] = json!(["applied"]);
     });
     std::fs::create_dir(running.dir.path().join("moved")).unwrap();
-    let event = running.hup().await.expect("the rest of the file is applied");
+    let event = running
+        .hup()
+        .await
+        .expect("the rest of the file is applied");
     assert_eq!(event["changed"], "scopesSupported");
     let warnings = running.messages("WARN");
     for needle in ["oauthAs.store changed", "oauthAs.maxConnections changed"] {
@@ -471,9 +474,18 @@ async fn a_store_or_connection_cap_change_needs_a_restart_and_keeps_the_running_
             "{needle}: {warnings:?}"
         );
     }
-    assert_eq!(running.metadata().await["scopes_supported"], json!(["applied"]));
+    assert_eq!(
+        running.metadata().await["scopes_supported"],
+        json!(["applied"])
+    );
     // Still the same state: the client and its sign-in work, nothing was written elsewhere.
-    let refreshed = refresh(&base, &id, &secret, signed_in["refresh_token"].as_str().unwrap()).await;
+    let refreshed = refresh(
+        &base,
+        &id,
+        &secret,
+        signed_in["refresh_token"].as_str().unwrap(),
+    )
+    .await;
     let moved = running.dir.path().join("moved/auth_server.json");
     assert!(!moved.exists());
     // A second reload of the same file warns again (a restart is still needed).
@@ -496,7 +508,13 @@ async fn a_store_or_connection_cap_change_needs_a_restart_and_keeps_the_running_
     restarted.wait_ready(&http()).await;
     assert!(moved.exists());
     assert_eq!(
-        refresh_status(&base, &id, &secret, refreshed["refresh_token"].as_str().unwrap()).await,
+        refresh_status(
+            &base,
+            &id,
+            &secret,
+            refreshed["refresh_token"].as_str().unwrap()
+        )
+        .await,
         401,
         "the client lives in the old state, which the restarted server no longer reads"
     );
@@ -509,7 +527,8 @@ async fn a_keep_alive_connection_opened_before_the_reload_sees_the_new_configura
     let mut stream = TcpStream::connect(("127.0.0.1", running.port))
         .await
         .unwrap();
-    let request = b"GET /.well-known/oauth-authorization-server HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
+    let request =
+        b"GET /.well-known/oauth-authorization-server HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
     let scopes_of = |response: &str| -> Value {
         let body = &response[response.find("\r\n\r\n").unwrap() + 4..];
         serde_json::from_str::<Value>(body).unwrap()["scopes_supported"].clone()
