@@ -12,6 +12,10 @@ use crate::store::{
 };
 
 /// Everything a request may need: configuration, stores, keys and the clock.
+///
+/// A configuration reload builds a new `AppState` with [`AppState::reconfigured`]: everything
+/// derived from [`Config`] is rebuilt, and what outlives a configuration (the stores, the
+/// used-ticket and used-assertion memories, the metrics) is shared with the old one.
 pub struct AppState {
     /// The validated configuration.
     pub config: Config,
@@ -23,8 +27,11 @@ pub struct AppState {
     pub clock: Arc<dyn Clock>,
     /// Keys derived from `jwtSecret`.
     pub keys: Keys,
-    /// Consent tickets already used.
-    pub consent_nonces: NonceGuard,
+    /// Keys derived from each of `previousJwtSecrets`, in order: consent tickets and refresh
+    /// successors made before a `jwtSecret` rotation are still recognised.
+    pub previous_keys: Vec<Keys>,
+    /// Consent tickets already used (shared across reloads, so a ticket stays single use).
+    pub consent_nonces: Arc<NonceGuard>,
     /// Verifies this server's access tokens (current and previous keys).
     pub verifier: crate::jwt::Verifier,
     /// Counters and histograms for `/metrics`.
@@ -32,7 +39,7 @@ pub struct AppState {
     /// Signs access tokens (`jwtSecret`, or the key of `oauthAs.signing`).
     pub signer: crate::jwt::TokenSigner,
     /// Client metadata documents and their keys, fetched and cached.
-    pub documents: ClientDocuments,
+    pub documents: Arc<ClientDocuments>,
     /// Client assertions (`jti`) already used.
     pub assertion_replay: Arc<dyn AssertionReplayCache>,
 }
@@ -45,27 +52,76 @@ impl AppState {
 
     /// State with a given clock (tests move it forward).
     pub fn with_clock(config: Config, store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Self {
-        let keys = Keys::derive(config.jwt_secret.expose());
-        let verifier = config.verifier();
-        let code_limits = CodeLimits {
-            per_user: config.max_pending_codes_per_user,
-            total: config.max_pending_codes,
-        };
-        let signer = config.signer();
-        let documents = ClientDocuments::new(&config.client_metadata_documents);
-        Self {
-            verifier,
-            signer,
-            documents,
-            assertion_replay: Arc::new(MemoryAssertionReplayCache::default()),
+        let codes = Arc::new(MemoryCodeStore::with_limits(code_limits(&config)));
+        let documents = Arc::new(ClientDocuments::new(&config.client_metadata_documents));
+        Self::build(
             config,
-            store,
-            codes: Arc::new(MemoryCodeStore::with_limits(code_limits)),
-            clock,
-            keys,
-            consent_nonces: NonceGuard::default(),
-            metrics: Arc::new(crate::metrics::Metrics::new()),
+            Shared {
+                store,
+                codes,
+                clock,
+                consent_nonces: Arc::default(),
+                metrics: Arc::new(crate::metrics::Metrics::new()),
+                documents,
+                assertion_replay: Arc::new(MemoryAssertionReplayCache::default()),
+            },
+        )
+    }
+
+    /// The state for `config` after a reload: keys, verifier, signer and settings from
+    /// `config`; the stores, the clock, the used tickets and assertions and the metrics shared
+    /// with `self`. The client document cache is kept unless something its entries were
+    /// validated or fetched under changed (their settings, the redirect allowlist, the
+    /// scopes). The code store takes the new code limits at once.
+    pub fn reconfigured(&self, config: Config) -> Self {
+        let old = &self.config;
+        let documents = if old.client_metadata_documents == config.client_metadata_documents
+            && old.redirect_allowlist == config.redirect_allowlist
+            && old.scopes_supported == config.scopes_supported
+        {
+            self.documents.clone()
+        } else {
+            Arc::new(ClientDocuments::new(&config.client_metadata_documents))
+        };
+        self.codes.set_limits(code_limits(&config));
+        Self::build(
+            config,
+            Shared {
+                store: self.store.clone(),
+                codes: self.codes.clone(),
+                clock: self.clock.clone(),
+                consent_nonces: self.consent_nonces.clone(),
+                metrics: self.metrics.clone(),
+                documents,
+                assertion_replay: self.assertion_replay.clone(),
+            },
+        )
+    }
+
+    fn build(config: Config, shared: Shared) -> Self {
+        Self {
+            keys: Keys::derive(config.jwt_secret.expose()),
+            previous_keys: config
+                .previous_jwt_secrets
+                .iter()
+                .map(|s| Keys::derive(s.expose()))
+                .collect(),
+            verifier: config.verifier(),
+            signer: config.signer(),
+            config,
+            store: shared.store,
+            codes: shared.codes,
+            clock: shared.clock,
+            consent_nonces: shared.consent_nonces,
+            metrics: shared.metrics,
+            documents: shared.documents,
+            assertion_replay: shared.assertion_replay,
         }
+    }
+
+    /// The current keys, then those of `previousJwtSecrets`.
+    pub fn all_keys(&self) -> impl Iterator<Item = &Keys> {
+        std::iter::once(&self.keys).chain(&self.previous_keys)
     }
 
     /// Whether state changes can still be made durable.
@@ -76,5 +132,23 @@ impl AppState {
     /// Seconds since the epoch.
     pub fn now(&self) -> u64 {
         self.clock.now()
+    }
+}
+
+/// What outlives a configuration.
+struct Shared {
+    store: Arc<dyn Store>,
+    codes: Arc<dyn CodeStore>,
+    clock: Arc<dyn Clock>,
+    consent_nonces: Arc<NonceGuard>,
+    metrics: Arc<crate::metrics::Metrics>,
+    documents: Arc<ClientDocuments>,
+    assertion_replay: Arc<dyn AssertionReplayCache>,
+}
+
+fn code_limits(config: &Config) -> CodeLimits {
+    CodeLimits {
+        per_user: config.max_pending_codes_per_user,
+        total: config.max_pending_codes,
     }
 }

@@ -169,18 +169,28 @@ pub enum ClientsCommand {
 }
 
 /// Where the state lives.
+#[derive(Debug, PartialEq, Eq)]
 enum StateSource {
     File(PathBuf),
     Inline(String),
 }
 
+/// The state of the configuration at `config_path`, for the commands that do not load the
+/// whole configuration (they run without its secrets).
 fn state_source(config_path: &Path) -> StateSource {
+    state_source_for(config_path, &Config::peek_store(config_path))
+}
+
+/// The state: `MCP_AUTH_SERVER_CONFIG` (inline), else `MCP_AUTH_SERVER_PATH`, else
+/// `oauthAs.store.path`, else `auth_server.json` beside the configuration.
+fn state_source_for(config_path: &Path, store: &crate::config::StoreSettings) -> StateSource {
     if let Ok(inline) = std::env::var(STATE_INLINE_ENV) {
         return StateSource::Inline(inline);
     }
-    match std::env::var_os(STATE_PATH_ENV) {
-        Some(path) => StateSource::File(PathBuf::from(path)),
-        None => StateSource::File(Config::default_state_path(config_path)),
+    match (std::env::var_os(STATE_PATH_ENV), &store.path) {
+        (Some(path), _) => StateSource::File(PathBuf::from(path)),
+        (None, Some(path)) => StateSource::File(path.clone()),
+        (None, None) => StateSource::File(Config::default_state_path(config_path)),
     }
 }
 
@@ -292,8 +302,8 @@ fn serve(
     insecure: bool,
     shutdown_timeout: std::time::Duration,
 ) -> ExitCode {
-    let config = match Config::load(config_path) {
-        Ok(c) => c,
+    let (config, section) = match Config::load_with_section(config_path) {
+        Ok(loaded) => loaded,
         Err(e) => return fail(e.0),
     };
     if !listen.ip().is_loopback() && !insecure {
@@ -328,9 +338,9 @@ fn serve(
     #[cfg(unix)]
     runtime.block_on(survive_file_size_limit());
     #[cfg(unix)]
-    runtime.block_on(survive_hangup());
+    let hangups = runtime.block_on(catch_hangups());
     let mut state_file = None;
-    let store: Arc<dyn Store> = match state_source(config_path) {
+    let store: Arc<dyn Store> = match state_source_for(config_path, &config.store) {
         StateSource::File(path) => match StateStore::open(&path) {
             Ok(store) => {
                 tracing::info!(state_path = %path.display(), "state loaded");
@@ -359,8 +369,27 @@ fn serve(
         ..Default::default()
     }
     .with_test_overrides();
-    let state = Arc::new(AppState::new(config, store));
+    let live = crate::http::LiveApp::new(Arc::new(AppState::new(config, store)));
+    let state = live.state();
+    let config_file = config_path.to_path_buf();
+    let reloader = crate::reload::Reloader::new(
+        config_path.to_path_buf(),
+        live.clone(),
+        section,
+        Box::new(
+            move |c: &Config| match state_source_for(&config_file, &c.store) {
+                StateSource::File(path) => path.display().to_string(),
+                StateSource::Inline(_) => format!("{STATE_INLINE_ENV} (inline)"),
+            },
+        ),
+    );
     let result = runtime.block_on(async move {
+        #[cfg(unix)]
+        if let Some(hangups) = hangups {
+            tokio::spawn(reload_on_hangup(hangups, reloader));
+        }
+        #[cfg(not(unix))]
+        drop(reloader);
         let shutdown = shutdown_signal();
         let listener = tokio::net::TcpListener::bind(listen).await?;
         let local = listener.local_addr()?;
@@ -384,7 +413,8 @@ fn serve(
             });
         }
         tracing::info!("mcp-authd listening on http://{local} (issuer {issuer})");
-        let served = crate::http::serve_with(listener, state, shutdown, timeouts).await;
+        drop(state);
+        let served = crate::http::serve_live(listener, live, shutdown, timeouts).await;
         if let Some(path) = &state_file {
             let _ = std::fs::remove_file(admin::socket_path(path));
         }
@@ -411,23 +441,28 @@ async fn survive_file_size_limit() {
     }
 }
 
-/// Keeps SIGHUP, whose default action ends the process (a terminal closing, or an operator
-/// expecting a reload), from stopping the server: it is logged and otherwise ignored until
-/// configuration reload exists. Installed before the server answers, like the other handlers.
+/// Catches SIGHUP, whose default action ends the process, before the server answers: a
+/// hangup that arrives before the reload task runs is kept and handled by it. `None` (logged)
+/// when the handler cannot be installed.
 #[cfg(unix)]
-async fn survive_hangup() {
+async fn catch_hangups() -> Option<tokio::signal::unix::Signal> {
     use tokio::signal::unix::{SignalKind, signal};
-    match signal(SignalKind::hangup()) {
-        Ok(mut hangups) => {
-            tokio::spawn(async move {
-                while hangups.recv().await.is_some() {
-                    tracing::warn!(
-                        "SIGHUP received: reloading the configuration is not supported yet; restart mcp-authd to apply changes (still serving)"
-                    );
-                }
-            });
-        }
-        Err(e) => tracing::warn!("cannot catch SIGHUP ({e}): a hangup would stop the server"),
+    signal(SignalKind::hangup())
+        .map_err(|e| tracing::warn!("cannot catch SIGHUP ({e}): a hangup would stop the server"))
+        .ok()
+}
+
+/// Reloads the configuration on every SIGHUP, one reload at a time: hangups that arrive
+/// while one runs are folded into one more (see [`crate::reload`]).
+#[cfg(unix)]
+async fn reload_on_hangup(
+    mut hangups: tokio::signal::unix::Signal,
+    reloader: crate::reload::Reloader,
+) {
+    while hangups.recv().await.is_some() {
+        tracing::info!("SIGHUP received: reloading the configuration");
+        // The outcome is logged by the reloader; the server goes on either way.
+        let _ = reloader.reload().await;
     }
 }
 

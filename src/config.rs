@@ -52,6 +52,7 @@ struct RawOauthAs {
     max_connections: Option<usize>,
     max_pending_codes_per_user: Option<usize>,
     max_pending_codes: Option<usize>,
+    store: Option<RawStore>,
     signing: Option<crate::signing::RawSigning>,
     client_metadata_documents: Option<RawClientMetadataDocuments>,
     additional_issuers: Option<Vec<RawIssuer>>,
@@ -115,6 +116,28 @@ impl Default for ClientMetadataDocuments {
             ca_pem: None,
         }
     }
+}
+
+/// `oauthAs.store` exactly as written. The PostgreSQL members are read so that a
+/// configuration written for that backend gets one clear line rather than "unknown field".
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RawStore {
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    path: Option<PathBuf>,
+    url: Option<String>,
+    pool_size: Option<u64>,
+    schema: Option<String>,
+}
+
+/// `oauthAs.store`: where registrations, consents and refresh tokens live. This build has the
+/// file store only (`{"type": "file"}`, the default).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StoreSettings {
+    /// `path`: the state file, relative paths taken from the configuration's directory
+    /// (default: `auth_server.json` beside it). `MCP_AUTH_SERVER_PATH` wins over it.
+    pub path: Option<PathBuf>,
 }
 
 /// `oauthAs.rateLimits` exactly as written.
@@ -232,6 +255,8 @@ pub struct Config {
     /// `maxPendingCodes`: the most unredeemed, unexpired authorization codes in total
     /// (0: no cap).
     pub max_pending_codes: usize,
+    /// `store`: where the state lives (read at start only; a change needs a restart).
+    pub store: StoreSettings,
     /// `signing`: how access tokens are signed (HS256 with `jwtSecret`, or a key pair).
     pub signing: crate::signing::SigningConfig,
     /// `clientMetadataDocuments`.
@@ -253,9 +278,42 @@ pub struct ConfigErrors(pub Vec<String>);
 impl Config {
     /// Reads and validates `path`. Relative key file paths in it are taken from its directory.
     pub fn load(path: &Path) -> Result<Self, ConfigErrors> {
+        Self::load_with_section(path).map(|(config, _)| config)
+    }
+
+    /// Like [`Self::load`], also returning the `serverAuth.oauthAs` object as written, which a
+    /// reload compares with the running one to name what changed.
+    pub fn load_with_section(path: &Path) -> Result<(Self, serde_json::Value), ConfigErrors> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| ConfigErrors(vec![format!("cannot read {}: {e}", path.display())]))?;
-        Self::parse_in(&text, config_dir(path), |name| std::env::var(name).ok())
+        let config = Self::parse_in(&text, config_dir(path), |name| std::env::var(name).ok())?;
+        let section = serde_json::from_str::<serde_json::Value>(&text)
+            .ok()
+            .and_then(|doc| doc.get("serverAuth")?.get("oauthAs").cloned())
+            .unwrap_or_default();
+        Ok((config, section))
+    }
+
+    /// `oauthAs.store` of the file at `path`, read leniently: the administrative commands
+    /// need the state's location without the secrets a full load resolves. Anything
+    /// unreadable gives the default (`serve` and `check` report it from the full load).
+    pub fn peek_store(path: &Path) -> StoreSettings {
+        let store_path = std::fs::read_to_string(path)
+            .ok()
+            .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
+            .and_then(|doc| {
+                let path = doc
+                    .get("serverAuth")?
+                    .get("oauthAs")?
+                    .get("store")?
+                    .get("path")?
+                    .as_str()?
+                    .to_string();
+                (!path.is_empty()).then_some(path)
+            });
+        StoreSettings {
+            path: store_path.map(|p| config_dir(path).join(p)),
+        }
     }
 
     /// Parses and validates the text of a `servers.json`; `env` resolves `${NAME}` secrets.
@@ -674,6 +732,7 @@ fn validate(
         .max_pending_codes_per_user
         .unwrap_or(DEFAULT_MAX_PENDING_CODES_PER_USER);
     let max_pending_codes = raw.max_pending_codes.unwrap_or(DEFAULT_MAX_PENDING_CODES);
+    let store = store_settings(raw.store.unwrap_or_default(), base_dir, &mut errors);
     let signing = crate::signing::load_signing(raw.signing, base_dir, &mut errors, &mut warnings);
     let client_metadata_documents = client_metadata_documents(
         raw.client_metadata_documents.unwrap_or_default(),
@@ -704,6 +763,7 @@ fn validate(
             max_connections,
             max_pending_codes_per_user,
             max_pending_codes,
+            store,
             signing,
             client_metadata_documents,
             primary_issuer,
@@ -779,6 +839,37 @@ fn issuers(
         }
     }
     (primary, additional)
+}
+
+fn store_settings(raw: RawStore, base_dir: &Path, errors: &mut Vec<String>) -> StoreSettings {
+    match raw.kind.as_deref().unwrap_or("file") {
+        "file" => {}
+        "postgres" => errors.push(
+            "oauthAs.store.type \"postgres\" is not available in this build; use \"file\" (the default)"
+                .into(),
+        ),
+        other => errors.push(format!(
+            "oauthAs.store.type: {other:?} is not a store type (use \"file\")"
+        )),
+    }
+    for (field, is_set) in [
+        ("url", raw.url.is_some()),
+        ("poolSize", raw.pool_size.is_some()),
+        ("schema", raw.schema.is_some()),
+    ] {
+        if is_set && raw.kind.as_deref() != Some("postgres") {
+            errors.push(format!(
+                "oauthAs.store.{field} applies to the postgres store only"
+            ));
+        }
+    }
+    let path = raw.path.map(|path| {
+        if path.as_os_str().is_empty() {
+            errors.push("oauthAs.store.path must not be empty".into());
+        }
+        base_dir.join(path)
+    });
+    StoreSettings { path }
 }
 
 /// The largest `maxBytes` accepted (a client metadata document is a few hundred bytes).
@@ -1430,6 +1521,35 @@ mod tests {
     }
 
     #[test]
+    fn store_is_the_file_store_with_an_optional_path() {
+        assert_eq!(config(minimal()).unwrap().store, StoreSettings::default());
+        let mut raw = minimal();
+        raw["store"] = serde_json::json!({"type": "file", "path": "state/auth.json"});
+        assert_eq!(
+            config(raw).unwrap().store.path,
+            Some(Path::new(".").join("state/auth.json"))
+        );
+        let mut raw = minimal();
+        raw["store"] = serde_json::json!({"type": "postgres", "url": "${DB}"});
+        assert_eq!(
+            config(raw).unwrap_err().0,
+            [
+                "oauthAs.store.type \"postgres\" is not available in this build; use \"file\" (the default)"
+            ]
+        );
+        let mut raw = minimal();
+        raw["store"] = serde_json::json!({"type": "sqlite", "poolSize": 4, "path": ""});
+        assert_eq!(
+            config(raw).unwrap_err().0,
+            [
+                "oauthAs.store.type: \"sqlite\" is not a store type (use \"file\")",
+                "oauthAs.store.poolSize applies to the postgres store only",
+                "oauthAs.store.path must not be empty",
+            ]
+        );
+    }
+
+    #[test]
     fn the_issuer_of_a_request_follows_its_host_and_trusted_forwarded_host() {
         use axum::http::{HeaderMap, HeaderValue};
         let mut raw = minimal();
@@ -1532,6 +1652,23 @@ mod tests {
             ),
             internal
         );
+    }
+
+    #[test]
+    fn peek_store_reads_the_path_without_the_secrets() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("servers.json");
+        std::fs::write(
+            &file,
+            r#"{"serverAuth": {"oauthAs": {"jwtSecret": "${UNSET}", "store": {"path": "s/a.json"}}}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            Config::peek_store(&file).path,
+            Some(dir.path().join("s/a.json"))
+        );
+        std::fs::write(&file, "not json").unwrap();
+        assert_eq!(Config::peek_store(&file), StoreSettings::default());
     }
 
     #[test]

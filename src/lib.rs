@@ -25,6 +25,7 @@ pub mod logging;
 pub mod metrics;
 pub mod oauth;
 pub mod proxy_trust;
+pub mod reload;
 pub mod resource;
 pub mod secrets;
 pub mod signing;

@@ -204,9 +204,10 @@ pub async fn consent(
         Err(why) => return pages::error_page(StatusCode::BAD_REQUEST, &why),
     };
     let now = app.now();
-    let ticket = match ConsentTicket::open(
+    // Pages served before a `jwtSecret` rotation were signed with a previous key.
+    let ticket = match ConsentTicket::open_with_any(
         form.get("ticket").unwrap_or_default(),
-        &app.keys.consent,
+        app.all_keys().map(|k| k.consent.as_slice()),
         now,
     ) {
         Ok(t) => t,

@@ -109,11 +109,26 @@ impl Timeouts {
     }
 }
 
-/// Serves `router` on `listener` with at most `max_connections` open connections until
-/// `shutdown` completes, then drains (see the module documentation).
+/// Where each request finds the router that answers it. A reload replaces the router; asking
+/// per request rather than per connection lets a keep-alive connection opened before the
+/// reload see the new configuration at its next request, while a request in flight finishes
+/// on the router it started with.
+pub trait Routes: Send + Sync + 'static {
+    /// The router for a request that starts now.
+    fn current(&self) -> Router;
+}
+
+impl Routes for Router {
+    fn current(&self) -> Router {
+        self.clone()
+    }
+}
+
+/// Serves the routers of `routes` on `listener` with at most `max_connections` open
+/// connections until `shutdown` completes, then drains (see the module documentation).
 pub async fn serve(
     listener: TcpListener,
-    router: Router,
+    routes: Arc<dyn Routes>,
     max_connections: usize,
     timeouts: Timeouts,
     shutdown: impl Future<Output = ()>,
@@ -158,10 +173,10 @@ pub async fn serve(
         };
         let tracker = Tracker::new(Instant::now());
         let registered = registry.add(tracker.clone());
-        let (router, builder) = (router.clone(), builder.clone());
+        let (routes, builder) = (routes.clone(), builder.clone());
         tasks.spawn(async move {
             let _slot = (permit, registered);
-            serve_connection(&builder, stream, peer, router, tracker, timeouts).await;
+            serve_connection(&builder, stream, peer, routes, tracker, timeouts).await;
         });
     }
     // Stop accepting: connections still in the backlog are refused.
@@ -228,7 +243,7 @@ async fn serve_connection(
     builder: &auto::Builder<TokioExecutor>,
     stream: TcpStream,
     peer: SocketAddr,
-    router: Router,
+    routes: Arc<dyn Routes>,
     tracker: Tracker,
     timeouts: Timeouts,
 ) {
@@ -240,7 +255,7 @@ async fn serve_connection(
     let service = hyper::service::service_fn(move |mut request: hyper::Request<_>| {
         let in_flight = requests.request_started();
         request.extensions_mut().insert(ConnectInfo(peer));
-        let router = router.clone();
+        let router = routes.current();
         async move {
             let response = match router.oneshot(request).await {
                 Ok(response) => response,

@@ -57,6 +57,21 @@ pub type Shared = Arc<AppState>;
 /// set of routes per distinct path, marked with its [`issuer::Mount`]); the root aliases
 /// and the root discovery documents are shared, answering for the request's issuer.
 pub fn router(state: Shared) -> Router {
+    let limiter = Arc::new(new_limiter(&state));
+    router_with(state, limiter)
+}
+
+/// The rate limiter for `state`'s configuration, with empty buckets.
+fn new_limiter(state: &AppState) -> RateLimiter {
+    RateLimiter::new(
+        state.config.rate_limits,
+        state.config.trusted_sources.clone(),
+        state.clock.clone(),
+    )
+}
+
+/// [`router`] with a given rate limiter (a reload hands over the running one's buckets).
+fn router_with(state: Shared, limiter: Arc<RateLimiter>) -> Router {
     // Sorted and without repeats: issuers often share a path ("" on hosts of their own), and
     // a route may be registered only once.
     let prefixes: std::collections::BTreeSet<String> =
@@ -70,11 +85,6 @@ pub fn router(state: Shared) -> Router {
 
     // Registration, token, revocation and introspection answer anyone: rate-limited per
     // client address.
-    let limiter = Arc::new(RateLimiter::new(
-        state.config.rate_limits,
-        state.config.trusted_sources.clone(),
-        state.clock.clone(),
-    ));
     let register_route = || -> MethodRouter<Shared> {
         post(register::register).layer(from_fn_with_state(
             (limiter.clone(), Endpoint::Register),
@@ -209,6 +219,83 @@ pub fn router(state: Shared) -> Router {
         .with_state(state)
 }
 
+/// The running application: its state and the router built from it, replaced together when
+/// the configuration is reloaded ([`LiveApp::reconfigure`]). Each request takes the router
+/// current when it starts (see [`conn::Routes`]) and keeps it to the end, so requests in
+/// flight finish under the configuration they started with.
+pub struct LiveApp {
+    current: std::sync::RwLock<Current>,
+    /// Held for a whole reconfiguration, so that two never interleave.
+    reconfiguring: std::sync::Mutex<()>,
+}
+
+#[derive(Clone)]
+struct Current {
+    state: Shared,
+    limiter: Arc<RateLimiter>,
+    router: Router,
+}
+
+impl LiveApp {
+    /// The application for `state`.
+    pub fn new(state: Shared) -> Arc<Self> {
+        let limiter = Arc::new(new_limiter(&state));
+        let router = router_with(state.clone(), limiter.clone());
+        Arc::new(Self {
+            current: std::sync::RwLock::new(Current {
+                state,
+                limiter,
+                router,
+            }),
+            reconfiguring: std::sync::Mutex::new(()),
+        })
+    }
+
+    fn current_parts(&self) -> Current {
+        // Only ever replaced whole, so a poisoned lock still holds a consistent value.
+        self.current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// The state requests starting now are served with.
+    pub fn state(&self) -> Shared {
+        self.current_parts().state
+    }
+
+    /// Switches to `config`: a state from [`AppState::reconfigured`] (sharing the stores and
+    /// everything else that outlives a configuration), a rate limiter that keeps the running
+    /// one's buckets, and a router built from both. Requests that start afterwards, on new
+    /// and on open connections alike, use them. Returns the new state.
+    pub fn reconfigure(&self, config: crate::config::Config) -> Shared {
+        let _one_at_a_time = self.reconfiguring.lock().unwrap_or_else(|e| e.into_inner());
+        let old = self.current_parts();
+        let state = Arc::new(old.state.reconfigured(config));
+        let limiter = Arc::new(old.limiter.reconfigured(
+            state.config.rate_limits,
+            state.config.trusted_sources.clone(),
+        ));
+        let router = router_with(state.clone(), limiter.clone());
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = Current {
+            state: state.clone(),
+            limiter,
+            router,
+        };
+        state
+    }
+}
+
+impl conn::Routes for LiveApp {
+    fn current(&self) -> Router {
+        self.current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .router
+            .clone()
+    }
+}
+
 /// How often unused dynamic clients are looked for (the first pass runs at start).
 pub const CLIENT_COLLECTION_INTERVAL: std::time::Duration = std::time::Duration::from_secs(600);
 
@@ -232,9 +319,21 @@ pub async fn serve_with(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     timeouts: conn::Timeouts,
 ) -> std::io::Result<()> {
-    let collector = tokio::spawn(collect_periodically(state.clone()));
-    let max_connections = state.config.max_connections;
-    let served = conn::serve(listener, router(state), max_connections, timeouts, shutdown).await;
+    serve_live(listener, LiveApp::new(state), shutdown, timeouts).await
+}
+
+/// [`serve_with`] for an application that may be reconfigured while it serves: every request
+/// uses the router current when it starts, and the collection of unused clients the
+/// configuration current at each pass. `maxConnections` is read once, at start.
+pub async fn serve_live(
+    listener: tokio::net::TcpListener,
+    live: Arc<LiveApp>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    timeouts: conn::Timeouts,
+) -> std::io::Result<()> {
+    let collector = tokio::spawn(collect_periodically(live.clone()));
+    let max_connections = live.state().config.max_connections;
+    let served = conn::serve(listener, live, max_connections, timeouts, shutdown).await;
     collector.abort();
     served
 }
@@ -258,11 +357,11 @@ pub async fn collect_unused_clients(app: &AppState) -> usize {
     }
 }
 
-async fn collect_periodically(app: Shared) {
+async fn collect_periodically(live: Arc<LiveApp>) {
     let mut every = tokio::time::interval(CLIENT_COLLECTION_INTERVAL);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         every.tick().await;
-        collect_unused_clients(&app).await;
+        collect_unused_clients(&live.state()).await;
     }
 }

@@ -122,7 +122,8 @@ pub struct RateLimiter {
     limits: RateLimits,
     trusted: TrustedSources,
     clock: Arc<dyn Clock>,
-    buckets: Mutex<Buckets>,
+    /// Shared with the limiter a reload replaces this one with ([`Self::reconfigured`]).
+    buckets: Arc<Mutex<Buckets>>,
 }
 
 impl RateLimiter {
@@ -130,15 +131,28 @@ impl RateLimiter {
     pub fn new(limits: RateLimits, trusted: TrustedSources, clock: Arc<dyn Clock>) -> Self {
         let now = clock.now();
         Self {
-            buckets: Mutex::new(Buckets {
+            buckets: Arc::new(Mutex::new(Buckets {
                 per_address: HashMap::new(),
                 per_user: HashMap::new(),
                 global_register: Bucket::full(limits.register_global_per_minute, now),
                 last_prune: now,
-            }),
+            })),
             limits,
             trusted,
             clock,
+        }
+    }
+
+    /// A limiter for new `limits` and `trusted` proxies (a configuration reload) that keeps
+    /// this one's buckets: what each address and user has used goes on counting, so a reload
+    /// is not a way around a limit. Buckets are not tied to a rate: a lowered limit caps a
+    /// fuller bucket at its next request, a raised one refills at the new rate.
+    pub fn reconfigured(&self, limits: RateLimits, trusted: TrustedSources) -> Self {
+        Self {
+            limits,
+            trusted,
+            clock: self.clock.clone(),
+            buckets: self.buckets.clone(),
         }
     }
 
@@ -462,6 +476,48 @@ mod tests {
         clock.advance(1);
         assert_eq!(limiter.check(Endpoint::Register, me), Ok(()));
         assert_eq!(limiter.check(Endpoint::Register, me), Err(20));
+    }
+
+    #[test]
+    fn a_reconfigured_limiter_keeps_the_buckets_under_the_new_rates() {
+        let limits = RateLimits {
+            register_per_minute: 2,
+            register_global_per_minute: 0,
+            token_per_minute: 0,
+            authorize_per_minute: 0,
+        };
+        let (limiter, clock) = limiter(limits);
+        let me = at("192.0.2.1");
+        assert_eq!(limiter.check(Endpoint::Register, me), Ok(()));
+        assert_eq!(limiter.check(Endpoint::Register, me), Ok(()));
+        // Same rate after the reload: the used allowance stays used.
+        let same = limiter.reconfigured(limits, trusted(&["127.0.0.1"]));
+        assert_eq!(same.check(Endpoint::Register, me), Err(30));
+        // A raised rate refills faster; a limit turned on starts full.
+        let raised = limiter.reconfigured(
+            RateLimits {
+                register_per_minute: 60,
+                token_per_minute: 1,
+                ..limits
+            },
+            trusted(&["127.0.0.1"]),
+        );
+        clock.advance(1);
+        assert_eq!(raised.check(Endpoint::Register, me), Ok(()));
+        assert_eq!(raised.check(Endpoint::Token, me), Ok(()));
+        assert!(raised.check(Endpoint::Token, me).is_err());
+        // A lowered rate caps what a bucket holds (59 left under the raised rate).
+        clock.advance(60);
+        assert_eq!(raised.check(Endpoint::Register, me), Ok(()));
+        let lowered = limiter.reconfigured(
+            RateLimits {
+                register_per_minute: 1,
+                ..limits
+            },
+            trusted(&["127.0.0.1"]),
+        );
+        assert_eq!(lowered.check(Endpoint::Register, me), Ok(()));
+        assert_eq!(lowered.check(Endpoint::Register, me), Err(60));
     }
 
     #[test]

@@ -46,9 +46,23 @@ impl ConsentTicket {
 
     /// Verifies the signature and expiry of a sealed ticket.
     pub fn open(sealed: &str, key: &[u8], now: u64) -> Result<Self, &'static str> {
+        Self::open_with_any(sealed, [key], now)
+    }
+
+    /// Like [`Self::open`], accepting a signature by any of `keys`: the current key, then
+    /// those derived from `previousJwtSecrets`, so that a page served before a `jwtSecret`
+    /// rotation can still be answered after it (the nonce guard still makes it single use).
+    pub fn open_with_any<'k>(
+        sealed: &str,
+        keys: impl IntoIterator<Item = &'k [u8]>,
+        now: u64,
+    ) -> Result<Self, &'static str> {
         let (body, mac) = sealed.split_once('.').ok_or("malformed consent ticket")?;
-        let expected = URL_SAFE_NO_PAD.encode(hmac_raw(key, body.as_bytes()));
-        if !constant_time_eq(expected.as_bytes(), mac.as_bytes()) {
+        let is_signed = keys.into_iter().any(|key| {
+            let expected = URL_SAFE_NO_PAD.encode(hmac_raw(key, body.as_bytes()));
+            constant_time_eq(expected.as_bytes(), mac.as_bytes())
+        });
+        if !is_signed {
             return Err("consent ticket signature is invalid");
         }
         let json = URL_SAFE_NO_PAD
@@ -122,6 +136,17 @@ mod tests {
         let (_, mac) = sealed.split_once('.').unwrap();
         let (body, _) = forged_body.split_once('.').unwrap();
         assert!(ConsentTicket::open(&format!("{body}.{mac}"), b"key", 1).is_err());
+    }
+
+    #[test]
+    fn tickets_signed_by_a_previous_key_open_and_others_do_not() {
+        let sealed = ticket().seal(b"old key");
+        let keys: [&[u8]; 2] = [b"new key", b"old key"];
+        assert!(ConsentTicket::open_with_any(&sealed, keys, 1).is_ok());
+        assert!(ConsentTicket::open_with_any(&sealed, [b"new key".as_slice()], 1).is_err());
+        assert!(ConsentTicket::open_with_any(&sealed, [], 1).is_err());
+        // Expiry still applies to a ticket signed by a previous key.
+        assert!(ConsentTicket::open_with_any(&sealed, keys, 100).is_err());
     }
 
     #[test]

@@ -231,26 +231,40 @@ async fn refresh_token(
     // grace window gets the rotation's answer byte for byte (SPEC §17): the successor by its
     // keyed derivation, the access token by a `jti` derived the same way and the times and
     // scope the rotation recorded.
-    let successor = refresh::successor(presented, family_id, &app.keys.refresh_successor);
-    let jti = refresh::access_token_id(presented, &app.keys.access_token_id);
     let now = app.now();
     let rotation = RotationAnswer {
         iat: now,
         exp: now.saturating_add(app.config.access_token_ttl),
         scope: scope.to_string(),
     };
-    let outcome = app
-        .store
-        .use_refresh_token(
-            &family_key,
-            &refresh::hash(presented),
-            &refresh::hash(&successor),
-            &rotation,
-            now,
-            app.config.refresh_token_ttl,
-        )
-        .await
-        .map_err(|_| OAuthError::storage_unavailable())?;
+    // A rotation derives with the current key. A grace retry of a rotation made before a
+    // `jwtSecret` change finds its successor under a previous key: the store answers
+    // `Unknown` (and changes nothing) when the successor it is handed is not the live one,
+    // so the previous keys are tried in turn. The retry then gets the rotation's own
+    // successor and `jti`; its access token is signed with the current key.
+    let mut keys = app.all_keys();
+    let (outcome, successor, jti) = loop {
+        let Some(key) = keys.next() else {
+            return Err(invalid());
+        };
+        let successor = refresh::successor(presented, family_id, &key.refresh_successor);
+        let outcome = app
+            .store
+            .use_refresh_token(
+                &family_key,
+                &refresh::hash(presented),
+                &refresh::hash(&successor),
+                &rotation,
+                now,
+                app.config.refresh_token_ttl,
+            )
+            .await
+            .map_err(|_| OAuthError::storage_unavailable())?;
+        if !matches!(outcome, RefreshOutcome::Unknown) {
+            let jti = refresh::access_token_id(presented, &key.access_token_id);
+            break (outcome, successor, jti);
+        }
+    };
     match outcome {
         RefreshOutcome::Rotated(grant) => {
             let response = respond(app, issuer, &grant, &family_key, &rotation, jti, successor)?;

@@ -89,6 +89,10 @@ pub trait CodeStore: Send + Sync {
     /// Whether the code was replayed after `redeem` returned; called once the tokens are
     /// stored, so a replay racing the first redemption still revokes its family.
     fn was_replayed(&self, code_hash: &str) -> bool;
+
+    /// Replaces the limits (a configuration reload); codes already issued are kept, and a
+    /// store over a lowered limit issues no more until enough are redeemed or expire.
+    fn set_limits(&self, limits: CodeLimits);
 }
 
 enum Entry {
@@ -108,15 +112,18 @@ enum Entry {
 /// is the order they expire in (one code lifetime for all), and every insert first drops the
 /// expired ones at the front of the queue. Each code is dequeued once, so the work is
 /// constant per code on average; a redeemed code moves to a second queue, ordered the same
-/// way, until its tombstone is forgotten.
+/// way, until its tombstone is forgotten. (A reload that shortens
+/// `authorizationCodeTtlSeconds` breaks the ordering for one old lifetime: a newer code behind
+/// a later-expiring one is dropped when that one is. Until then it still cannot be redeemed,
+/// as redemption checks the expiry, but it counts toward the limits; at most 600 s.)
 #[derive(Default)]
 pub struct MemoryCodeStore {
-    limits: CodeLimits,
     inner: Mutex<Inner>,
 }
 
 #[derive(Default)]
 struct Inner {
+    limits: CodeLimits,
     entries: HashMap<String, Entry>,
     /// `(expires_at, code hash)` of every code, in the order issued.
     by_expiry: VecDeque<(u64, String)>,
@@ -137,8 +144,10 @@ impl MemoryCodeStore {
     /// An empty store that refuses codes beyond `limits`.
     pub fn with_limits(limits: CodeLimits) -> Self {
         Self {
-            limits,
-            inner: Mutex::default(),
+            inner: Mutex::new(Inner {
+                limits,
+                ..Inner::default()
+            }),
         }
     }
 
@@ -210,7 +219,7 @@ impl CodeStore for MemoryCodeStore {
     fn insert(&self, code_hash: String, code: CodeGrant, now: u64) -> Result<(), CodeLimitReached> {
         let mut inner = self.lock();
         inner.prune(now);
-        if self.limits.total != 0 && inner.pending >= self.limits.total {
+        if inner.limits.total != 0 && inner.pending >= inner.limits.total {
             return Err(CodeLimitReached::Total);
         }
         let of_user = inner
@@ -218,7 +227,7 @@ impl CodeStore for MemoryCodeStore {
             .get(&code.grant.sub)
             .copied()
             .unwrap_or(0);
-        if self.limits.per_user != 0 && of_user >= self.limits.per_user {
+        if inner.limits.per_user != 0 && of_user >= inner.limits.per_user {
             return Err(CodeLimitReached::PerUser);
         }
         inner.pending += 1;
@@ -280,6 +289,10 @@ impl CodeStore for MemoryCodeStore {
                 RedeemOutcome::Redeemed(code)
             }
         }
+    }
+
+    fn set_limits(&self, limits: CodeLimits) {
+        self.lock().limits = limits;
     }
 
     fn was_replayed(&self, code_hash: &str) -> bool {

@@ -964,7 +964,7 @@ fn a_corrupt_state_file_stops_serve_and_check_and_is_left_untouched() {
 
 /// Signs `user` in with a pre-provisioned client (no consent page) and returns the token
 /// response.
-async fn sign_in_provisioned(base: &str, id: &str, secret: &str, user: &str) -> Value {
+pub(crate) async fn sign_in_provisioned(base: &str, id: &str, secret: &str, user: &str) -> Value {
     let http = http();
     let response = http
         .get(format!("{base}/oauth/authorize"))
@@ -998,7 +998,7 @@ async fn sign_in_provisioned(base: &str, id: &str, secret: &str, user: &str) -> 
 }
 
 /// A refresh with client_secret_basic; returns the status.
-async fn refresh_status(base: &str, id: &str, secret: &str, refresh_token: &str) -> u16 {
+pub(crate) async fn refresh_status(base: &str, id: &str, secret: &str, refresh_token: &str) -> u16 {
     http()
         .post(format!("{base}/oauth/token"))
         .basic_auth(id, Some(secret))

@@ -25,6 +25,7 @@ mod operations;
 mod process;
 mod properties;
 mod register;
+mod reload;
 mod request_bounds;
 mod resource;
 mod rmcp_client;
