@@ -141,6 +141,29 @@ pub enum Mutation {
         /// The client ids.
         client_ids: Vec<String>,
     },
+    /// Revokes every family of a client, leaving the client and its consents (`mcp-authd
+    /// tokens revoke --client`).
+    RevokeClientFamilies {
+        /// The client id.
+        client_id: String,
+    },
+    /// Withdraws a user's consents, for one client or for all, together with the user's
+    /// families for the same clients (`mcp-authd consents revoke`): access given with the
+    /// approval ends with it.
+    RevokeConsents {
+        /// The user.
+        sub: String,
+        /// The client, or every client when absent.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        client_id: Option<String>,
+    },
+    /// Fills an empty state with the records of an exported document (`mcp-authd state
+    /// import`): one entry, so an import is all there or not at all. Only journaled after the
+    /// store was found empty, so replaying it replaces nothing.
+    ImportState {
+        /// The imported document (its `version` is current; its `seq` is not used).
+        state: Box<StateDocument>,
+    },
     /// Puts an access token on the deny-list until it expires.
     DenyAccessToken {
         /// The token's `jti`.
@@ -164,6 +187,31 @@ impl StateDocument {
             .collect();
         self.version = STATE_VERSION;
         true
+    }
+
+    /// Whether the document holds no record at all: no client, consent, refresh-token family
+    /// or deny-list entry (what `state import` requires of its target).
+    pub fn is_empty(&self) -> bool {
+        self.clients.is_empty()
+            && self.consents.values().all(BTreeMap::is_empty)
+            && self.refresh_tokens.is_empty()
+            && self.revoked_access_tokens.is_empty()
+    }
+
+    /// How many consents (user, client pairs) the document holds.
+    pub fn consent_count(&self) -> usize {
+        self.consents.values().map(BTreeMap::len).sum()
+    }
+
+    /// The document as `mcp-authd state export` writes it: the state file format, indented,
+    /// with every object's keys in sorted order, so that two exports of the same state are the
+    /// same bytes (families are kept in a hash map, whose order changes from run to run).
+    pub fn to_export_json(&self) -> serde_json::Result<String> {
+        // serde_json's own map (without the `preserve_order` feature) is sorted by key.
+        let value = serde_json::to_value(self)?;
+        let mut text = serde_json::to_string_pretty(&value)?;
+        text.push('\n');
+        Ok(text)
     }
 
     /// Applies one mutation.
@@ -224,6 +272,28 @@ impl StateDocument {
             }
             Mutation::RevokeUser { sub } => {
                 self.refresh_tokens.retain(|_, f| &f.grant.sub != sub);
+            }
+            Mutation::RevokeClientFamilies { client_id } => {
+                self.refresh_tokens
+                    .retain(|_, f| &f.grant.client_id != client_id);
+            }
+            Mutation::RevokeConsents { sub, client_id } => {
+                let is_named = |id: &str| client_id.as_deref().is_none_or(|c| c == id);
+                for (id, users) in &mut self.consents {
+                    if is_named(id) {
+                        users.remove(sub);
+                    }
+                }
+                self.consents
+                    .retain(|id, users| !(is_named(id) && users.is_empty()));
+                self.refresh_tokens
+                    .retain(|_, f| !(&f.grant.sub == sub && is_named(&f.grant.client_id)));
+            }
+            Mutation::ImportState { state } => {
+                self.clients = state.clients.clone();
+                self.consents = state.consents.clone();
+                self.refresh_tokens = state.refresh_tokens.clone();
+                self.revoked_access_tokens = state.revoked_access_tokens.clone();
             }
             Mutation::DenyAccessToken { jti, exp } => {
                 self.revoked_access_tokens.insert(jti.clone(), *exp);
