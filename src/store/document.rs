@@ -545,6 +545,136 @@ mod tests {
         }
     }
 
+    fn family(client_id: &str, sub: &str) -> RefreshFamily {
+        RefreshFamily {
+            grant: super::super::Grant {
+                client_id: client_id.into(),
+                sub: sub.into(),
+                groups: vec![],
+                scope: String::new(),
+                resource: "https://mcp.example.com/mcp".into(),
+            },
+            current_hash: format!("h-{client_id}-{sub}"),
+            previous_hash: None,
+            rotated_at: None,
+            created_at: 100,
+            expires_at: 10_000,
+            rotation_answer: None,
+        }
+    }
+
+    /// Clients `a` and `b`; alice and bob approved both and hold a family with each.
+    fn two_users_two_clients() -> StateDocument {
+        let mut doc = StateDocument::default();
+        for id in ["a", "b"] {
+            doc.apply(&Mutation::PutClient {
+                client: client(id, Registration::Dynamic, 1),
+            });
+            for sub in ["alice", "bob"] {
+                doc.apply(&Mutation::GrantConsent {
+                    client_id: id.into(),
+                    sub: sub.into(),
+                    at: 5,
+                    scope: "read".into(),
+                });
+                doc.apply(&Mutation::PutFamily {
+                    family_id: format!("{id}-{sub}"),
+                    family: family(id, sub),
+                });
+            }
+        }
+        doc
+    }
+
+    fn family_keys(doc: &StateDocument) -> Vec<&str> {
+        let mut keys: Vec<&str> = doc.refresh_tokens.keys().map(String::as_str).collect();
+        keys.sort_unstable();
+        keys
+    }
+
+    #[test]
+    fn revoking_a_consent_ends_that_users_sign_ins_with_that_client_only() {
+        let mut doc = two_users_two_clients();
+        doc.apply(&Mutation::RevokeConsents {
+            sub: "alice".into(),
+            client_id: Some("a".into()),
+        });
+        assert!(!doc.consents["a"].contains_key("alice"));
+        assert!(doc.consents["a"].contains_key("bob"));
+        assert!(doc.consents["b"].contains_key("alice"));
+        assert_eq!(family_keys(&doc), ["a-bob", "b-alice", "b-bob"]);
+        assert_eq!(doc.consent_count(), 3);
+
+        // Every client: alice is gone everywhere, bob untouched; clients stay.
+        doc.apply(&Mutation::RevokeConsents {
+            sub: "alice".into(),
+            client_id: None,
+        });
+        assert_eq!(family_keys(&doc), ["a-bob", "b-bob"]);
+        assert_eq!(doc.consent_count(), 2);
+        assert_eq!(doc.clients.len(), 2);
+
+        // Bob's last consent to `b` leaves no empty map behind.
+        doc.apply(&Mutation::RevokeConsents {
+            sub: "bob".into(),
+            client_id: Some("b".into()),
+        });
+        assert!(!doc.consents.contains_key("b"));
+        assert_eq!(family_keys(&doc), ["a-bob"]);
+    }
+
+    #[test]
+    fn revoking_a_clients_families_keeps_the_client_and_its_consents() {
+        let mut doc = two_users_two_clients();
+        doc.apply(&Mutation::RevokeClientFamilies {
+            client_id: "a".into(),
+        });
+        assert_eq!(family_keys(&doc), ["b-alice", "b-bob"]);
+        assert_eq!(doc.clients.len(), 2);
+        assert_eq!(doc.consent_count(), 4);
+    }
+
+    #[test]
+    fn an_import_fills_an_empty_document_and_replays_the_same() {
+        let exported = two_users_two_clients();
+        let mut target = StateDocument::default();
+        assert!(target.is_empty());
+        let mutation = Mutation::ImportState {
+            state: Box::new(exported.clone()),
+        };
+        target.apply(&mutation);
+        target.seq = 1;
+        assert!(!target.is_empty());
+        assert_eq!(
+            StateDocument {
+                seq: exported.seq,
+                ..target.clone()
+            },
+            exported
+        );
+        // As journaled and replayed.
+        let line = serde_json::to_string(&mutation).unwrap();
+        let mut replayed = StateDocument::default();
+        replayed.apply(&serde_json::from_str(&line).unwrap());
+        replayed.seq = 1;
+        assert_eq!(replayed, target);
+        // An empty consent map is no record.
+        let mut doc = StateDocument::default();
+        doc.consents.insert("a".into(), BTreeMap::new());
+        assert!(doc.is_empty());
+    }
+
+    #[test]
+    fn the_export_is_sorted_and_loads_back_as_the_same_document() {
+        let doc = two_users_two_clients();
+        let text = doc.to_export_json().unwrap();
+        assert_eq!(text, doc.clone().to_export_json().unwrap());
+        let (a, b) = (text.find("\"a-alice\"").unwrap(), text.find("\"b-bob\"").unwrap());
+        assert!(a < b, "families in key order");
+        let back: StateDocument = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, doc);
+    }
+
     #[test]
     fn an_empty_document_round_trips_through_json() {
         let text = serde_json::to_string(&StateDocument::default()).unwrap();

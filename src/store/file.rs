@@ -1066,12 +1066,14 @@ impl Writer {
     /// snapshot with the old journal, whose entries the next load skips as already included.
     fn fold_at_close(&mut self) -> std::io::Result<()> {
         if self.journal_entries > 0 {
-            let doc = {
-                let mut shared = self.shared.lock().unwrap_or_else(|e| e.into_inner());
-                let now = crate::clock::Clock::now(&crate::clock::SystemClock);
-                shared.doc.prune_expired(now);
-                shared.doc.clone()
-            };
+            // Exactly the state, unpruned: the server's clock may not be the system's (tests
+            // run on a manual one), and compactions prune anyway.
+            let doc = self
+                .shared
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .doc
+                .clone();
             write_snapshot(&self.path, &doc)?;
             self.snapshot_seq = doc.seq;
             self.journal_entries = 0;
@@ -1221,5 +1223,117 @@ impl Writer {
                 "could not remove the unacknowledged end of the journal ({e})"
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{Grant, ImportError, Registration};
+
+    fn client(id: &str) -> Client {
+        Client {
+            client_id: id.into(),
+            client_name: id.into(),
+            redirect_uris: vec!["https://app.example/cb".into()],
+            token_endpoint_auth_method: crate::store::AuthMethod::ClientSecretBasic,
+            grant_types: vec!["authorization_code".into()],
+            response_types: vec!["code".into()],
+            scope: String::new(),
+            secret_hash: Some("old-hash".into()),
+            client_id_issued_at: 1,
+            registration: Registration::Provisioned,
+            application_type: None,
+        }
+    }
+
+    fn family(client_id: &str) -> RefreshFamily {
+        RefreshFamily {
+            grant: Grant {
+                client_id: client_id.into(),
+                sub: "alice".into(),
+                groups: vec![],
+                scope: String::new(),
+                resource: "https://mcp.example.com/mcp".into(),
+            },
+            current_hash: "h".into(),
+            previous_hash: None,
+            rotated_at: None,
+            created_at: 1,
+            // Long expired by the system clock: the fold at close keeps it all the same.
+            expires_at: 10_000,
+            rotation_answer: None,
+        }
+    }
+
+    /// Puts one client and one family.
+    async fn populate(store: &StateStore) {
+        store.put_client(client("c")).await.unwrap();
+        store.put_family("k", family("c")).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_clean_close_leaves_the_state_file_alone_holding_everything() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("auth_server.json");
+        let store = StateStore::open(&path).unwrap();
+        populate(&store).await;
+        assert!(journal_path(&path).exists());
+        let expected = store.snapshot();
+        drop(store);
+        assert!(!journal_path(&path).exists(), "the journal is folded in");
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(parse_document(&text, &path).unwrap(), expected);
+        // It opens again and the journal comes back empty.
+        let store = StateStore::open(&path).unwrap();
+        assert_eq!(store.snapshot(), expected);
+        drop(store);
+    }
+
+    #[tokio::test]
+    async fn a_close_without_folding_leaves_the_journal_as_a_crash_would() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("auth_server.json");
+        let store = StateStore::open(&path).unwrap();
+        populate(&store).await;
+        let expected = store.snapshot();
+        store.close_without_folding();
+        let journal = std::fs::read_to_string(journal_path(&path)).unwrap();
+        assert_eq!(journal.lines().count(), 2, "{journal}");
+        let (doc, needs_snapshot) = read_state(&path).unwrap();
+        assert!(needs_snapshot);
+        assert_eq!(doc, expected);
+    }
+
+    #[tokio::test]
+    async fn an_import_needs_an_empty_store_and_only_a_secret_is_rotated() {
+        let dir = tempfile::tempdir().unwrap();
+        let source = StateStore::in_memory(StateDocument::default());
+        populate(&source).await;
+        let exported = source.export_state().await.unwrap();
+
+        let path = dir.path().join("auth_server.json");
+        let store = StateStore::open(&path).unwrap();
+        store.import_state(exported.clone()).await.unwrap();
+        match store.import_state(exported.clone()).await {
+            Err(ImportError::NotEmpty {
+                clients: 1,
+                consents: 0,
+                families: 1,
+            }) => {}
+            other => panic!("{other:?}"),
+        }
+        assert!(store.set_client_secret("c", "new-hash").await.unwrap());
+        assert!(!store.set_client_secret("missing", "x").await.unwrap());
+        let mut public = client("p");
+        public.secret_hash = None;
+        store.put_client(public).await.unwrap();
+        assert!(!store.set_client_secret("p", "x").await.unwrap());
+        assert_eq!(store.client("p").await.unwrap().secret_hash, None);
+        drop(store);
+
+        let (doc, _) = read_state(&path).unwrap();
+        assert_eq!(doc.clients["c"].secret_hash.as_deref(), Some("new-hash"));
+        assert_eq!(doc.refresh_tokens, exported.refresh_tokens);
     }
 }
