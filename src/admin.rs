@@ -85,7 +85,10 @@ impl AdminCommand {
     pub fn is_read_only(&self) -> bool {
         matches!(
             self,
-            Self::ListClients | Self::ListTokens { .. } | Self::ListConsents { .. } | Self::ExportState
+            Self::ListClients
+                | Self::ListTokens { .. }
+                | Self::ListConsents { .. }
+                | Self::ExportState
         )
     }
 }

@@ -780,12 +780,13 @@ fn consents(config_path: &Path, command: ConsentsCommand) -> ExitCode {
 
 fn state(config_path: &Path, command: StateCommand) -> ExitCode {
     match command {
-        StateCommand::Export { output } => match run_admin(config_path, AdminCommand::ExportState)
-        {
-            Ok(AdminReply::State { document }) => export(&document, output.as_deref()),
-            Ok(other) => fail([format!("unexpected answer to an export: {other:?}")]),
-            Err(code) => code,
-        },
+        StateCommand::Export { output } => {
+            match run_admin(config_path, AdminCommand::ExportState) {
+                Ok(AdminReply::State { document }) => export(&document, output.as_deref()),
+                Ok(other) => fail([format!("unexpected answer to an export: {other:?}")]),
+                Err(code) => code,
+            }
+        }
         StateCommand::Import { file } => import(config_path, &file),
     }
 }
@@ -1164,7 +1165,13 @@ mod tests {
             "--redirect-uri",
             "https://a.example/cb",
         ]);
-        match parse(&["clients", "add", "--name", "MCP server", "--introspection-only"]) {
+        match parse(&[
+            "clients",
+            "add",
+            "--name",
+            "MCP server",
+            "--introspection-only",
+        ]) {
             Command::Clients {
                 command:
                     ClientsCommand::Add {

@@ -669,7 +669,10 @@ mod tests {
         let doc = two_users_two_clients();
         let text = doc.to_export_json().unwrap();
         assert_eq!(text, doc.clone().to_export_json().unwrap());
-        let (a, b) = (text.find("\"a-alice\"").unwrap(), text.find("\"b-bob\"").unwrap());
+        let (a, b) = (
+            text.find("\"a-alice\"").unwrap(),
+            text.find("\"b-bob\"").unwrap(),
+        );
         assert!(a < b, "families in key order");
         let back: StateDocument = serde_json::from_str(&text).unwrap();
         assert_eq!(back, doc);

@@ -290,7 +290,9 @@ pub struct RevokedAccess {
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum ImportError {
     /// The store already holds records; an import never merges into or replaces them.
-    #[error("the state is not empty ({clients} client(s), {consents} consent(s), {families} sign-in(s))")]
+    #[error(
+        "the state is not empty ({clients} client(s), {consents} consent(s), {families} sign-in(s))"
+    )]
     NotEmpty {
         /// Clients already there.
         clients: usize,

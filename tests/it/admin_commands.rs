@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use serde_json::{Value, json};
 
 use crate::cli::{
-    GEMINI_REDIRECT, Outcome, Server, add_gemini, assert_owner_only, config_dir, listing,
-    one_shot, refresh_status, run, serve_cmd, sign_in_provisioned,
+    GEMINI_REDIRECT, Outcome, Server, add_gemini, assert_owner_only, config_dir, listing, one_shot,
+    refresh_status, run, serve_cmd, sign_in_provisioned,
 };
 use crate::helpers::{VERIFIER, challenge, consent_ticket, query_of};
 use crate::process::{free_port, http};
@@ -53,8 +53,7 @@ fn admin(dir: &Path, config: &Path, args: &[&str]) -> Outcome {
 /// The JSON a successful command printed.
 fn json_of(out: &Outcome) -> Value {
     out.assert_success();
-    serde_json::from_str(&out.stdout)
-        .unwrap_or_else(|e| panic!("not JSON ({e}):\n{}", out.stdout))
+    serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("not JSON ({e}):\n{}", out.stdout))
 }
 
 /// The sorted keys of a JSON object.
@@ -236,7 +235,10 @@ async fn token_with_secret(base: &str, id: &str, secret: &str) -> (u16, String) 
         .unwrap();
     let status = response.status().as_u16();
     let body: Value = response.json().await.unwrap();
-    (status, body["error"].as_str().unwrap_or_default().to_string())
+    (
+        status,
+        body["error"].as_str().unwrap_or_default().to_string(),
+    )
 }
 
 /// POST /oauth/introspect with client_secret_basic: the status and the body.
@@ -379,11 +381,17 @@ async fn listings_print_the_documented_json_from_the_files_and_through_the_socke
     let table = admin(dir.path(), &config, &["consents", "list"]);
     table.assert_success();
     assert!(
-        table.stdout.starts_with("user\tclient_id\tclient_name\tapproved\tscope\n"),
+        table
+            .stdout
+            .starts_with("user\tclient_id\tclient_name\tapproved\tscope\n"),
         "{}",
         table.stdout
     );
-    assert!(table.stdout.contains(&format!("bob@example.com\t{desktop}\tDesktop app\t")));
+    assert!(
+        table
+            .stdout
+            .contains(&format!("bob@example.com\t{desktop}\tDesktop app\t"))
+    );
     let table = admin(dir.path(), &config, &["clients", "list"]);
     assert!(
         table
@@ -438,7 +446,11 @@ async fn rotate_secret_stops_the_old_secret_at_once_directly_and_through_the_soc
     let alice = sign_in_provisioned(&base, &id, &second, "alice@example.com").await;
 
     // Through the socket: effective at once.
-    let (_, third) = credentials(&admin(dir.path(), &config, &["clients", "rotate-secret", &id]));
+    let (_, third) = credentials(&admin(
+        dir.path(),
+        &config,
+        &["clients", "rotate-secret", &id],
+    ));
     assert_eq!(
         token_with_secret(&base, &id, &second).await,
         (401, "invalid_client".into())
@@ -456,7 +468,11 @@ async fn rotate_secret_stops_the_old_secret_at_once_directly_and_through_the_soc
     let (mcp, old) = add_introspection_client(dir.path(), &config);
     let access = alice["access_token"].as_str().unwrap();
     assert_eq!(introspect(&base, &mcp, &old, access).await.0, 200);
-    let (_, new) = credentials(&admin(dir.path(), &config, &["clients", "rotate-secret", &mcp]));
+    let (_, new) = credentials(&admin(
+        dir.path(),
+        &config,
+        &["clients", "rotate-secret", &mcp],
+    ));
     assert_eq!(introspect(&base, &mcp, &old, access).await.0, 401);
     let (status, body) = introspect(&base, &mcp, &new, access).await;
     assert_eq!((status, &body["active"]), (200, &json!(true)), "{body}");
@@ -467,7 +483,11 @@ async fn rotate_secret_stops_the_old_secret_at_once_directly_and_through_the_soc
     assert_one_line_failure(&out, "is a public client");
     assert!(!out.stdout.contains("client_secret"), "{}", out.stdout);
     assert_one_line_failure(
-        &admin(dir.path(), &config, &["clients", "rotate-secret", "no-such-client"]),
+        &admin(
+            dir.path(),
+            &config,
+            &["clients", "rotate-secret", "no-such-client"],
+        ),
         "no client no-such-client",
     );
     assert!(server.terminate().await.success());
@@ -485,7 +505,12 @@ async fn an_introspection_only_client_introspects_and_is_given_no_token() {
     let port = free_port();
     let (dir, config) = config_dir(port);
     // A client that is neither introspection-only nor given a redirect URI is refused.
-    admin(dir.path(), &config, &["clients", "add", "--name", "Nothing"]).assert_failure();
+    admin(
+        dir.path(),
+        &config,
+        &["clients", "add", "--name", "Nothing"],
+    )
+    .assert_failure();
     let (mcp, mcp_secret) = add_introspection_client(dir.path(), &config);
     let (gemini, gemini_secret) = add_gemini(dir.path(), &config);
     let mut server = Server::start(serve_cmd(dir.path(), &config, port), port);
@@ -608,7 +633,11 @@ async fn tokens_revoke_client_ends_refresh_for_that_client_only() {
     assert_eq!(revoked[0]["client_id"], a.as_str());
     assert_eq!(revoked[0]["families"], 2);
     assert_one_line_failure(
-        &admin(dir.path(), &config, &["tokens", "revoke", "--client", "no-such-client"]),
+        &admin(
+            dir.path(),
+            &config,
+            &["tokens", "revoke", "--client", "no-such-client"],
+        ),
         "no client no-such-client",
     );
 
@@ -618,7 +647,11 @@ async fn tokens_revoke_client_ends_refresh_for_that_client_only() {
     out.assert_success().assert_stderr_contains("token_revoked");
     assert_eq!(out.stdout.trim(), "revoked 1 sign-in(s)");
     assert_one_line_failure(
-        &admin(dir.path(), &config, &["tokens", "revoke", "--client", "no-such-client"]),
+        &admin(
+            dir.path(),
+            &config,
+            &["tokens", "revoke", "--client", "no-such-client"],
+        ),
         "no client no-such-client",
     );
     let mut server = Server::start(serve_cmd(dir.path(), &config, port), port);
@@ -630,7 +663,11 @@ async fn tokens_revoke_client_ends_refresh_for_that_client_only() {
         .values()
         .map(|f| f.grant.client_id.as_str())
         .collect();
-    assert_eq!(clients, [a.as_str()], "bob's new sign-in with A is all that is left");
+    assert_eq!(
+        clients,
+        [a.as_str()],
+        "bob's new sign-in with A is all that is left"
+    );
     assert!(server.terminate().await.success());
 }
 
@@ -647,13 +684,23 @@ async fn consents_revoke_asks_again_and_ends_the_sign_ins_made_under_it() {
     let alice_x = refresh_of(&sign_in_public(&base, &x, "alice@example.com").await);
     let bob_x = refresh_of(&sign_in_public(&base, &x, "bob@example.com").await);
     let alice_y = refresh_of(&sign_in_public(&base, &y, "alice@example.com").await);
-    assert_eq!(authorize(&base, &x, "alice@example.com").await.status(), 302);
+    assert_eq!(
+        authorize(&base, &x, "alice@example.com").await.status(),
+        302
+    );
 
     // Through the socket: alice's approval of X only.
     let out = admin(
         dir.path(),
         &config,
-        &["consents", "revoke", "--user", "alice@example.com", "--client", &x],
+        &[
+            "consents",
+            "revoke",
+            "--user",
+            "alice@example.com",
+            "--client",
+            &x,
+        ],
     );
     out.assert_success();
     assert_eq!(out.stdout.trim(), "revoked 1 consent(s) and 1 sign-in(s)");
@@ -663,18 +710,31 @@ async fn consents_revoke_asks_again_and_ends_the_sign_ins_made_under_it() {
     assert_eq!(refresh_public(&base, &x, &alice_x).await.0, 400);
     let (status, bob_x) = refresh_public(&base, &x, &bob_x).await;
     assert_eq!(status, 200, "bob's sign-in with X stays");
-    assert_eq!(authorize(&base, &y, "alice@example.com").await.status(), 302);
+    assert_eq!(
+        authorize(&base, &y, "alice@example.com").await.status(),
+        302
+    );
     assert_eq!(authorize(&base, &x, "bob@example.com").await.status(), 302);
     let events = audit_events(&audit, "user_revoked");
     assert_eq!(events.len(), 1, "{events:?}");
     assert_eq!(events[0]["sub"], "alice@example.com");
     assert_eq!(events[0]["client_id"], x.as_str());
-    assert_eq!((&events[0]["consents"], &events[0]["families"]), (&json!(1), &json!(1)));
+    assert_eq!(
+        (&events[0]["consents"], &events[0]["families"]),
+        (&json!(1), &json!(1))
+    );
     assert_one_line_failure(
         &admin(
             dir.path(),
             &config,
-            &["consents", "revoke", "--user", "alice@example.com", "--client", "no-such-client"],
+            &[
+                "consents",
+                "revoke",
+                "--user",
+                "alice@example.com",
+                "--client",
+                "no-such-client",
+            ],
         ),
         "no client no-such-client",
     );
@@ -690,7 +750,10 @@ async fn consents_revoke_asks_again_and_ends_the_sign_ins_made_under_it() {
     assert_eq!(out.stdout.trim(), "revoked 1 consent(s) and 1 sign-in(s)");
     let mut server = Server::start(serve_cmd(dir.path(), &config, port), port);
     server.wait_ready(&http()).await;
-    assert_eq!(authorize(&base, &y, "alice@example.com").await.status(), 200);
+    assert_eq!(
+        authorize(&base, &y, "alice@example.com").await.status(),
+        200
+    );
     assert_eq!(refresh_public(&base, &y, &alice_y).await.0, 400);
     assert_eq!(authorize(&base, &x, "bob@example.com").await.status(), 302);
     assert_eq!(
@@ -742,7 +805,11 @@ async fn an_export_works_as_the_state_file_and_inline_and_imports_into_an_empty_
     let text = std::fs::read_to_string(&file).unwrap();
     assert!(!text.contains(&secret) && !text.contains(&refresh));
     let stdout = admin(dir.path(), &config, &["state", "export"]);
-    assert_eq!(stdout.assert_success().stdout, text, "the same state, the same bytes");
+    assert_eq!(
+        stdout.assert_success().stdout,
+        text,
+        "the same state, the same bytes"
+    );
     let again = admin(
         dir.path(),
         &config,
@@ -786,7 +853,8 @@ async fn an_export_works_as_the_state_file_and_inline_and_imports_into_an_empty_
     );
     out.assert_success();
     assert!(
-        out.stdout.contains("imported 2 client(s), 1 consent(s) and 2 sign-in(s)"),
+        out.stdout
+            .contains("imported 2 client(s), 1 consent(s) and 2 sign-in(s)"),
         "{}",
         out.stdout
     );
@@ -805,7 +873,10 @@ async fn an_export_works_as_the_state_file_and_inline_and_imports_into_an_empty_
         &config4,
         &["state", "import", file.to_str().unwrap()],
     );
-    assert_one_line_failure(&out, "the state is not empty (2 client(s), 1 consent(s), 2 sign-in(s))");
+    assert_one_line_failure(
+        &out,
+        "the state is not empty (2 client(s), 1 consent(s), 2 sign-in(s))",
+    );
     assert_eq!(std::fs::read(state_of(dir4.path())).unwrap(), before);
 
     // Not while a server runs on it, even on an empty state.
@@ -821,7 +892,11 @@ async fn an_export_works_as_the_state_file_and_inline_and_imports_into_an_empty_
         ),
         "a running mcp-authd holds it",
     );
-    let clients = json_of(&admin(dir5.path(), &config5, &["clients", "list", "--json"]));
+    let clients = json_of(&admin(
+        dir5.path(),
+        &config5,
+        &["clients", "list", "--json"],
+    ));
     assert_eq!(clients, json!([]));
     assert!(server.terminate().await.success());
 
@@ -829,7 +904,11 @@ async fn an_export_works_as_the_state_file_and_inline_and_imports_into_an_empty_
     let bad = exports.path().join("bad.json");
     std::fs::write(&bad, r#"{"clients": {}, "tokens": {}}"#).unwrap();
     assert_one_line_failure(
-        &admin(dir5.path(), &config5, &["state", "import", bad.to_str().unwrap()]),
+        &admin(
+            dir5.path(),
+            &config5,
+            &["state", "import", bad.to_str().unwrap()],
+        ),
         "is not a state document",
     );
     assert_eq!(
@@ -837,8 +916,9 @@ async fn an_export_works_as_the_state_file_and_inline_and_imports_into_an_empty_
         json!({})
     );
     // Inline state is read-only: it exports, and refuses an import.
-    let out = run(one_shot(dir5.path(), &config5, &["state", "export"])
-        .env("MCP_AUTH_SERVER_CONFIG", &text));
+    let out =
+        run(one_shot(dir5.path(), &config5, &["state", "export"])
+            .env("MCP_AUTH_SERVER_CONFIG", &text));
     assert_eq!(out.assert_success().stdout, text);
     assert_one_line_failure(
         &run(one_shot(
