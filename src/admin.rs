@@ -13,9 +13,11 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader};
 
 use crate::oauth::register;
-use crate::store::Store;
+use crate::secrets::{random_token, sha256_b64};
+use crate::store::{ApplicationType, AuthMethod, Client, Registration, StateDocument, Store};
 
-/// A change an administrator asks for.
+/// What an administrator asks for: a change, a listing or an export. Sent over the admin
+/// socket as one JSON object per line, tagged by `command`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "command", rename_all = "snake_case")]
 pub enum AdminCommand {
@@ -23,11 +25,20 @@ pub enum AdminCommand {
     AddClient {
         /// Display name.
         name: String,
-        /// Redirect URIs.
+        /// Redirect URIs (none for an introspection-only client).
         redirect_uris: Vec<String>,
+        /// A client that may only call introspection and revocation: no redirect URI, no
+        /// grant.
+        #[serde(default)]
+        introspection_only: bool,
     },
     /// Remove a client with its consents and refresh tokens.
     RemoveClient {
+        /// The client.
+        client_id: String,
+    },
+    /// Replace a confidential client's secret; the old one stops working at once.
+    RotateSecret {
         /// The client.
         client_id: String,
     },
@@ -36,6 +47,134 @@ pub enum AdminCommand {
         /// The user.
         sub: String,
     },
+    /// Revoke every refresh token of a client (its sign-ins end; the client stays).
+    RevokeClientTokens {
+        /// The client.
+        client_id: String,
+    },
+    /// Withdraw a user's consents (to one client, or to all) and end the sign-ins made with
+    /// them.
+    RevokeConsents {
+        /// The user.
+        sub: String,
+        /// The client; every client when absent.
+        #[serde(default)]
+        client_id: Option<String>,
+    },
+    /// List the registered clients.
+    ListClients,
+    /// List the live sign-ins (refresh-token families).
+    ListTokens {
+        /// Only this user's.
+        #[serde(default)]
+        user: Option<String>,
+    },
+    /// List the users' consents.
+    ListConsents {
+        /// Only this user's.
+        #[serde(default)]
+        user: Option<String>,
+    },
+    /// The whole state as one document (`mcp-authd state export`).
+    ExportState,
+}
+
+impl AdminCommand {
+    /// Whether the command only reads the state. Without a running server, such commands read
+    /// the state files as they are and change nothing (no lock is taken, no snapshot written).
+    pub fn is_read_only(&self) -> bool {
+        matches!(
+            self,
+            Self::ListClients
+                | Self::ListTokens { .. }
+                | Self::ListConsents { .. }
+                | Self::ExportState
+        )
+    }
+}
+
+/// A registered client as `clients list --json` shows it. Never its secret or secret hash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientInfo {
+    /// The client's id.
+    pub client_id: String,
+    /// Its display name.
+    pub client_name: String,
+    /// `dynamic` (self-registered) or `provisioned` (`clients add`).
+    pub registration: Registration,
+    /// `none`, `client_secret_basic` or `client_secret_post`.
+    pub token_endpoint_auth_method: AuthMethod,
+    /// Whether it may only call introspection and revocation.
+    pub introspection_only: bool,
+    /// Registered redirect URIs.
+    pub redirect_uris: Vec<String>,
+    /// Allowed grant types.
+    pub grant_types: Vec<String>,
+    /// The registered scope (empty: none).
+    pub scope: String,
+    /// `native`, `web`, or null when not known.
+    pub application_type: Option<ApplicationType>,
+    /// When it was registered, seconds since the epoch.
+    pub client_id_issued_at: u64,
+}
+
+impl From<&Client> for ClientInfo {
+    fn from(c: &Client) -> Self {
+        Self {
+            client_id: c.client_id.clone(),
+            client_name: c.client_name.clone(),
+            registration: c.registration,
+            token_endpoint_auth_method: c.token_endpoint_auth_method,
+            introspection_only: c.is_introspection_only(),
+            redirect_uris: c.redirect_uris.clone(),
+            grant_types: c.grant_types.clone(),
+            scope: c.scope.clone(),
+            application_type: c.application_type,
+            client_id_issued_at: c.client_id_issued_at,
+        }
+    }
+}
+
+/// A live sign-in (refresh-token family) as `tokens list --json` shows it. Never a token or
+/// a token hash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignInInfo {
+    /// The user.
+    pub sub: String,
+    /// The client.
+    pub client_id: String,
+    /// The client's name (null if the client is gone).
+    pub client_name: Option<String>,
+    /// The granted scope, space-separated.
+    pub scope: String,
+    /// The resource (the access tokens' audience).
+    pub resource: String,
+    /// The user's groups when they signed in.
+    pub groups: Vec<String>,
+    /// When the user signed in, seconds since the epoch.
+    pub created_at: u64,
+    /// When the live refresh token was issued by a rotation (null before the first).
+    pub rotated_at: Option<u64>,
+    /// When the live refresh token expires.
+    pub expires_at: u64,
+    /// The sign-in's id as access tokens (`sid`) and audit events carry it: a hash of the
+    /// family id, not usable as a credential.
+    pub sid: String,
+}
+
+/// A user's consent as `consents list --json` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConsentInfo {
+    /// The user.
+    pub sub: String,
+    /// The client.
+    pub client_id: String,
+    /// The client's name (null if the client is gone).
+    pub client_name: Option<String>,
+    /// The approved scopes, space-separated (empty: requests naming no scope).
+    pub scope: String,
+    /// When the user last approved, seconds since the epoch.
+    pub approved_at: u64,
 }
 
 /// The outcome of an [`AdminCommand`].
@@ -51,16 +190,62 @@ pub enum AdminReply {
     },
     /// The client was removed.
     ClientRemoved,
+    /// The client's secret was replaced; the new one is shown this once.
+    SecretRotated {
+        /// The client.
+        client_id: String,
+        /// Its new secret.
+        client_secret: String,
+    },
     /// The user's refresh tokens were revoked.
     UserRevoked {
         /// How many sign-ins (refresh-token families) were revoked.
         families: usize,
+    },
+    /// The client's refresh tokens were revoked.
+    ClientTokensRevoked {
+        /// How many sign-ins (refresh-token families) were revoked.
+        families: usize,
+    },
+    /// Consents were withdrawn, and the sign-ins made under them revoked.
+    ConsentsRevoked {
+        /// How many consents were withdrawn.
+        consents: usize,
+        /// How many sign-ins (refresh-token families) were revoked.
+        families: usize,
+    },
+    /// The registered clients, in id order.
+    Clients {
+        /// The clients.
+        clients: Vec<ClientInfo>,
+    },
+    /// The live sign-ins, by user, then time.
+    Tokens {
+        /// The sign-ins.
+        sign_ins: Vec<SignInInfo>,
+    },
+    /// The consents, by user, then client.
+    Consents {
+        /// The consents.
+        consents: Vec<ConsentInfo>,
+    },
+    /// The whole state.
+    State {
+        /// The document, in the state file format.
+        document: Box<StateDocument>,
     },
     /// The command failed.
     Failed {
         /// Why.
         message: String,
     },
+}
+
+/// The reply for a client id the store does not know.
+fn no_client(client_id: &str) -> AdminReply {
+    AdminReply::Failed {
+        message: format!("no client {client_id} (see `mcp-authd clients list`)"),
+    }
 }
 
 /// Runs `command` against `store`.
@@ -72,8 +257,14 @@ pub async fn execute(store: &dyn Store, command: AdminCommand, now: u64) -> Admi
         AdminCommand::AddClient {
             name,
             redirect_uris,
+            introspection_only,
         } => {
-            let new = match register::provision(&name, redirect_uris, now) {
+            let provisioned = if introspection_only {
+                register::provision_introspection_client(&name, now)
+            } else {
+                register::provision(&name, redirect_uris, now)
+            };
+            let new = match provisioned {
                 Ok(new) => new,
                 Err(e) => {
                     return AdminReply::Failed {
@@ -85,7 +276,7 @@ pub async fn execute(store: &dyn Store, command: AdminCommand, now: u64) -> Admi
             let client_secret = new.secret.clone().unwrap_or_default();
             match store.put_client(new.client).await {
                 Ok(()) => {
-                    tracing::info!(target: "audit", event = "client_registered", client_id = %client_id, registration = "provisioned", "client pre-provisioned");
+                    tracing::info!(target: "audit", event = "client_registered", client_id = %client_id, registration = "provisioned", introspection_only, "client pre-provisioned");
                     AdminReply::ClientAdded {
                         client_id,
                         client_secret,
@@ -99,11 +290,39 @@ pub async fn execute(store: &dyn Store, command: AdminCommand, now: u64) -> Admi
                 tracing::info!(target: "audit", event = "client_removed", client_id = %client_id, "client removed");
                 AdminReply::ClientRemoved
             }
-            Ok(false) => AdminReply::Failed {
-                message: format!("no client {client_id}"),
-            },
+            Ok(false) => no_client(&client_id),
             Err(_) => unavailable(),
         },
+        AdminCommand::RotateSecret { client_id } => {
+            let Some(client) = store.client(&client_id).await else {
+                return no_client(&client_id);
+            };
+            if client.secret_hash.is_none() {
+                return AdminReply::Failed {
+                    message: format!(
+                        "client {client_id} is a public client (token_endpoint_auth_method {}): it has no secret to rotate",
+                        client.token_endpoint_auth_method.as_str()
+                    ),
+                };
+            }
+            let secret = random_token(32);
+            match store
+                .set_client_secret(&client_id, &sha256_b64(secret.as_bytes()))
+                .await
+            {
+                Ok(true) => {
+                    // SPEC §15 names no event for this; the audit trail still records it.
+                    tracing::info!(target: "audit", event = "client_secret_rotated", client_id = %client_id, "client secret rotated; the old one no longer works");
+                    AdminReply::SecretRotated {
+                        client_id,
+                        client_secret: secret,
+                    }
+                }
+                // Removed between the two reads.
+                Ok(false) => no_client(&client_id),
+                Err(_) => unavailable(),
+            }
+        }
         AdminCommand::RevokeUser { sub } => match store.revoke_user(&sub).await {
             Ok(families) => {
                 tracing::warn!(target: "audit", event = "user_revoked", sub = %sub, families, "all refresh tokens of a user revoked");
@@ -111,7 +330,97 @@ pub async fn execute(store: &dyn Store, command: AdminCommand, now: u64) -> Admi
             }
             Err(_) => unavailable(),
         },
+        AdminCommand::RevokeClientTokens { client_id } => {
+            if store.client(&client_id).await.is_none() {
+                return no_client(&client_id);
+            }
+            match store.revoke_client_families(&client_id).await {
+                Ok(families) => {
+                    tracing::warn!(target: "audit", event = "token_revoked", token_type = "refresh_token", client_id = %client_id, families, "all refresh tokens of a client revoked");
+                    AdminReply::ClientTokensRevoked { families }
+                }
+                Err(_) => unavailable(),
+            }
+        }
+        AdminCommand::RevokeConsents { sub, client_id } => {
+            if let Some(id) = &client_id
+                && store.client(id).await.is_none()
+            {
+                return no_client(id);
+            }
+            match store.revoke_consents(&sub, client_id.as_deref()).await {
+                Ok(revoked) => {
+                    // No `client_id` field when every client's consent was withdrawn.
+                    tracing::warn!(target: "audit", event = "user_revoked", sub = %sub, client_id = client_id.as_deref(), consents = revoked.consents, families = revoked.families, "consents withdrawn and the sign-ins made with them revoked");
+                    AdminReply::ConsentsRevoked {
+                        consents: revoked.consents,
+                        families: revoked.families,
+                    }
+                }
+                Err(_) => unavailable(),
+            }
+        }
+        AdminCommand::ListClients => AdminReply::Clients {
+            clients: store.clients().await.iter().map(ClientInfo::from).collect(),
+        },
+        AdminCommand::ListTokens { user } => {
+            let names = client_names(store).await;
+            let sign_ins = store
+                .families()
+                .await
+                .into_iter()
+                .filter(|(_, f)| user.as_deref().is_none_or(|u| f.grant.sub == u))
+                .map(|(sid, f)| SignInInfo {
+                    client_name: names.get(&f.grant.client_id).cloned(),
+                    sub: f.grant.sub,
+                    client_id: f.grant.client_id,
+                    scope: f.grant.scope,
+                    resource: f.grant.resource,
+                    groups: f.grant.groups,
+                    created_at: f.created_at,
+                    rotated_at: f.rotated_at,
+                    expires_at: f.expires_at,
+                    sid,
+                })
+                .collect();
+            AdminReply::Tokens { sign_ins }
+        }
+        AdminCommand::ListConsents { user } => {
+            let names = client_names(store).await;
+            let consents = store
+                .consents()
+                .await
+                .into_iter()
+                .filter(|c| user.as_deref().is_none_or(|u| c.sub == u))
+                .map(|c| ConsentInfo {
+                    client_name: names.get(&c.client_id).cloned(),
+                    sub: c.sub,
+                    client_id: c.client_id,
+                    scope: c.consent.scope,
+                    approved_at: c.consent.at,
+                })
+                .collect();
+            AdminReply::Consents { consents }
+        }
+        AdminCommand::ExportState => match store.export_state().await {
+            Ok(document) => AdminReply::State {
+                document: Box::new(document),
+            },
+            Err(_) => AdminReply::Failed {
+                message: "the state cannot be exported: the store has failed".into(),
+            },
+        },
     }
+}
+
+/// Client id → name, for the listings.
+async fn client_names(store: &dyn Store) -> std::collections::HashMap<String, String> {
+    store
+        .clients()
+        .await
+        .into_iter()
+        .map(|c| (c.client_id, c.client_name))
+        .collect()
 }
 
 /// The admin socket that belongs to a state file.

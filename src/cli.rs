@@ -1,5 +1,5 @@
-//! The command line (SPEC §3): `serve`, `check`, `gen-secret`, `gen-key`,
-//! `clients add|list|remove`.
+//! The command line (SPEC §3, §15): `serve`, `check`, `gen-secret`, `gen-key`, `health`,
+//! `doctor`, and the admin commands `clients`, `tokens`, `consents` and `state`.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -14,7 +14,7 @@ use crate::config::Config;
 use crate::secrets::random_token;
 use crate::signing::{PrivateKey, SigningAlgorithm};
 use crate::store::file::{StateError, parse_document, read_state};
-use crate::store::{Registration, StateDocument, StateStore, Store};
+use crate::store::{ImportError, Registration, StateDocument, StateStore, Store};
 
 /// Environment variable naming the state file.
 pub const STATE_PATH_ENV: &str = "MCP_AUTH_SERVER_PATH";
@@ -110,6 +110,25 @@ pub enum Command {
         #[command(subcommand)]
         command: TokensCommand,
     },
+    /// Inspect and withdraw users' consents to clients.
+    Consents {
+        /// The configuration file.
+        #[command(flatten)]
+        config: ConfigPath,
+        /// The consents subcommand.
+        #[command(subcommand)]
+        command: ConsentsCommand,
+    },
+    /// Export the whole state as one JSON document, or import one into an empty state
+    /// (backups, moving to another host or backend).
+    State {
+        /// The configuration file.
+        #[command(flatten)]
+        config: ConfigPath,
+        /// The state subcommand.
+        #[command(subcommand)]
+        command: StateCommand,
+    },
 }
 
 /// `--config`: the `servers.json` to read (`serverAuth.oauthAs`); the state file lives beside
@@ -134,13 +153,67 @@ pub enum TokensCommand {
         /// Only this user's.
         #[arg(long, allow_hyphen_values = true)]
         user: Option<String>,
+        /// Print a JSON array (see README, "Admin commands") instead of a table.
+        #[arg(long)]
+        json: bool,
     },
-    /// Revoke every refresh token of a user (offboarding). Access tokens already issued stay
-    /// valid until they expire (`accessTokenTtlSeconds`) unless MCP servers introspect.
+    /// Revoke refresh tokens: every one of a user (offboarding), or every one of a client.
+    /// Access tokens already issued stay valid until they expire (`accessTokenTtlSeconds`)
+    /// unless MCP servers introspect.
+    #[command(group(clap::ArgGroup::new("whose").required(true).args(["user", "client"])))]
+    Revoke {
+        /// The user, as the proxy names them (`X-Forwarded-User`).
+        #[arg(long, allow_hyphen_values = true)]
+        user: Option<String>,
+        /// The client_id, as `clients list` shows it: ends every user's sign-ins with it; the
+        /// client stays registered.
+        #[arg(long = "client", allow_hyphen_values = true)]
+        client: Option<String>,
+    },
+}
+
+/// `mcp-authd consents …`.
+#[derive(Debug, Subcommand)]
+pub enum ConsentsCommand {
+    /// List the consents users gave to dynamically registered clients.
+    List {
+        /// Only this user's.
+        #[arg(long, allow_hyphen_values = true)]
+        user: Option<String>,
+        /// Print a JSON array (see README, "Admin commands") instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Withdraw a user's consent (to one client, or to every client) and revoke the user's
+    /// refresh tokens for the same clients: the user's sign-ins there end, and the next
+    /// authorization shows the consent page again.
     Revoke {
         /// The user, as the proxy names them (`X-Forwarded-User`).
         #[arg(long, allow_hyphen_values = true)]
         user: String,
+        /// Only the consent to this client_id.
+        #[arg(long = "client", allow_hyphen_values = true)]
+        client: Option<String>,
+    },
+}
+
+/// `mcp-authd state …`.
+#[derive(Debug, Subcommand)]
+pub enum StateCommand {
+    /// Write the whole state as one JSON document in the state file format (it works as
+    /// auth_server.json and as MCP_AUTH_SERVER_CONFIG). It holds secret and token hashes:
+    /// keep it private. While a server runs, its live state is exported.
+    Export {
+        /// Write to this file (created with mode 0600; an existing file is never replaced)
+        /// instead of standard output.
+        #[arg(long, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
+    /// Load an exported document into an empty state. Refuses a state that holds anything,
+    /// and a state a running server holds.
+    Import {
+        /// The document, as `state export` wrote it.
+        file: PathBuf,
     },
 }
 
@@ -153,16 +226,32 @@ pub enum ClientsCommand {
         #[arg(long)]
         name: String,
         /// A redirect URI (repeat for several).
-        #[arg(long = "redirect-uri", required = true)]
+        #[arg(long = "redirect-uri", required_unless_present = "introspection_only")]
         redirect_uris: Vec<String>,
+        /// A client that may only call introspection and revocation (an MCP server checking
+        /// tokens): no redirect URI, and the token endpoint gives it nothing.
+        #[arg(long, conflicts_with = "redirect_uris")]
+        introspection_only: bool,
     },
     /// List registered clients.
-    List,
+    List {
+        /// Print a JSON array (see README, "Admin commands") instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Remove a client, its consents and its refresh tokens.
     Remove {
         /// The client_id to remove, as `clients list` shows it.
         // Generated ids are base64url, so one in 64 starts with `-`: take that as a value,
         // not as an unknown flag.
+        #[arg(allow_hyphen_values = true)]
+        client_id: String,
+    },
+    /// Give a confidential client a new secret, printed once; the old one stops working at
+    /// once. Its users' sign-ins are kept (the client authenticates its refreshes with the
+    /// new secret); `tokens revoke --client` ends them too.
+    RotateSecret {
+        /// The client_id, as `clients list` shows it.
         #[arg(allow_hyphen_values = true)]
         client_id: String,
     },
@@ -242,6 +331,8 @@ pub fn run(cli: Cli) -> ExitCode {
         } => gen_key(algorithm, &output, public_output),
         Command::Clients { config, command } => clients(&config.path, command),
         Command::Tokens { config, command } => tokens(&config.path, command),
+        Command::Consents { config, command } => consents(&config.path, command),
+        Command::State { config, command } => state(&config.path, command),
     }
 }
 
@@ -682,89 +773,137 @@ fn write_new(path: &Path, bytes: &[u8], mode: u32) -> Result<(), String> {
 }
 
 fn clients(config_path: &Path, command: ClientsCommand) -> ExitCode {
-    if let ClientsCommand::List = command {
-        return match load_state_read_only(config_path) {
-            Ok((_, doc)) => {
-                for c in doc.clients.values() {
-                    let kind = match c.registration {
-                        Registration::Dynamic => "dynamic",
-                        Registration::Provisioned => "provisioned",
-                        Registration::MetadataDocument => "document",
-                    };
-                    println!(
-                        "{}\t{kind}\t{}\t{}\t{}",
-                        c.client_id,
-                        c.token_endpoint_auth_method.as_str(),
-                        c.client_name,
-                        c.redirect_uris.join(" ")
-                    );
-                }
-                ExitCode::SUCCESS
-            }
-            Err(e) => fail([e.to_string()]),
-        };
-    }
-    let command = match command {
+    let (command, json) = match command {
         ClientsCommand::Add {
             name,
             redirect_uris,
-        } => AdminCommand::AddClient {
-            name,
-            redirect_uris,
-        },
-        ClientsCommand::Remove { client_id } => AdminCommand::RemoveClient { client_id },
-        ClientsCommand::List => return ExitCode::SUCCESS,
+            introspection_only,
+        } => (
+            AdminCommand::AddClient {
+                name,
+                redirect_uris,
+                introspection_only,
+            },
+            false,
+        ),
+        ClientsCommand::List { json } => (AdminCommand::ListClients, json),
+        ClientsCommand::Remove { client_id } => (AdminCommand::RemoveClient { client_id }, false),
+        ClientsCommand::RotateSecret { client_id } => {
+            (AdminCommand::RotateSecret { client_id }, false)
+        }
     };
-    admin(config_path, command)
+    admin(config_path, command, json)
 }
 
 fn tokens(config_path: &Path, command: TokensCommand) -> ExitCode {
+    let (command, json) = match command {
+        TokensCommand::List { user, json } => (AdminCommand::ListTokens { user }, json),
+        TokensCommand::Revoke {
+            user: Some(sub), ..
+        } => (AdminCommand::RevokeUser { sub }, false),
+        TokensCommand::Revoke {
+            client: Some(client_id),
+            ..
+        } => (AdminCommand::RevokeClientTokens { client_id }, false),
+        // clap requires one of the two.
+        TokensCommand::Revoke { .. } => return fail(["name --user or --client".to_string()]),
+    };
+    admin(config_path, command, json)
+}
+
+fn consents(config_path: &Path, command: ConsentsCommand) -> ExitCode {
+    let (command, json) = match command {
+        ConsentsCommand::List { user, json } => (AdminCommand::ListConsents { user }, json),
+        ConsentsCommand::Revoke { user, client } => (
+            AdminCommand::RevokeConsents {
+                sub: user,
+                client_id: client,
+            },
+            false,
+        ),
+    };
+    admin(config_path, command, json)
+}
+
+fn state(config_path: &Path, command: StateCommand) -> ExitCode {
     match command {
-        TokensCommand::Revoke { user } => {
-            admin(config_path, AdminCommand::RevokeUser { sub: user })
-        }
-        TokensCommand::List { user } => match load_state_read_only(config_path) {
-            Ok((_, doc)) => {
-                let mut families: Vec<_> = doc
-                    .refresh_tokens
-                    .values()
-                    .filter(|f| user.as_deref().is_none_or(|u| f.grant.sub == u))
-                    .collect();
-                families.sort_by(|a, b| {
-                    (&a.grant.sub, a.created_at).cmp(&(&b.grant.sub, b.created_at))
-                });
-                println!("user\tclient_id\tclient_name\tsigned_in\texpires\tscope");
-                for f in families {
-                    let name = doc
-                        .clients
-                        .get(&f.grant.client_id)
-                        .map_or("(removed)", |c| c.client_name.as_str());
-                    println!(
-                        "{}\t{}\t{name}\t{}\t{}\t{}",
-                        f.grant.sub,
-                        f.grant.client_id,
-                        utc(f.created_at),
-                        utc(f.expires_at),
-                        f.grant.scope
-                    );
-                }
-                ExitCode::SUCCESS
+        StateCommand::Export { output } => {
+            match run_admin(config_path, AdminCommand::ExportState) {
+                Ok(AdminReply::State { document }) => export(&document, output.as_deref()),
+                Ok(other) => fail([format!("unexpected answer to an export: {other:?}")]),
+                Err(code) => code,
             }
-            Err(e) => fail([e.to_string()]),
-        },
+        }
+        StateCommand::Import { file } => import(config_path, &file),
     }
 }
 
-/// Runs an admin command: directly on the state when no server holds it, otherwise through
-/// the running server's admin socket.
-fn admin(config_path: &Path, command: AdminCommand) -> ExitCode {
+/// Writes an exported document to `output` (created 0600, never replacing a file) or stdout.
+fn export(document: &StateDocument, output: Option<&Path>) -> ExitCode {
+    let text = match document.to_export_json() {
+        Ok(text) => text,
+        Err(e) => return fail([format!("cannot serialise the state: {e}")]),
+    };
+    match output {
+        Some(path) => match write_new(path, text.as_bytes(), 0o600) {
+            Ok(()) => {
+                eprintln!(
+                    "exported {} client(s), {} consent(s) and {} sign-in(s) to {} (mode 0600: it holds secret hashes)",
+                    document.clients.len(),
+                    document.consent_count(),
+                    document.refresh_tokens.len(),
+                    path.display()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail([e]),
+        },
+        None => {
+            use std::io::Write as _;
+            let mut out = std::io::stdout().lock();
+            match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => fail([format!("cannot write the export to standard output: {e}")]),
+            }
+        }
+    }
+}
+
+/// `state import FILE`: parsed and checked like a state file, then loaded into the empty state
+/// as one change. Never while a server holds the state: the server would not see it.
+fn import(config_path: &Path, file: &Path) -> ExitCode {
+    let text = match std::fs::read_to_string(file) {
+        Ok(text) => text,
+        Err(e) => return fail([format!("cannot read {}: {e}", file.display())]),
+    };
+    let document = match parse_document(&text, file) {
+        Ok(document) => document,
+        Err(StateError::Corrupt { detail, .. }) => {
+            return fail([format!(
+                "{} is not a state document ({detail}); nothing was imported",
+                file.display()
+            )]);
+        }
+        Err(e) => return fail([e.to_string()]),
+    };
     let path = match state_source(config_path) {
         StateSource::File(path) => path,
         StateSource::Inline(_) => {
             return fail([format!(
-                "the state comes from {STATE_INLINE_ENV} and is read-only; edit that JSON instead"
+                "the state comes from {STATE_INLINE_ENV} and is read-only; put the document there instead"
             )]);
         }
+    };
+    init_admin_logging();
+    let store = match StateStore::open(&path) {
+        Ok(store) => store,
+        Err(StateError::Locked { .. }) => {
+            return fail([format!(
+                "refusing to import into {}: a running mcp-authd holds it; stop the server, import, then start it",
+                path.display()
+            )]);
+        }
+        Err(e) => return fail([e.to_string()]),
     };
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -773,24 +912,132 @@ fn admin(config_path: &Path, command: AdminCommand) -> ExitCode {
         Ok(rt) => rt,
         Err(e) => return fail([format!("cannot start the async runtime: {e}")]),
     };
-    let reply = match StateStore::open(&path) {
-        Ok(store) => {
-            let now = crate::clock::Clock::now(&crate::clock::SystemClock);
-            runtime.block_on(admin::execute(&store, command, now))
+    let (clients, consents, families) = (
+        document.clients.len(),
+        document.consent_count(),
+        document.refresh_tokens.len(),
+    );
+    match runtime.block_on(store.import_state(document)) {
+        Ok(()) => {
+            tracing::info!(state_path = %path.display(), clients, consents, families, "state imported");
+            println!(
+                "imported {clients} client(s), {consents} consent(s) and {families} sign-in(s) into {}",
+                path.display()
+            );
+            ExitCode::SUCCESS
         }
-        #[cfg(unix)]
-        Err(StateError::Locked { .. }) => match runtime.block_on(admin::send(&path, &command)) {
-            Ok(reply) => reply,
-            Err(e) => {
-                return fail([format!(
-                    "a running mcp-authd holds {} but its admin socket {} does not answer: {e}",
-                    path.display(),
-                    admin::socket_path(&path).display()
-                )]);
-            }
-        },
-        Err(e) => return fail([e.to_string()]),
+        Err(e @ ImportError::NotEmpty { .. }) => fail([format!(
+            "refusing to import into {}: {e}; import only into a new, empty state",
+            path.display()
+        )]),
+        Err(e) => fail([format!("cannot import into {}: {e}", path.display())]),
+    }
+}
+
+/// Sends direct admin commands' audit events (and warnings) to stderr, as `serve` logs them
+/// (`MCP_AUTHD_LOG_FORMAT` chooses text or JSON): a change made without a server is in the
+/// audit trail too. Through the socket, the server logs them itself.
+fn init_admin_logging() {
+    let format = std::env::var(crate::logging::LOG_FORMAT_ENV)
+        .ok()
+        .and_then(|v| <crate::logging::LogFormat as clap::ValueEnum>::from_str(&v, true).ok())
+        .unwrap_or_default();
+    // Only fails if a subscriber is already installed, which is then used.
+    let _ = crate::logging::init(format, None);
+}
+
+/// Runs an admin command and prints its reply (`json`: listings as JSON arrays).
+fn admin(config_path: &Path, command: AdminCommand, json: bool) -> ExitCode {
+    match run_admin(config_path, command) {
+        Ok(reply) => print_reply(reply, json),
+        Err(code) => code,
+    }
+}
+
+/// Runs an admin command where the state is: a change directly on the state when no server
+/// holds it, otherwise through the running server's admin socket; a read through the socket
+/// when a server answers there, otherwise on the files as they are (nothing is written). A
+/// failure is printed as one line and returned as the exit code.
+fn run_admin(config_path: &Path, command: AdminCommand) -> Result<AdminReply, ExitCode> {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => return Err(fail([format!("cannot start the async runtime: {e}")])),
     };
+    let now = crate::clock::Clock::now(&crate::clock::SystemClock);
+    let reply = match state_source(config_path) {
+        StateSource::Inline(text) => {
+            if !command.is_read_only() {
+                return Err(fail([format!(
+                    "the state comes from {STATE_INLINE_ENV} and is read-only; edit that JSON instead"
+                )]));
+            }
+            let doc = parse_document(&text, &inline_origin()).map_err(|e| fail([e.to_string()]))?;
+            runtime.block_on(admin::execute(&StateStore::in_memory(doc), command, now))
+        }
+        StateSource::File(path) if command.is_read_only() => {
+            runtime.block_on(read_only(&path, command, now))?
+        }
+        StateSource::File(path) => {
+            init_admin_logging();
+            match StateStore::open(&path) {
+                // Dropped at the end of this arm: the journal is folded into the state file.
+                Ok(store) => runtime.block_on(admin::execute(&store, command, now)),
+                #[cfg(unix)]
+                Err(StateError::Locked { .. }) => runtime
+                    .block_on(admin::send(&path, &command))
+                    .map_err(|e| socket_silent(&path, &e))?,
+                Err(e) => return Err(fail([e.to_string()])),
+            }
+        }
+    };
+    match reply {
+        AdminReply::Failed { message } => Err(fail([message])),
+        reply => Ok(reply),
+    }
+}
+
+/// A read-only command on a state file: asked of the server running on it, if one answers
+/// on its admin socket (its live state, consistent at one instant); otherwise run on the files
+/// as they are, without taking the lock or writing anything.
+async fn read_only(path: &Path, command: AdminCommand, now: u64) -> Result<AdminReply, ExitCode> {
+    #[cfg(unix)]
+    match admin::send(path, &command).await {
+        Ok(reply) => return Ok(reply),
+        // No socket, or one left by a server that is gone: nobody is serving this state.
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
+            ) => {}
+        Err(e) => return Err(socket_silent(path, &e)),
+    }
+    let (doc, _) = read_state(path).map_err(|e| fail([e.to_string()]))?;
+    Ok(admin::execute(&StateStore::in_memory(doc), command, now).await)
+}
+
+/// The error line for a server that holds the state but does not answer on its socket.
+#[cfg(unix)]
+fn socket_silent(path: &Path, e: &std::io::Error) -> ExitCode {
+    fail([format!(
+        "a running mcp-authd holds {} but its admin socket {} does not answer: {e}",
+        path.display(),
+        admin::socket_path(path).display()
+    )])
+}
+
+fn print_reply(reply: AdminReply, json: bool) -> ExitCode {
+    fn print_json(value: &impl serde::Serialize) -> ExitCode {
+        match serde_json::to_string_pretty(value) {
+            Ok(text) => {
+                println!("{text}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail([format!("cannot serialise the answer: {e}")]),
+        }
+    }
     match reply {
         AdminReply::ClientAdded {
             client_id,
@@ -800,8 +1047,71 @@ fn admin(config_path: &Path, command: AdminCommand) -> ExitCode {
             println!("client_secret: {client_secret}");
             eprintln!("Store the secret now: only its hash is kept, it cannot be shown again.");
         }
+        AdminReply::SecretRotated {
+            client_id,
+            client_secret,
+        } => {
+            println!("client_id: {client_id}");
+            println!("client_secret: {client_secret}");
+            eprintln!(
+                "The old secret no longer works. Store the new one now: only its hash is kept, it cannot be shown again."
+            );
+        }
         AdminReply::ClientRemoved => println!("removed"),
-        AdminReply::UserRevoked { families } => println!("revoked {families} sign-in(s)"),
+        AdminReply::UserRevoked { families } | AdminReply::ClientTokensRevoked { families } => {
+            println!("revoked {families} sign-in(s)");
+        }
+        AdminReply::ConsentsRevoked { consents, families } => {
+            println!("revoked {consents} consent(s) and {families} sign-in(s)");
+        }
+        AdminReply::Clients { clients } if json => return print_json(&clients),
+        AdminReply::Clients { clients } => {
+            for c in clients {
+                let kind = match c.registration {
+                    _ if c.introspection_only => "introspection-only",
+                    Registration::Dynamic => "dynamic",
+                    Registration::Provisioned => "provisioned",
+                    Registration::MetadataDocument => "document",
+                };
+                println!(
+                    "{}\t{kind}\t{}\t{}\t{}",
+                    c.client_id,
+                    c.token_endpoint_auth_method.as_str(),
+                    c.client_name,
+                    c.redirect_uris.join(" ")
+                );
+            }
+        }
+        AdminReply::Tokens { sign_ins } if json => return print_json(&sign_ins),
+        AdminReply::Tokens { sign_ins } => {
+            println!("user\tclient_id\tclient_name\tsigned_in\texpires\tscope");
+            for f in sign_ins {
+                println!(
+                    "{}\t{}\t{}\t{}\t{}\t{}",
+                    f.sub,
+                    f.client_id,
+                    f.client_name.as_deref().unwrap_or("(removed)"),
+                    utc(f.created_at),
+                    utc(f.expires_at),
+                    f.scope
+                );
+            }
+        }
+        AdminReply::Consents { consents } if json => return print_json(&consents),
+        AdminReply::Consents { consents } => {
+            println!("user\tclient_id\tclient_name\tapproved\tscope");
+            for c in consents {
+                println!(
+                    "{}\t{}\t{}\t{}\t{}",
+                    c.sub,
+                    c.client_id,
+                    c.client_name.as_deref().unwrap_or("(removed)"),
+                    utc(c.approved_at),
+                    c.scope
+                );
+            }
+        }
+        AdminReply::State { document } => return export(&document, None),
         AdminReply::Failed { message } => return fail([message]),
     }
     ExitCode::SUCCESS
@@ -858,11 +1168,70 @@ mod tests {
         }
         match parse(&["tokens", "revoke", "--user", "-alice"]) {
             Command::Tokens {
-                command: TokensCommand::Revoke { user },
+                command: TokensCommand::Revoke { user, client: None },
                 ..
-            } => assert_eq!(user, "-alice"),
+            } => assert_eq!(user.as_deref(), Some("-alice")),
             other => panic!("parsed as {other:?}"),
         }
+        match parse(&["tokens", "revoke", "--client", "-Dx3_abc"]) {
+            Command::Tokens {
+                command: TokensCommand::Revoke { user: None, client },
+                ..
+            } => assert_eq!(client.as_deref(), Some("-Dx3_abc")),
+            other => panic!("parsed as {other:?}"),
+        }
+        match parse(&["clients", "rotate-secret", "-Dx3_abc"]) {
+            Command::Clients {
+                command: ClientsCommand::RotateSecret { client_id },
+                ..
+            } => assert_eq!(client_id, "-Dx3_abc"),
+            other => panic!("parsed as {other:?}"),
+        }
+    }
+
+    fn refused(args: &[&str]) -> String {
+        match Cli::try_parse_from(std::iter::once("mcp-authd").chain(args.iter().copied())) {
+            Ok(cli) => panic!("{args:?} parsed as {:?}", cli.command),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn revocation_and_client_kinds_take_exactly_what_they_need() {
+        // One target for `tokens revoke`, never none or both.
+        refused(&["tokens", "revoke"]);
+        refused(&["tokens", "revoke", "--user", "a", "--client", "c"]);
+        // A redirect URI unless the client only introspects, and then none.
+        refused(&["clients", "add", "--name", "x"]);
+        refused(&[
+            "clients",
+            "add",
+            "--name",
+            "x",
+            "--introspection-only",
+            "--redirect-uri",
+            "https://a.example/cb",
+        ]);
+        match parse(&[
+            "clients",
+            "add",
+            "--name",
+            "MCP server",
+            "--introspection-only",
+        ]) {
+            Command::Clients {
+                command:
+                    ClientsCommand::Add {
+                        redirect_uris,
+                        introspection_only: true,
+                        ..
+                    },
+                ..
+            } => assert!(redirect_uris.is_empty()),
+            other => panic!("parsed as {other:?}"),
+        }
+        // `consents revoke` always names the user.
+        refused(&["consents", "revoke", "--client", "c"]);
     }
 
     #[test]

@@ -312,6 +312,28 @@ pub fn provision(
     Ok(new)
 }
 
+/// Builds a pre-provisioned client that can only call introspection and revocation (an MCP
+/// server's credentials, `mcp-authd clients add --introspection-only`): confidential, with no
+/// redirect URI, grant or response type, so authorization and the token endpoint refuse it.
+pub fn provision_introspection_client(name: &str, now: u64) -> Result<NewClient, OAuthError> {
+    let client_name = sanitize_client_name(name);
+    if client_name.is_empty() {
+        return Err(OAuthError::invalid_client_metadata(
+            "--name must not be empty",
+        ));
+    }
+    Ok(build_client(
+        client_name,
+        Vec::new(),
+        AuthMethod::ClientSecretBasic,
+        Vec::new(),
+        Vec::new(),
+        String::new(),
+        Registration::Provisioned,
+        now,
+    ))
+}
+
 #[allow(clippy::too_many_arguments)] // A private constructor; every argument is a distinct field.
 fn build_client(
     client_name: String,

@@ -40,6 +40,12 @@ pub async fn exchange(
     let grant_type = form
         .non_empty("grant_type")
         .ok_or_else(|| OAuthError::invalid_request("grant_type is required"))?;
+    if client.is_introspection_only() {
+        return Err(OAuthError::new(
+            ErrorCode::UnauthorizedClient,
+            "this client may only introspect and revoke tokens; it is given none",
+        ));
+    }
     if !client.grant_types.iter().any(|g| g == grant_type)
         && matches!(grant_type, "authorization_code" | "refresh_token")
     {

@@ -141,6 +141,29 @@ pub enum Mutation {
         /// The client ids.
         client_ids: Vec<String>,
     },
+    /// Revokes every family of a client, leaving the client and its consents (`mcp-authd
+    /// tokens revoke --client`).
+    RevokeClientFamilies {
+        /// The client id.
+        client_id: String,
+    },
+    /// Withdraws a user's consents, for one client or for all, together with the user's
+    /// families for the same clients (`mcp-authd consents revoke`): access given with the
+    /// approval ends with it.
+    RevokeConsents {
+        /// The user.
+        sub: String,
+        /// The client, or every client when absent.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        client_id: Option<String>,
+    },
+    /// Fills an empty state with the records of an exported document (`mcp-authd state
+    /// import`): one entry, so an import is all there or not at all. Only journaled after the
+    /// store was found empty, so replaying it replaces nothing.
+    ImportState {
+        /// The imported document (its `version` is current; its `seq` is not used).
+        state: Box<StateDocument>,
+    },
     /// Puts an access token on the deny-list until it expires.
     DenyAccessToken {
         /// The token's `jti`.
@@ -164,6 +187,31 @@ impl StateDocument {
             .collect();
         self.version = STATE_VERSION;
         true
+    }
+
+    /// Whether the document holds no record at all: no client, consent, refresh-token family
+    /// or deny-list entry (what `state import` requires of its target).
+    pub fn is_empty(&self) -> bool {
+        self.clients.is_empty()
+            && self.consents.values().all(BTreeMap::is_empty)
+            && self.refresh_tokens.is_empty()
+            && self.revoked_access_tokens.is_empty()
+    }
+
+    /// How many consents (user, client pairs) the document holds.
+    pub fn consent_count(&self) -> usize {
+        self.consents.values().map(BTreeMap::len).sum()
+    }
+
+    /// The document as `mcp-authd state export` writes it: the state file format, indented,
+    /// with every object's keys in sorted order, so that two exports of the same state are the
+    /// same bytes (families are kept in a hash map, whose order changes from run to run).
+    pub fn to_export_json(&self) -> serde_json::Result<String> {
+        // serde_json's own map (without the `preserve_order` feature) is sorted by key.
+        let value = serde_json::to_value(self)?;
+        let mut text = serde_json::to_string_pretty(&value)?;
+        text.push('\n');
+        Ok(text)
     }
 
     /// Applies one mutation.
@@ -224,6 +272,28 @@ impl StateDocument {
             }
             Mutation::RevokeUser { sub } => {
                 self.refresh_tokens.retain(|_, f| &f.grant.sub != sub);
+            }
+            Mutation::RevokeClientFamilies { client_id } => {
+                self.refresh_tokens
+                    .retain(|_, f| &f.grant.client_id != client_id);
+            }
+            Mutation::RevokeConsents { sub, client_id } => {
+                let is_named = |id: &str| client_id.as_deref().is_none_or(|c| c == id);
+                for (id, users) in &mut self.consents {
+                    if is_named(id) {
+                        users.remove(sub);
+                    }
+                }
+                self.consents
+                    .retain(|id, users| !(is_named(id) && users.is_empty()));
+                self.refresh_tokens
+                    .retain(|_, f| !(&f.grant.sub == sub && is_named(&f.grant.client_id)));
+            }
+            Mutation::ImportState { state } => {
+                self.clients = state.clients.clone();
+                self.consents = state.consents.clone();
+                self.refresh_tokens = state.refresh_tokens.clone();
+                self.revoked_access_tokens = state.revoked_access_tokens.clone();
             }
             Mutation::DenyAccessToken { jti, exp } => {
                 self.revoked_access_tokens.insert(jti.clone(), *exp);
@@ -475,6 +545,140 @@ mod tests {
         ] {
             assert!(serde_json::from_str::<StateDocument>(bad).is_err(), "{bad}");
         }
+    }
+
+    fn family(client_id: &str, sub: &str) -> RefreshFamily {
+        RefreshFamily {
+            grant: super::super::Grant {
+                client_id: client_id.into(),
+                sub: sub.into(),
+                groups: vec![],
+                scope: String::new(),
+                resource: "https://mcp.example.com/mcp".into(),
+                issuer: String::new(),
+            },
+            current_hash: format!("h-{client_id}-{sub}"),
+            previous_hash: None,
+            rotated_at: None,
+            created_at: 100,
+            expires_at: 10_000,
+            rotation_answer: None,
+        }
+    }
+
+    /// Clients `a` and `b`; alice and bob approved both and hold a family with each.
+    fn two_users_two_clients() -> StateDocument {
+        let mut doc = StateDocument::default();
+        for id in ["a", "b"] {
+            doc.apply(&Mutation::PutClient {
+                client: client(id, Registration::Dynamic, 1),
+            });
+            for sub in ["alice", "bob"] {
+                doc.apply(&Mutation::GrantConsent {
+                    client_id: id.into(),
+                    sub: sub.into(),
+                    at: 5,
+                    scope: "read".into(),
+                });
+                doc.apply(&Mutation::PutFamily {
+                    family_id: format!("{id}-{sub}"),
+                    family: family(id, sub),
+                });
+            }
+        }
+        doc
+    }
+
+    fn family_keys(doc: &StateDocument) -> Vec<&str> {
+        let mut keys: Vec<&str> = doc.refresh_tokens.keys().map(String::as_str).collect();
+        keys.sort_unstable();
+        keys
+    }
+
+    #[test]
+    fn revoking_a_consent_ends_that_users_sign_ins_with_that_client_only() {
+        let mut doc = two_users_two_clients();
+        doc.apply(&Mutation::RevokeConsents {
+            sub: "alice".into(),
+            client_id: Some("a".into()),
+        });
+        assert!(!doc.consents["a"].contains_key("alice"));
+        assert!(doc.consents["a"].contains_key("bob"));
+        assert!(doc.consents["b"].contains_key("alice"));
+        assert_eq!(family_keys(&doc), ["a-bob", "b-alice", "b-bob"]);
+        assert_eq!(doc.consent_count(), 3);
+
+        // Every client: alice is gone everywhere, bob untouched; clients stay.
+        doc.apply(&Mutation::RevokeConsents {
+            sub: "alice".into(),
+            client_id: None,
+        });
+        assert_eq!(family_keys(&doc), ["a-bob", "b-bob"]);
+        assert_eq!(doc.consent_count(), 2);
+        assert_eq!(doc.clients.len(), 2);
+
+        // Bob's last consent to `b` leaves no empty map behind.
+        doc.apply(&Mutation::RevokeConsents {
+            sub: "bob".into(),
+            client_id: Some("b".into()),
+        });
+        assert!(!doc.consents.contains_key("b"));
+        assert_eq!(family_keys(&doc), ["a-bob"]);
+    }
+
+    #[test]
+    fn revoking_a_clients_families_keeps_the_client_and_its_consents() {
+        let mut doc = two_users_two_clients();
+        doc.apply(&Mutation::RevokeClientFamilies {
+            client_id: "a".into(),
+        });
+        assert_eq!(family_keys(&doc), ["b-alice", "b-bob"]);
+        assert_eq!(doc.clients.len(), 2);
+        assert_eq!(doc.consent_count(), 4);
+    }
+
+    #[test]
+    fn an_import_fills_an_empty_document_and_replays_the_same() {
+        let exported = two_users_two_clients();
+        let mut target = StateDocument::default();
+        assert!(target.is_empty());
+        let mutation = Mutation::ImportState {
+            state: Box::new(exported.clone()),
+        };
+        target.apply(&mutation);
+        target.seq = 1;
+        assert!(!target.is_empty());
+        assert_eq!(
+            StateDocument {
+                seq: exported.seq,
+                ..target.clone()
+            },
+            exported
+        );
+        // As journaled and replayed.
+        let line = serde_json::to_string(&mutation).unwrap();
+        let mut replayed = StateDocument::default();
+        replayed.apply(&serde_json::from_str(&line).unwrap());
+        replayed.seq = 1;
+        assert_eq!(replayed, target);
+        // An empty consent map is no record.
+        let mut doc = StateDocument::default();
+        doc.consents.insert("a".into(), BTreeMap::new());
+        assert!(doc.is_empty());
+    }
+
+    #[test]
+    fn the_export_is_sorted_and_loads_back_as_the_same_document() {
+        let doc = two_users_two_clients();
+        let text = doc.to_export_json().unwrap();
+        assert_eq!(text, doc.clone().to_export_json().unwrap());
+        let (a, b) = (
+            text.find("\"a-alice\"").unwrap(),
+            text.find("\"b-bob\"").unwrap(),
+        );
+        assert!(a < b, "families in key order");
+        let back: StateDocument = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, doc);
     }
 
     #[test]

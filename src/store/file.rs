@@ -19,6 +19,7 @@
 use std::fs::File;
 use std::io::{Read as _, Write as _};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -29,8 +30,9 @@ use tokio::sync::watch;
 use super::document::{OLDEST_READABLE_VERSION, STATE_VERSION};
 use super::state_files::{self, dir_of};
 use super::{
-    Client, Consent, DynamicAdmission, EVICTABLE_AFTER_SECONDS, Mutation, RefreshFamily,
-    RefreshOutcome, RotationAnswer, StateDocument, Store, StoreUnavailable,
+    Client, Consent, ConsentEntry, DynamicAdmission, EVICTABLE_AFTER_SECONDS, ImportError,
+    Mutation, RefreshFamily, RefreshOutcome, RevokedAccess, RotationAnswer, StateDocument, Store,
+    StoreUnavailable,
 };
 use crate::oauth::refresh::{RefreshDecision, decide};
 use crate::secrets::constant_time_eq;
@@ -111,6 +113,9 @@ pub struct StateStore {
     is_persistent: bool,
     /// The writer thread, joined on drop so the lock is released only after the last write.
     writer: Option<std::thread::JoinHandle<()>>,
+    /// Whether the writer folds the journal into the snapshot when the store closes (cleared
+    /// only by [`StateStore::close_without_folding`], for tests).
+    fold_on_close: Arc<AtomicBool>,
     _lock: Option<File>,
 }
 
@@ -425,6 +430,7 @@ impl StateStore {
             snapshot_seq: seq,
             compaction: None,
             compact_every: compact_every_override(),
+            fold_on_close: store.fold_on_close.clone(),
         };
         let handle = std::thread::Builder::new()
             .name("state-writer".into())
@@ -452,8 +458,19 @@ impl StateStore {
             durable: rx,
             durable_tx: Arc::new(tx),
             writer: None,
+            fold_on_close: Arc::new(AtomicBool::new(true)),
             _lock: lock,
         }
+    }
+
+    /// Test-only: closes the store the way a process killed right after its last acknowledged
+    /// write leaves it, with the journal not folded into the snapshot, so tests can work on
+    /// the journal a crash leaves behind. Not for production use: a clean close (drop) leaves
+    /// the state file alone holding the whole state.
+    #[doc(hidden)]
+    pub fn close_without_folding(self) {
+        self.fold_on_close.store(false, Ordering::SeqCst);
+        drop(self);
     }
 
     fn lock(&self) -> MutexGuard<'_, Shared> {
@@ -779,6 +796,152 @@ impl Store for StateStore {
         families
     }
 
+    async fn revoke_client_families(&self, client_id: &str) -> Result<usize, StoreUnavailable> {
+        let (count, seq) = {
+            let mut shared = self.lock();
+            let count = shared
+                .doc
+                .refresh_tokens
+                .values()
+                .filter(|f| f.grant.client_id == client_id)
+                .count();
+            if count == 0 {
+                return Ok(0);
+            }
+            if self.durable.borrow().has_failed {
+                return Err(StoreUnavailable);
+            }
+            let seq = self.commit(
+                &mut shared,
+                &[Mutation::RevokeClientFamilies {
+                    client_id: client_id.to_string(),
+                }],
+            );
+            (count, seq)
+        };
+        self.wait(seq).await?;
+        Ok(count)
+    }
+
+    async fn consents(&self) -> Vec<ConsentEntry> {
+        let shared = self.lock();
+        let mut entries: Vec<ConsentEntry> = shared
+            .doc
+            .consents
+            .iter()
+            .flat_map(|(client_id, users)| {
+                users.iter().map(|(sub, consent)| ConsentEntry {
+                    client_id: client_id.clone(),
+                    sub: sub.clone(),
+                    consent: consent.clone(),
+                })
+            })
+            .collect();
+        entries.sort_by(|a, b| (&a.sub, &a.client_id).cmp(&(&b.sub, &b.client_id)));
+        entries
+    }
+
+    async fn revoke_consents(
+        &self,
+        sub: &str,
+        client_id: Option<&str>,
+    ) -> Result<RevokedAccess, StoreUnavailable> {
+        let (revoked, seq) = {
+            let mut shared = self.lock();
+            let is_named = |id: &str| client_id.is_none_or(|c| c == id);
+            let revoked = RevokedAccess {
+                consents: shared
+                    .doc
+                    .consents
+                    .iter()
+                    .filter(|(id, users)| is_named(id) && users.contains_key(sub))
+                    .count(),
+                families: shared
+                    .doc
+                    .refresh_tokens
+                    .values()
+                    .filter(|f| f.grant.sub == sub && is_named(&f.grant.client_id))
+                    .count(),
+            };
+            if revoked == RevokedAccess::default() {
+                return Ok(revoked);
+            }
+            if self.durable.borrow().has_failed {
+                return Err(StoreUnavailable);
+            }
+            let seq = self.commit(
+                &mut shared,
+                &[Mutation::RevokeConsents {
+                    sub: sub.to_string(),
+                    client_id: client_id.map(str::to_string),
+                }],
+            );
+            (revoked, seq)
+        };
+        self.wait(seq).await?;
+        Ok(revoked)
+    }
+
+    async fn set_client_secret(
+        &self,
+        client_id: &str,
+        secret_hash: &str,
+    ) -> Result<bool, StoreUnavailable> {
+        let seq = {
+            let mut shared = self.lock();
+            // Read and replaced under one lock: a client removed meanwhile is not brought back.
+            let Some(mut client) = shared
+                .doc
+                .clients
+                .get(client_id)
+                .filter(|c| c.secret_hash.is_some())
+                .cloned()
+            else {
+                return Ok(false);
+            };
+            if self.durable.borrow().has_failed {
+                return Err(StoreUnavailable);
+            }
+            client.secret_hash = Some(secret_hash.to_string());
+            self.commit(&mut shared, &[Mutation::PutClient { client }])
+        };
+        self.wait(seq).await?;
+        Ok(true)
+    }
+
+    async fn export_state(&self) -> Result<StateDocument, StoreUnavailable> {
+        let doc = self.snapshot();
+        // Changes applied in memory but not yet on disk could still be lost (a failing disk):
+        // the export waits until what it holds is durable.
+        self.wait(doc.seq).await?;
+        Ok(doc)
+    }
+
+    async fn import_state(&self, state: StateDocument) -> Result<(), ImportError> {
+        let seq = {
+            let mut shared = self.lock();
+            let doc = &shared.doc;
+            if !doc.is_empty() {
+                return Err(ImportError::NotEmpty {
+                    clients: doc.clients.len(),
+                    consents: doc.consent_count(),
+                    families: doc.refresh_tokens.len(),
+                });
+            }
+            if self.durable.borrow().has_failed {
+                return Err(StoreUnavailable.into());
+            }
+            self.commit(
+                &mut shared,
+                &[Mutation::ImportState {
+                    state: Box::new(state),
+                }],
+            )
+        };
+        self.wait(seq).await?;
+        Ok(())
+    }
+
     async fn deny_access_token(&self, jti: &str, exp: u64) -> Result<(), StoreUnavailable> {
         self.mutate(&[Mutation::DenyAccessToken {
             jti: jti.to_string(),
@@ -822,6 +985,8 @@ struct Writer {
     compaction: Option<Compaction>,
     /// [`COMPACT_EVERY_ENV`]: a fixed compaction threshold, for tests.
     compact_every: Option<u64>,
+    /// See [`StateStore::fold_on_close`].
+    fold_on_close: Arc<AtomicBool>,
 }
 
 /// A snapshot being written by a helper thread while the writer goes on journaling.
@@ -880,10 +1045,42 @@ impl Writer {
                 let _ = compaction.snapshot.join();
             }
         } else if let Err(e) = self.finish_compaction(true) {
-            // The store is gone: a compaction in progress completes, so shutdown leaves a
-            // fresh snapshot and a short journal behind.
+            // The store is gone: a compaction in progress completes first.
             self.fail(&e);
+        } else if self.fold_on_close.load(Ordering::SeqCst)
+            && let Err(e) = self.fold_at_close()
+        {
+            // Nothing is lost: the journal still holds it, and the next open folds it in.
+            tracing::warn!(
+                state_path = %self.path.display(),
+                "could not fold the journal into the state file at close ({e}); the next start will"
+            );
         }
+    }
+
+    /// At a clean close (the queue is closed and everything in it is durable), makes the state
+    /// file alone the whole state (SPEC §10): a snapshot of the document, written like every
+    /// snapshot (temporary file, fsync, rename, directory fsync), then the journal removed and
+    /// the directory fsynced. A copy of `auth_server.json` taken after a clean shutdown or a
+    /// command such as `clients add` then misses nothing. A crash in between leaves a new
+    /// snapshot with the old journal, whose entries the next load skips as already included.
+    fn fold_at_close(&mut self) -> std::io::Result<()> {
+        if self.journal_entries > 0 {
+            // Exactly the state, unpruned: the server's clock may not be the system's (tests
+            // run on a manual one), and compactions prune anyway.
+            let doc = self
+                .shared
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .doc
+                .clone();
+            write_snapshot(&self.path, &doc)?;
+            self.snapshot_seq = doc.seq;
+            self.journal_entries = 0;
+        }
+        // Every entry is in the snapshot now; the next open creates the journal again.
+        remove_if_present(&journal_path(&self.path))?;
+        sync_dir(&self.path)
     }
 
     /// Appends one batch to the journal and makes it durable; `false` if that failed (the
@@ -1026,5 +1223,118 @@ impl Writer {
                 "could not remove the unacknowledged end of the journal ({e})"
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{Grant, ImportError, Registration};
+
+    fn client(id: &str) -> Client {
+        Client {
+            client_id: id.into(),
+            client_name: id.into(),
+            redirect_uris: vec!["https://app.example/cb".into()],
+            token_endpoint_auth_method: crate::store::AuthMethod::ClientSecretBasic,
+            grant_types: vec!["authorization_code".into()],
+            response_types: vec!["code".into()],
+            scope: String::new(),
+            secret_hash: Some("old-hash".into()),
+            client_id_issued_at: 1,
+            registration: Registration::Provisioned,
+            application_type: None,
+        }
+    }
+
+    fn family(client_id: &str) -> RefreshFamily {
+        RefreshFamily {
+            grant: Grant {
+                client_id: client_id.into(),
+                sub: "alice".into(),
+                groups: vec![],
+                scope: String::new(),
+                resource: "https://mcp.example.com/mcp".into(),
+                issuer: String::new(),
+            },
+            current_hash: "h".into(),
+            previous_hash: None,
+            rotated_at: None,
+            created_at: 1,
+            // Long expired by the system clock: the fold at close keeps it all the same.
+            expires_at: 10_000,
+            rotation_answer: None,
+        }
+    }
+
+    /// Puts one client and one family.
+    async fn populate(store: &StateStore) {
+        store.put_client(client("c")).await.unwrap();
+        store.put_family("k", family("c")).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_clean_close_leaves_the_state_file_alone_holding_everything() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("auth_server.json");
+        let store = StateStore::open(&path).unwrap();
+        populate(&store).await;
+        assert!(journal_path(&path).exists());
+        let expected = store.snapshot();
+        drop(store);
+        assert!(!journal_path(&path).exists(), "the journal is folded in");
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(parse_document(&text, &path).unwrap(), expected);
+        // It opens again and the journal comes back empty.
+        let store = StateStore::open(&path).unwrap();
+        assert_eq!(store.snapshot(), expected);
+        drop(store);
+    }
+
+    #[tokio::test]
+    async fn a_close_without_folding_leaves_the_journal_as_a_crash_would() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("auth_server.json");
+        let store = StateStore::open(&path).unwrap();
+        populate(&store).await;
+        let expected = store.snapshot();
+        store.close_without_folding();
+        let journal = std::fs::read_to_string(journal_path(&path)).unwrap();
+        assert_eq!(journal.lines().count(), 2, "{journal}");
+        let (doc, needs_snapshot) = read_state(&path).unwrap();
+        assert!(needs_snapshot);
+        assert_eq!(doc, expected);
+    }
+
+    #[tokio::test]
+    async fn an_import_needs_an_empty_store_and_only_a_secret_is_rotated() {
+        let dir = tempfile::tempdir().unwrap();
+        let source = StateStore::in_memory(StateDocument::default());
+        populate(&source).await;
+        let exported = source.export_state().await.unwrap();
+
+        let path = dir.path().join("auth_server.json");
+        let store = StateStore::open(&path).unwrap();
+        store.import_state(exported.clone()).await.unwrap();
+        match store.import_state(exported.clone()).await {
+            Err(ImportError::NotEmpty {
+                clients: 1,
+                consents: 0,
+                families: 1,
+            }) => {}
+            other => panic!("{other:?}"),
+        }
+        assert!(store.set_client_secret("c", "new-hash").await.unwrap());
+        assert!(!store.set_client_secret("missing", "x").await.unwrap());
+        let mut public = client("p");
+        public.secret_hash = None;
+        store.put_client(public).await.unwrap();
+        assert!(!store.set_client_secret("p", "x").await.unwrap());
+        assert_eq!(store.client("p").await.unwrap().secret_hash, None);
+        drop(store);
+
+        let (doc, _) = read_state(&path).unwrap();
+        assert_eq!(doc.clients["c"].secret_hash.as_deref(), Some("new-hash"));
+        assert_eq!(doc.refresh_tokens, exported.refresh_tokens);
     }
 }

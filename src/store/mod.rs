@@ -120,6 +120,17 @@ pub struct Client {
     pub application_type: Option<ApplicationType>,
 }
 
+impl Client {
+    /// Whether the client exists only to call introspection and revocation (an MCP server's
+    /// credentials, `mcp-authd clients add --introspection-only`): added by the operator, with
+    /// a secret, and allowed no grant, so the token endpoint never issues it anything.
+    pub fn is_introspection_only(&self) -> bool {
+        self.registration == Registration::Provisioned
+            && self.secret_hash.is_some()
+            && self.grant_types.is_empty()
+    }
+}
+
 /// A user's remembered approval of a client: when, and which scopes it covers (SPEC §13). A
 /// request for a scope outside them asks the user again; approving adds them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -261,6 +272,46 @@ pub enum DynamicAdmission {
     Full,
 }
 
+/// One user's consent to one client, as [`Store::consents`] lists them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsentEntry {
+    /// The client.
+    pub client_id: String,
+    /// The user.
+    pub sub: String,
+    /// When, and for which scopes.
+    pub consent: Consent,
+}
+
+/// What [`Store::revoke_consents`] removed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RevokedAccess {
+    /// Consents withdrawn.
+    pub consents: usize,
+    /// Refresh-token families (sign-ins) revoked with them.
+    pub families: usize,
+}
+
+/// Why [`Store::import_state`] changed nothing.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ImportError {
+    /// The store already holds records; an import never merges into or replaces them.
+    #[error(
+        "the state is not empty ({clients} client(s), {consents} consent(s), {families} sign-in(s))"
+    )]
+    NotEmpty {
+        /// Clients already there.
+        clients: usize,
+        /// Consents already there.
+        consents: usize,
+        /// Refresh-token families already there.
+        families: usize,
+    },
+    /// The store could not make the import durable.
+    #[error(transparent)]
+    Unavailable(#[from] StoreUnavailable),
+}
+
 /// The state store failed to make a change durable.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("state storage is unavailable")]
@@ -335,6 +386,34 @@ pub trait Store: Send + Sync {
     async fn revoke_user(&self, sub: &str) -> Result<usize, StoreUnavailable>;
     /// Every live family with its id.
     async fn families(&self) -> Vec<(String, RefreshFamily)>;
+    /// Revokes every family of `client_id`, keeping the client and its consents; how many
+    /// there were.
+    async fn revoke_client_families(&self, client_id: &str) -> Result<usize, StoreUnavailable>;
+    /// Every consent, ordered by user, then client.
+    async fn consents(&self) -> Vec<ConsentEntry>;
+    /// Withdraws `sub`'s consent to `client_id` (to every client when `None`) and revokes
+    /// `sub`'s families of the same clients, atomically: the next authorization asks the user
+    /// again, and sign-ins made under the withdrawn approval end.
+    async fn revoke_consents(
+        &self,
+        sub: &str,
+        client_id: Option<&str>,
+    ) -> Result<RevokedAccess, StoreUnavailable>;
+    /// Replaces the secret hash of a client that has one; `false` (and nothing changes) when
+    /// there is no such client or it has no secret (a public client). The old secret stops
+    /// working as soon as this returns.
+    async fn set_client_secret(
+        &self,
+        client_id: &str,
+        secret_hash: &str,
+    ) -> Result<bool, StoreUnavailable>;
+    /// The whole state as one document in the state file format (SPEC §9), consistent at one
+    /// instant and holding nothing that is not yet durable (`mcp-authd state export`).
+    async fn export_state(&self) -> Result<StateDocument, StoreUnavailable>;
+    /// Loads an exported document into an empty store, atomically (`mcp-authd state
+    /// import`); a store holding any record is refused with [`ImportError::NotEmpty`] and left
+    /// as it was. `state` must be of the current version ([`StateDocument::upgrade`]).
+    async fn import_state(&self, state: StateDocument) -> Result<(), ImportError>;
     /// Puts an access token (by `jti`) on the deny-list until `exp`.
     async fn deny_access_token(&self, jti: &str, exp: u64) -> Result<(), StoreUnavailable>;
     /// Whether the access token with this `jti` was revoked.

@@ -21,7 +21,7 @@ use crate::process::{BIN, Served, free_port, http};
 /// A literal `jwtSecret` long enough to be accepted.
 pub(crate) const JWT_SECRET: &str = "cli-test-secret-cli-test-secret-0123456789";
 /// The redirect URI Gemini Enterprise uses.
-const GEMINI_REDIRECT: &str = "https://vertexaisearch.cloud.google.com/oauth-redirect";
+pub(crate) const GEMINI_REDIRECT: &str = "https://vertexaisearch.cloud.google.com/oauth-redirect";
 /// Environment variables that select the configuration or the state.
 const STATE_ENV: [&str; 3] = [
     "MCP_AUTH_SERVER_PATH",
@@ -78,7 +78,7 @@ pub(crate) fn issuer(port: u16) -> String {
 }
 
 /// The binary, run in `dir`, with every state/config variable removed from its environment.
-fn mcp_authd(dir: &Path) -> Command {
+pub(crate) fn mcp_authd(dir: &Path) -> Command {
     let mut cmd = Command::new(BIN);
     cmd.current_dir(dir)
         .stdin(Stdio::null())
@@ -251,7 +251,7 @@ pub(crate) fn assert_owner_only(path: &Path) {
 }
 
 /// The names in `dir`, sorted.
-fn listing(dir: &Path) -> Vec<String> {
+pub(crate) fn listing(dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
