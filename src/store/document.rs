@@ -171,6 +171,12 @@ pub enum Mutation {
         /// The token's `exp`.
         exp: u64,
     },
+    /// Drops the refresh families and deny-list entries expired by `now` (the background
+    /// clean-up, by the server's clock; replayed with the same `now`, it drops the same).
+    PruneExpired {
+        /// The clean-up's time, seconds since the epoch.
+        now: u64,
+    },
 }
 
 impl StateDocument {
@@ -298,6 +304,9 @@ impl StateDocument {
             Mutation::DenyAccessToken { jti, exp } => {
                 self.revoked_access_tokens.insert(jti.clone(), *exp);
             }
+            Mutation::PruneExpired { now } => {
+                self.prune_expired(*now);
+            }
             Mutation::CollectUnusedClients { client_ids } => {
                 let in_use = self.clients_with_families();
                 let unused: Vec<String> = client_ids
@@ -370,6 +379,19 @@ impl StateDocument {
     pub fn prune_expired(&mut self, now: u64) {
         self.refresh_tokens.retain(|_, f| f.expires_at > now);
         self.revoked_access_tokens.retain(|_, exp| *exp > now);
+    }
+
+    /// How many records [`Self::prune_expired`] would drop at `now`.
+    pub fn expired_count(&self, now: u64) -> usize {
+        self.refresh_tokens
+            .values()
+            .filter(|f| f.expires_at <= now)
+            .count()
+            + self
+                .revoked_access_tokens
+                .values()
+                .filter(|exp| **exp <= now)
+                .count()
     }
 }
 

@@ -14,7 +14,7 @@
 //! with `seq` at or below the snapshot's are skipped on load.
 //!
 //! If a write fails, the store stops accepting mutations (every later one fails with
-//! [`StoreUnavailable`]) rather than hand out anything that might not survive a restart.
+//! [`StoreError`]) rather than hand out anything that might not survive a restart.
 
 use std::fs::File;
 use std::io::{Read as _, Write as _};
@@ -29,12 +29,14 @@ use tokio::sync::watch;
 
 use super::document::{OLDEST_READABLE_VERSION, STATE_VERSION};
 use super::state_files::{self, dir_of};
+use super::codes::{CodeTable, Consumed};
+use super::tickets::UsedTickets;
 use super::{
-    Client, Consent, ConsentEntry, DynamicAdmission, EVICTABLE_AFTER_SECONDS, ImportError,
-    Mutation, RefreshFamily, RefreshOutcome, RevokedAccess, RotationAnswer, StateDocument, Store,
-    StoreUnavailable,
+    Client, ClientStore, CodeGrant, CodeLimitReached, CodeLimits, CodeState, CodeStore, Consent,
+    ConsentEntry, ConsentStore, DenyList, DynamicAdmission, EVICTABLE_AFTER_SECONDS, Exchange,
+    FamilyStore, ImportError, Mutation, RefreshFamily, RevokedAccess, Rotation, StateDocument,
+    StateTransfer, StoreError, StoreResult, TicketStore,
 };
-use crate::oauth::refresh::{RefreshDecision, decide};
 use crate::secrets::constant_time_eq;
 
 /// Compaction happens once the journal holds this many entries, or twice the number of
@@ -97,6 +99,11 @@ struct Durability {
 
 struct Shared {
     doc: StateDocument,
+    /// Authorization codes: in memory only (SPEC §9), under the same lock as the families
+    /// so that spending a code and creating its family are one step.
+    codes: CodeTable,
+    /// Consent tickets already used: in memory only, like codes.
+    tickets: UsedTickets,
 }
 
 type Queue = mpsc::Sender<(u64, Vec<u8>)>;
@@ -454,7 +461,11 @@ impl StateStore {
         Self {
             is_persistent: queue.is_some(),
             queue,
-            shared: Arc::new(Mutex::new(Shared { doc })),
+            shared: Arc::new(Mutex::new(Shared {
+                doc,
+                codes: CodeTable::default(),
+                tickets: UsedTickets::default(),
+            })),
             durable: rx,
             durable_tx: Arc::new(tx),
             writer: None,
@@ -479,34 +490,55 @@ impl StateStore {
         self.shared.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// A copy of the whole document (for `check`, `clients list` and tests).
+    /// A copy of the whole document (for tests; commands use [`StateTransfer::export_state`]).
     pub fn snapshot(&self) -> StateDocument {
         self.lock().doc.clone()
     }
 
+    /// Reads under the lock, then waits until everything the read could have seen is durable:
+    /// a read never reveals a change that could still be lost (a rotation whose journal line
+    /// is not yet on disk must not be handed out again by a grace retry).
+    async fn read<T>(&self, f: impl FnOnce(&Shared) -> T) -> StoreResult<T> {
+        let (value, seq) = {
+            let shared = self.lock();
+            (f(&shared), shared.doc.seq)
+        };
+        self.wait(seq).await?;
+        Ok(value)
+    }
+
     /// Applies `mutations` under the lock already held and queues them; returns the last
-    /// sequence number to wait for.
-    fn commit(&self, shared: &mut Shared, mutations: &[Mutation]) -> u64 {
+    /// sequence number to wait for. Refuses (changing nothing) once a write has failed, and
+    /// when a mutation cannot be serialised: each line is made before anything is applied.
+    fn commit(&self, shared: &mut Shared, mutations: &[Mutation]) -> StoreResult<u64> {
+        if self.durable.borrow().has_failed {
+            return Err(StoreError::failed_writer());
+        }
+        let mut lines = Vec::with_capacity(mutations.len());
+        if self.queue.is_some() {
+            for (i, mutation) in mutations.iter().enumerate() {
+                let seq = shared.doc.seq + 1 + i as u64;
+                let mut line = serde_json::to_vec(&EntryOut { seq, m: mutation })
+                    .map_err(|e| StoreError::with_source("a change could not be serialised", e))?;
+                line.push(b'\n');
+                lines.push((seq, line));
+            }
+        }
         for mutation in mutations {
             shared.doc.apply(mutation);
             shared.doc.seq += 1;
-            if let Some(queue) = &self.queue {
-                // Serialising a derived type into a Vec cannot fail.
-                let mut line = serde_json::to_vec(&EntryOut {
-                    seq: shared.doc.seq,
-                    m: mutation,
-                })
-                .unwrap_or_default();
-                line.push(b'\n');
+        }
+        if let Some(queue) = &self.queue {
+            for entry in lines {
                 // A send error means the writer is gone; waiting will then report failure.
-                let _ = queue.send((shared.doc.seq, line));
+                let _ = queue.send(entry);
             }
         }
-        shared.doc.seq
+        Ok(shared.doc.seq)
     }
 
     /// Waits until `seq` is durable.
-    async fn wait(&self, seq: u64) -> Result<(), StoreUnavailable> {
+    async fn wait(&self, seq: u64) -> StoreResult<()> {
         if !self.is_persistent {
             // Nothing is written, so a change is as durable as it will ever be.
             return Ok(());
@@ -514,19 +546,35 @@ impl StateStore {
         let mut rx = self.durable.clone();
         match rx.wait_for(|d| d.seq >= seq || d.has_failed).await {
             Ok(d) if d.seq >= seq => Ok(()),
-            _ => Err(StoreUnavailable),
+            Ok(_) => Err(StoreError::failed_writer()),
+            Err(e) => Err(StoreError::with_source("the state writer stopped", e)),
         }
     }
 
-    async fn mutate(&self, mutations: &[Mutation]) -> Result<(), StoreUnavailable> {
-        let seq = {
-            let mut shared = self.lock();
-            if self.durable.borrow().has_failed {
-                return Err(StoreUnavailable);
-            }
-            self.commit(&mut shared, mutations)
-        };
+    async fn mutate(&self, mutations: &[Mutation]) -> StoreResult<()> {
+        let seq = self.commit(&mut self.lock(), mutations)?;
         self.wait(seq).await
+    }
+
+    /// Commits what `decide` returns (nothing when it returns no mutations) under one lock,
+    /// then waits for it: a check and its change are one step.
+    async fn mutate_if<T>(
+        &self,
+        decide: impl FnOnce(&mut Shared) -> (T, Vec<Mutation>),
+    ) -> StoreResult<T> {
+        let (value, seq) = {
+            let mut shared = self.lock();
+            let (value, mutations) = decide(&mut shared);
+            let seq = if mutations.is_empty() {
+                // Whatever the decision read must be durable too.
+                shared.doc.seq
+            } else {
+                self.commit(&mut shared, &mutations)?
+            };
+            (value, seq)
+        };
+        self.wait(seq).await?;
+        Ok(value)
     }
 }
 
@@ -542,16 +590,17 @@ impl Drop for StateStore {
 }
 
 #[async_trait]
-impl Store for StateStore {
-    async fn client(&self, client_id: &str) -> Option<Client> {
-        self.lock().doc.clients.get(client_id).cloned()
+impl ClientStore for StateStore {
+    async fn client(&self, client_id: &str) -> StoreResult<Option<Client>> {
+        self.read(|s| s.doc.clients.get(client_id).cloned()).await
     }
 
-    async fn clients(&self) -> Vec<Client> {
-        self.lock().doc.clients.values().cloned().collect()
+    async fn clients(&self) -> StoreResult<Vec<Client>> {
+        self.read(|s| s.doc.clients.values().cloned().collect())
+            .await
     }
 
-    async fn put_client(&self, client: Client) -> Result<(), StoreUnavailable> {
+    async fn put_client(&self, client: Client) -> StoreResult<()> {
         self.mutate(&[Mutation::PutClient { client }]).await
     }
 
@@ -559,12 +608,8 @@ impl Store for StateStore {
         &self,
         client: Client,
         max_dynamic: usize,
-    ) -> Result<DynamicAdmission, StoreUnavailable> {
-        let (seq, evicted) = {
-            let mut shared = self.lock();
-            if self.durable.borrow().has_failed {
-                return Err(StoreUnavailable);
-            }
+    ) -> StoreResult<DynamicAdmission> {
+        self.mutate_if(|shared| {
             let mut evicted = None;
             if max_dynamic != 0 && shared.doc.dynamic_client_count() >= max_dynamic {
                 let older_than = client
@@ -572,7 +617,7 @@ impl Store for StateStore {
                     .saturating_sub(EVICTABLE_AFTER_SECONDS);
                 match shared.doc.oldest_unused_dynamic_client(older_than) {
                     Some(victim) => evicted = Some(victim),
-                    None => return Ok(DynamicAdmission::Full),
+                    None => return (DynamicAdmission::Full, Vec::new()),
                 }
             }
             // The eviction is journaled as a collection, whose replay re-checks the client is
@@ -584,62 +629,70 @@ impl Store for StateStore {
                 });
             }
             mutations.push(Mutation::PutClient { client });
-            (self.commit(&mut shared, &mutations), evicted)
-        };
-        self.wait(seq).await?;
-        Ok(DynamicAdmission::Added { evicted })
+            (DynamicAdmission::Added { evicted }, mutations)
+        })
+        .await
     }
 
-    async fn remove_unused_dynamic_clients(
-        &self,
-        older_than: u64,
-    ) -> Result<usize, StoreUnavailable> {
-        let (count, seq) = {
-            let mut shared = self.lock();
+    async fn remove_unused_dynamic_clients(&self, older_than: u64) -> StoreResult<usize> {
+        self.mutate_if(|shared| {
             let client_ids = shared.doc.unused_dynamic_clients(older_than);
             if client_ids.is_empty() {
-                return Ok(0);
+                return (0, Vec::new());
             }
-            if self.durable.borrow().has_failed {
-                return Err(StoreUnavailable);
+            (
+                client_ids.len(),
+                vec![Mutation::CollectUnusedClients { client_ids }],
+            )
+        })
+        .await
+    }
+
+    async fn remove_client(&self, client_id: &str) -> StoreResult<bool> {
+        self.mutate_if(|shared| {
+            if !shared.doc.clients.contains_key(client_id) {
+                return (false, Vec::new());
             }
-            let count = client_ids.len();
-            let seq = self.commit(
-                &mut shared,
-                &[Mutation::CollectUnusedClients { client_ids }],
-            );
-            (count, seq)
-        };
-        self.wait(seq).await?;
-        Ok(count)
+            (
+                true,
+                vec![Mutation::RemoveClient {
+                    client_id: client_id.to_string(),
+                }],
+            )
+        })
+        .await
     }
 
-    async fn remove_client(&self, client_id: &str) -> Result<bool, StoreUnavailable> {
-        let existed = self.lock().doc.clients.contains_key(client_id);
-        if existed {
-            self.mutate(&[Mutation::RemoveClient {
-                client_id: client_id.to_string(),
-            }])
-            .await?;
-        }
-        Ok(existed)
+    async fn set_client_secret(&self, client_id: &str, secret_hash: &str) -> StoreResult<bool> {
+        self.mutate_if(|shared| {
+            // Read and replaced under one lock: a client removed meanwhile is not brought back.
+            let Some(mut client) = shared
+                .doc
+                .clients
+                .get(client_id)
+                .filter(|c| c.secret_hash.is_some())
+                .cloned()
+            else {
+                return (false, Vec::new());
+            };
+            client.secret_hash = Some(secret_hash.to_string());
+            (true, vec![Mutation::PutClient { client }])
+        })
+        .await
     }
+}
 
-    async fn has_consent(&self, sub: &str, client_id: &str) -> bool {
-        self.lock()
-            .doc
-            .consents
-            .get(client_id)
-            .is_some_and(|users| users.contains_key(sub))
-    }
-
-    async fn consent(&self, sub: &str, client_id: &str) -> Option<Consent> {
-        self.lock()
-            .doc
-            .consents
-            .get(client_id)
-            .and_then(|users| users.get(sub))
-            .cloned()
+#[async_trait]
+impl ConsentStore for StateStore {
+    async fn consent(&self, sub: &str, client_id: &str) -> StoreResult<Option<Consent>> {
+        self.read(|s| {
+            s.doc
+                .consents
+                .get(client_id)
+                .and_then(|users| users.get(sub))
+                .cloned()
+        })
+        .await
     }
 
     async fn record_consent(
@@ -648,7 +701,7 @@ impl Store for StateStore {
         client_id: &str,
         scope: &str,
         at: u64,
-    ) -> Result<(), StoreUnavailable> {
+    ) -> StoreResult<()> {
         self.mutate(&[Mutation::GrantConsent {
             client_id: client_id.to_string(),
             sub: sub.to_string(),
@@ -658,196 +711,32 @@ impl Store for StateStore {
         .await
     }
 
-    async fn put_family(
-        &self,
-        family_key: &str,
-        family: RefreshFamily,
-    ) -> Result<(), StoreUnavailable> {
-        self.mutate(&[Mutation::PutFamily {
-            family_id: family_key.to_string(),
-            family,
-        }])
-        .await
-    }
-
-    async fn family(&self, family_key: &str) -> Option<RefreshFamily> {
-        self.lock()
-            .doc
-            .refresh_tokens
-            .get(family_key)
-            .map(|f| RefreshFamily::clone(f))
-    }
-
-    async fn use_refresh_token(
-        &self,
-        family_key: &str,
-        presented_hash: &str,
-        successor_hash: &str,
-        answer: &RotationAnswer,
-        now: u64,
-        ttl: u64,
-    ) -> Result<RefreshOutcome, StoreUnavailable> {
-        let (outcome, seq) = {
-            let mut shared = self.lock();
-            if self.durable.borrow().has_failed {
-                return Err(StoreUnavailable);
-            }
-            let Some(family) = shared.doc.refresh_tokens.get(family_key) else {
-                return Ok(RefreshOutcome::Unknown);
-            };
-            let grant = family.grant.clone();
-            // The grace retry hands out the successor derived from the presented token; it must
-            // be the one stored (it is not if jwtSecret changed since the rotation).
-            let is_successor_live =
-                constant_time_eq(family.current_hash.as_bytes(), successor_hash.as_bytes());
-            match decide(family, presented_hash, now) {
-                RefreshDecision::Rotate => {
-                    let mutation = Mutation::Rotate {
-                        family_id: family_key.to_string(),
-                        current_hash: successor_hash.to_string(),
-                        previous_hash: presented_hash.to_string(),
-                        rotated_at: now,
-                        expires_at: now.saturating_add(ttl),
-                        answer: Some(answer.clone()),
-                    };
-                    (
-                        RefreshOutcome::Rotated(grant),
-                        self.commit(&mut shared, &[mutation]),
-                    )
-                }
-                // The successor handed out again must itself be durable: wait for whatever
-                // is pending, which includes the rotation that created it.
-                RefreshDecision::Grace if !is_successor_live => return Ok(RefreshOutcome::Unknown),
-                RefreshDecision::Grace => {
-                    let answer = family
-                        .rotation_answer
-                        .clone()
-                        .unwrap_or_else(|| answer_before_recording(family, answer));
-                    (RefreshOutcome::Grace(grant, answer), shared.doc.seq)
-                }
-                RefreshDecision::Reuse => {
-                    let mutation = Mutation::RevokeFamily {
-                        family_id: family_key.to_string(),
-                    };
-                    (
-                        RefreshOutcome::Reused,
-                        self.commit(&mut shared, &[mutation]),
-                    )
-                }
-                RefreshDecision::Expired => return Ok(RefreshOutcome::Expired),
-            }
-        };
-        self.wait(seq).await?;
-        Ok(outcome)
-    }
-
-    async fn revoke_family(&self, family_key: &str) -> Result<bool, StoreUnavailable> {
-        let seq = {
-            let mut shared = self.lock();
-            if !shared.doc.refresh_tokens.contains_key(family_key) {
-                return Ok(false);
-            }
-            self.commit(
-                &mut shared,
-                &[Mutation::RevokeFamily {
-                    family_id: family_key.to_string(),
-                }],
-            )
-        };
-        self.wait(seq).await?;
-        Ok(true)
-    }
-
-    async fn revoke_user(&self, sub: &str) -> Result<usize, StoreUnavailable> {
-        let (count, seq) = {
-            let mut shared = self.lock();
-            let count = shared
+    async fn consents(&self) -> StoreResult<Vec<ConsentEntry>> {
+        self.read(|shared| {
+            let mut entries: Vec<ConsentEntry> = shared
                 .doc
-                .refresh_tokens
-                .values()
-                .filter(|f| f.grant.sub == sub)
-                .count();
-            if count == 0 {
-                return Ok(0);
-            }
-            let seq = self.commit(
-                &mut shared,
-                &[Mutation::RevokeUser {
-                    sub: sub.to_string(),
-                }],
-            );
-            (count, seq)
-        };
-        self.wait(seq).await?;
-        Ok(count)
-    }
-
-    async fn families(&self) -> Vec<(String, RefreshFamily)> {
-        let shared = self.lock();
-        let mut families: Vec<(String, RefreshFamily)> = shared
-            .doc
-            .refresh_tokens
-            .iter()
-            .map(|(id, f)| (id.clone(), RefreshFamily::clone(f)))
-            .collect();
-        families.sort_by(|a, b| {
-            (&a.1.grant.sub, a.1.created_at).cmp(&(&b.1.grant.sub, b.1.created_at))
-        });
-        families
-    }
-
-    async fn revoke_client_families(&self, client_id: &str) -> Result<usize, StoreUnavailable> {
-        let (count, seq) = {
-            let mut shared = self.lock();
-            let count = shared
-                .doc
-                .refresh_tokens
-                .values()
-                .filter(|f| f.grant.client_id == client_id)
-                .count();
-            if count == 0 {
-                return Ok(0);
-            }
-            if self.durable.borrow().has_failed {
-                return Err(StoreUnavailable);
-            }
-            let seq = self.commit(
-                &mut shared,
-                &[Mutation::RevokeClientFamilies {
-                    client_id: client_id.to_string(),
-                }],
-            );
-            (count, seq)
-        };
-        self.wait(seq).await?;
-        Ok(count)
-    }
-
-    async fn consents(&self) -> Vec<ConsentEntry> {
-        let shared = self.lock();
-        let mut entries: Vec<ConsentEntry> = shared
-            .doc
-            .consents
-            .iter()
-            .flat_map(|(client_id, users)| {
-                users.iter().map(|(sub, consent)| ConsentEntry {
-                    client_id: client_id.clone(),
-                    sub: sub.clone(),
-                    consent: consent.clone(),
+                .consents
+                .iter()
+                .flat_map(|(client_id, users)| {
+                    users.iter().map(|(sub, consent)| ConsentEntry {
+                        client_id: client_id.clone(),
+                        sub: sub.clone(),
+                        consent: consent.clone(),
+                    })
                 })
-            })
-            .collect();
-        entries.sort_by(|a, b| (&a.sub, &a.client_id).cmp(&(&b.sub, &b.client_id)));
-        entries
+                .collect();
+            entries.sort_by(|a, b| (&a.sub, &a.client_id).cmp(&(&b.sub, &b.client_id)));
+            entries
+        })
+        .await
     }
 
     async fn revoke_consents(
         &self,
         sub: &str,
         client_id: Option<&str>,
-    ) -> Result<RevokedAccess, StoreUnavailable> {
-        let (revoked, seq) = {
-            let mut shared = self.lock();
+    ) -> StoreResult<RevokedAccess> {
+        self.mutate_if(|shared| {
             let is_named = |id: &str| client_id.is_none_or(|c| c == id);
             let revoked = RevokedAccess {
                 consents: shared
@@ -864,85 +753,215 @@ impl Store for StateStore {
                     .count(),
             };
             if revoked == RevokedAccess::default() {
-                return Ok(revoked);
+                return (revoked, Vec::new());
             }
-            if self.durable.borrow().has_failed {
-                return Err(StoreUnavailable);
-            }
-            let seq = self.commit(
-                &mut shared,
-                &[Mutation::RevokeConsents {
+            (
+                revoked,
+                vec![Mutation::RevokeConsents {
                     sub: sub.to_string(),
                     client_id: client_id.map(str::to_string),
                 }],
-            );
-            (revoked, seq)
-        };
-        self.wait(seq).await?;
-        Ok(revoked)
+            )
+        })
+        .await
     }
+}
 
-    async fn set_client_secret(
+#[async_trait]
+impl CodeStore for StateStore {
+    async fn insert_code(
         &self,
-        client_id: &str,
-        secret_hash: &str,
-    ) -> Result<bool, StoreUnavailable> {
-        let seq = {
-            let mut shared = self.lock();
-            // Read and replaced under one lock: a client removed meanwhile is not brought back.
-            let Some(mut client) = shared
+        code_hash: &str,
+        code: CodeGrant,
+        limits: CodeLimits,
+        now: u64,
+    ) -> StoreResult<Result<(), CodeLimitReached>> {
+        let mut shared = self.lock();
+        if self.durable.borrow().has_failed {
+            // No code is handed out that could not be redeemed into a durable family.
+            return Err(StoreError::failed_writer());
+        }
+        Ok(shared.codes.insert(code_hash, code, limits, now))
+    }
+
+    async fn code(&self, code_hash: &str, now: u64) -> StoreResult<Option<CodeState>> {
+        self.read(|s| s.codes.get(code_hash, now)).await
+    }
+
+    async fn exchange_code(
+        &self,
+        code_hash: &str,
+        now: u64,
+        family_key: &str,
+        family: RefreshFamily,
+    ) -> StoreResult<Exchange> {
+        let exchange = self
+            .mutate_if(|shared| {
+                // Checked before the code is spent, so a failed write cannot burn it.
+                if !shared.codes.is_live(code_hash, now) {
+                    return match shared.codes.consume(code_hash, now, family_key) {
+                        Consumed::Before(first) => {
+                            let revoke = Mutation::RevokeFamily {
+                                family_id: first.clone(),
+                            };
+                            (Ok(Exchange::Replayed { family_key: first }), vec![revoke])
+                        }
+                        Consumed::Now | Consumed::Never => (Ok(Exchange::Invalid), Vec::new()),
+                    };
+                }
+                if self.durable.borrow().has_failed {
+                    return (Err(StoreError::failed_writer()), Vec::new());
+                }
+                shared.codes.consume(code_hash, now, family_key);
+                (
+                    Ok(Exchange::Exchanged),
+                    vec![Mutation::PutFamily {
+                        family_id: family_key.to_string(),
+                        family,
+                    }],
+                )
+            })
+            .await?;
+        exchange
+    }
+
+    async fn replay_code(&self, code_hash: &str, now: u64) -> StoreResult<Option<String>> {
+        self.mutate_if(|shared| match shared.codes.get(code_hash, now) {
+            Some(CodeState::Spent { family_key, .. }) => {
+                let revoke = Mutation::RevokeFamily {
+                    family_id: family_key.clone(),
+                };
+                (Some(family_key), vec![revoke])
+            }
+            _ => (None, Vec::new()),
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl FamilyStore for StateStore {
+    async fn family(&self, family_key: &str) -> StoreResult<Option<RefreshFamily>> {
+        self.read(|s| {
+            s.doc
+                .refresh_tokens
+                .get(family_key)
+                .map(|f| RefreshFamily::clone(f))
+        })
+        .await
+    }
+
+    async fn families(&self) -> StoreResult<Vec<(String, RefreshFamily)>> {
+        self.read(|shared| {
+            let mut families: Vec<(String, RefreshFamily)> = shared
                 .doc
-                .clients
-                .get(client_id)
-                .filter(|c| c.secret_hash.is_some())
-                .cloned()
-            else {
-                return Ok(false);
-            };
-            if self.durable.borrow().has_failed {
-                return Err(StoreUnavailable);
-            }
-            client.secret_hash = Some(secret_hash.to_string());
-            self.commit(&mut shared, &[Mutation::PutClient { client }])
-        };
-        self.wait(seq).await?;
-        Ok(true)
+                .refresh_tokens
+                .iter()
+                .map(|(id, f)| (id.clone(), RefreshFamily::clone(f)))
+                .collect();
+            families.sort_by(|a, b| {
+                (&a.1.grant.sub, a.1.created_at).cmp(&(&b.1.grant.sub, b.1.created_at))
+            });
+            families
+        })
+        .await
     }
 
-    async fn export_state(&self) -> Result<StateDocument, StoreUnavailable> {
-        let doc = self.snapshot();
-        // Changes applied in memory but not yet on disk could still be lost (a failing disk):
-        // the export waits until what it holds is durable.
-        self.wait(doc.seq).await?;
-        Ok(doc)
+    async fn family_count(&self) -> StoreResult<usize> {
+        self.read(|s| s.doc.refresh_tokens.len()).await
     }
 
-    async fn import_state(&self, state: StateDocument) -> Result<(), ImportError> {
-        let seq = {
-            let mut shared = self.lock();
-            let doc = &shared.doc;
-            if !doc.is_empty() {
-                return Err(ImportError::NotEmpty {
-                    clients: doc.clients.len(),
-                    consents: doc.consent_count(),
-                    families: doc.refresh_tokens.len(),
-                });
+    async fn rotate_family(
+        &self,
+        family_key: &str,
+        expected_current: &str,
+        rotation: Rotation,
+    ) -> StoreResult<bool> {
+        self.mutate_if(|shared| {
+            let is_current = shared
+                .doc
+                .refresh_tokens
+                .get(family_key)
+                .is_some_and(|f| constant_time_eq(f.current_hash.as_bytes(), expected_current.as_bytes()));
+            if !is_current {
+                return (false, Vec::new());
             }
-            if self.durable.borrow().has_failed {
-                return Err(StoreUnavailable.into());
-            }
-            self.commit(
-                &mut shared,
-                &[Mutation::ImportState {
-                    state: Box::new(state),
+            (
+                true,
+                vec![Mutation::Rotate {
+                    family_id: family_key.to_string(),
+                    current_hash: rotation.current_hash,
+                    previous_hash: rotation.previous_hash,
+                    rotated_at: rotation.rotated_at,
+                    expires_at: rotation.expires_at,
+                    answer: Some(rotation.answer),
                 }],
             )
-        };
-        self.wait(seq).await?;
-        Ok(())
+        })
+        .await
     }
 
-    async fn deny_access_token(&self, jti: &str, exp: u64) -> Result<(), StoreUnavailable> {
+    async fn revoke_family(&self, family_key: &str) -> StoreResult<bool> {
+        self.mutate_if(|shared| {
+            if !shared.doc.refresh_tokens.contains_key(family_key) {
+                return (false, Vec::new());
+            }
+            (
+                true,
+                vec![Mutation::RevokeFamily {
+                    family_id: family_key.to_string(),
+                }],
+            )
+        })
+        .await
+    }
+
+    async fn revoke_user(&self, sub: &str) -> StoreResult<usize> {
+        self.mutate_if(|shared| {
+            let count = shared
+                .doc
+                .refresh_tokens
+                .values()
+                .filter(|f| f.grant.sub == sub)
+                .count();
+            if count == 0 {
+                return (0, Vec::new());
+            }
+            (
+                count,
+                vec![Mutation::RevokeUser {
+                    sub: sub.to_string(),
+                }],
+            )
+        })
+        .await
+    }
+
+    async fn revoke_client_families(&self, client_id: &str) -> StoreResult<usize> {
+        self.mutate_if(|shared| {
+            let count = shared
+                .doc
+                .refresh_tokens
+                .values()
+                .filter(|f| f.grant.client_id == client_id)
+                .count();
+            if count == 0 {
+                return (0, Vec::new());
+            }
+            (
+                count,
+                vec![Mutation::RevokeClientFamilies {
+                    client_id: client_id.to_string(),
+                }],
+            )
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl DenyList for StateStore {
+    async fn deny_access_token(&self, jti: &str, exp: u64) -> StoreResult<()> {
         self.mutate(&[Mutation::DenyAccessToken {
             jti: jti.to_string(),
             exp,
@@ -950,24 +969,75 @@ impl Store for StateStore {
         .await
     }
 
-    async fn is_access_token_denied(&self, jti: &str) -> bool {
-        self.lock().doc.revoked_access_tokens.contains_key(jti)
-    }
-
-    fn is_healthy(&self) -> bool {
-        !self.durable.borrow().has_failed
+    async fn is_access_token_denied(&self, jti: &str) -> StoreResult<bool> {
+        self.read(|s| s.doc.revoked_access_tokens.contains_key(jti))
+            .await
     }
 }
 
-/// The grace answer for a family whose last rotation was made by a build that did not record
-/// its access token: one derived from what is stored (the rotation time, the grant's scope,
-/// today's lifetime), so every retry still gets the same token, though not the rotation's.
-fn answer_before_recording(family: &RefreshFamily, requested: &RotationAnswer) -> RotationAnswer {
-    let iat = family.rotated_at.unwrap_or(family.created_at);
-    RotationAnswer {
-        iat,
-        exp: iat.saturating_add(requested.exp.saturating_sub(requested.iat)),
-        scope: family.grant.scope.clone(),
+#[async_trait]
+impl TicketStore for StateStore {
+    async fn use_consent_ticket(&self, nonce: &str, exp: u64, now: u64) -> StoreResult<bool> {
+        let mut shared = self.lock();
+        if self.durable.borrow().has_failed {
+            return Err(StoreError::failed_writer());
+        }
+        Ok(shared.tickets.use_once(nonce, exp, now))
+    }
+}
+
+#[async_trait]
+impl StateTransfer for StateStore {
+    async fn export_state(&self) -> StoreResult<StateDocument> {
+        // Changes applied in memory but not yet on disk could still be lost (a failing disk):
+        // the export waits until what it holds is durable.
+        self.read(|s| s.doc.clone()).await
+    }
+
+    async fn import_state(&self, state: StateDocument) -> Result<(), ImportError> {
+        let refused = self
+            .mutate_if(|shared| {
+                let doc = &shared.doc;
+                if !doc.is_empty() {
+                    let refused = ImportError::NotEmpty {
+                        clients: doc.clients.len(),
+                        consents: doc.consent_count(),
+                        families: doc.refresh_tokens.len(),
+                    };
+                    return (Some(refused), Vec::new());
+                }
+                (
+                    None,
+                    vec![Mutation::ImportState {
+                        state: Box::new(state),
+                    }],
+                )
+            })
+            .await?;
+        refused.map_or(Ok(()), Err)
+    }
+
+    async fn prune_expired(&self, now: u64) -> StoreResult<usize> {
+        self.mutate_if(|shared| {
+            // Codes and tickets live in memory only: dropped without a journal line.
+            let in_memory = shared.codes.prune(now) + shared.tickets.prune(now);
+            let expired = shared.doc.expired_count(now);
+            let mutations = if expired == 0 {
+                Vec::new()
+            } else {
+                vec![Mutation::PruneExpired { now }]
+            };
+            (in_memory + expired, mutations)
+        })
+        .await
+    }
+
+    async fn health(&self) -> Result<(), String> {
+        if self.durable.borrow().has_failed {
+            Err("a state write failed; restart mcp-authd once the disk is fixed".into())
+        } else {
+            Ok(())
+        }
     }
 }
 
@@ -1142,8 +1212,6 @@ impl Writer {
             if self.journal_entries < threshold {
                 return Ok(());
             }
-            let now = crate::clock::Clock::now(&crate::clock::SystemClock);
-            shared.doc.prune_expired(now);
             (shared.doc.clone(), shared.doc.seq)
         };
         let path = self.path.clone();

@@ -1,27 +1,30 @@
-//! State behind small traits: clients, consents and refresh-token families ([`Store`]), and
-//! authorization codes ([`CodeStore`]).
+//! State: the records (clients, consents, grants, refresh families) and the store's contract
+//! ([`traits`]: one small trait per lifecycle, joined in [`Store`]), with its backends: the
+//! journaled file store ([`StateStore`], also purely in memory for inline state and tests).
 //!
-//! The single-use operations are atomic inside the store: [`Store::use_refresh_token`] decides
-//! and rotates under one lock, and [`CodeStore::redeem`] validates and consumes a code under
-//! one lock. Every mutation is durable before the call returns, so a handler never answers
-//! with something the store could lose.
+//! Every operation is atomic and fallible, and every change is durable before the call
+//! returns, so a handler never answers with something the store could lose. No protocol rule
+//! lives here: `oauth/` decides, the store applies.
 
 pub mod codes;
 pub mod document;
 pub mod file;
 pub mod replay;
 pub mod state_files;
+mod tickets;
+pub mod traits;
 pub mod unique_keys;
 
-use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-pub use codes::{
-    CodeGrant, CodeLimitReached, CodeLimits, CodeStore, MemoryCodeStore, RedeemOutcome,
-};
+pub use codes::{CodeGrant, CodeLimitReached, CodeLimits};
 pub use document::{Mutation, StateDocument};
 pub use file::{StateError, StateStore};
 pub use replay::{AssertionReplayCache, MemoryAssertionReplayCache};
+pub use traits::{
+    ClientStore, CodeState, CodeStore, ConsentStore, DenyList, Exchange, FamilyStore,
+    ImportError, Rotation, StateTransfer, Store, StoreError, StoreResult, TicketStore,
+};
 
 /// How a client authenticates at the token endpoint (RFC 7591 `token_endpoint_auth_method`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -238,29 +241,11 @@ pub struct RotationAnswer {
     pub scope: String,
 }
 
-/// The result of presenting a refresh token.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RefreshOutcome {
-    /// The live token was used; the family now holds the successor, and the access token
-    /// to answer with is the one described by the `answer` passed in.
-    Rotated(Grant),
-    /// The previous token was presented again inside the grace window, while its successor
-    /// is unused; the successor stays live, and the answer is the rotation's own access
-    /// token, described by the [`RotationAnswer`] returned here.
-    Grace(Grant, RotationAnswer),
-    /// An older token was presented: the family has been revoked.
-    Reused,
-    /// The token has expired.
-    Expired,
-    /// No such family.
-    Unknown,
-}
-
 /// How long a dynamically registered client is safe from eviction at `maxDynamicClients`, in
 /// seconds: time for its user to finish signing in (SPEC §17).
 pub const EVICTABLE_AFTER_SECONDS: u64 = 600;
 
-/// What [`Store::put_dynamic_client`] did.
+/// What [`ClientStore::put_dynamic_client`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DynamicAdmission {
     /// The client was added, in place of `evicted` if the cap was reached.
@@ -272,7 +257,7 @@ pub enum DynamicAdmission {
     Full,
 }
 
-/// One user's consent to one client, as [`Store::consents`] lists them.
+/// One user's consent to one client, as [`ConsentStore::consents`] lists them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConsentEntry {
     /// The client.
@@ -283,7 +268,7 @@ pub struct ConsentEntry {
     pub consent: Consent,
 }
 
-/// What [`Store::revoke_consents`] removed.
+/// What [`ConsentStore::revoke_consents`] removed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct RevokedAccess {
     /// Consents withdrawn.
@@ -292,132 +277,3 @@ pub struct RevokedAccess {
     pub families: usize,
 }
 
-/// Why [`Store::import_state`] changed nothing.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum ImportError {
-    /// The store already holds records; an import never merges into or replaces them.
-    #[error(
-        "the state is not empty ({clients} client(s), {consents} consent(s), {families} sign-in(s))"
-    )]
-    NotEmpty {
-        /// Clients already there.
-        clients: usize,
-        /// Consents already there.
-        consents: usize,
-        /// Refresh-token families already there.
-        families: usize,
-    },
-    /// The store could not make the import durable.
-    #[error(transparent)]
-    Unavailable(#[from] StoreUnavailable),
-}
-
-/// The state store failed to make a change durable.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("state storage is unavailable")]
-pub struct StoreUnavailable;
-
-/// Clients, consents and refresh-token families.
-#[async_trait]
-pub trait Store: Send + Sync {
-    /// The client with this id.
-    async fn client(&self, client_id: &str) -> Option<Client>;
-    /// Every client, in id order.
-    async fn clients(&self) -> Vec<Client>;
-    /// Adds or replaces a client.
-    async fn put_client(&self, client: Client) -> Result<(), StoreUnavailable>;
-    /// Adds a dynamically registered client unless `max_dynamic` of them already exist
-    /// (0: no cap). At the cap, the oldest dynamic client that was never used (no consent, no
-    /// refresh-token family) and was registered more than [`EVICTABLE_AFTER_SECONDS`] before
-    /// `client.client_id_issued_at` makes room (SPEC §17); with none such, nothing changes.
-    /// Counting, evicting and adding happen atomically.
-    async fn put_dynamic_client(
-        &self,
-        client: Client,
-        max_dynamic: usize,
-    ) -> Result<DynamicAdmission, StoreUnavailable>;
-    /// Removes a client with its consents and refresh-token families; whether it existed.
-    async fn remove_client(&self, client_id: &str) -> Result<bool, StoreUnavailable>;
-    /// Removes the dynamically registered clients registered before `older_than` (seconds
-    /// since the epoch) that have neither a user's consent nor a refresh-token family; how
-    /// many were removed. Pre-provisioned clients are never removed.
-    async fn remove_unused_dynamic_clients(
-        &self,
-        older_than: u64,
-    ) -> Result<usize, StoreUnavailable>;
-    /// Whether `sub` has approved `client_id` (for any scope).
-    async fn has_consent(&self, sub: &str, client_id: &str) -> bool;
-    /// What `sub` has approved for `client_id`, if anything.
-    async fn consent(&self, sub: &str, client_id: &str) -> Option<Consent>;
-    /// Remembers that `sub` approved `client_id` for `scope` (space-separated); the consent
-    /// then covers the union of `scope` and whatever was approved before (SPEC §13).
-    async fn record_consent(
-        &self,
-        sub: &str,
-        client_id: &str,
-        scope: &str,
-        at: u64,
-    ) -> Result<(), StoreUnavailable>;
-    /// Starts a refresh-token family. Families are named by their key
-    /// ([`crate::oauth::refresh::family_key`]), never by the id inside their tokens.
-    async fn put_family(
-        &self,
-        family_key: &str,
-        family: RefreshFamily,
-    ) -> Result<(), StoreUnavailable>;
-    /// The family with this key.
-    async fn family(&self, family_key: &str) -> Option<RefreshFamily>;
-    /// Presents a refresh token: decides by [`crate::oauth::refresh::decide`] and applies the
-    /// decision atomically. On rotation the family's live token becomes `successor_hash`,
-    /// valid until `now + ttl`, and `answer` (the access token this rotation answers with,
-    /// `iat` = `now`) is recorded for the grace window.
-    async fn use_refresh_token(
-        &self,
-        family_key: &str,
-        presented_hash: &str,
-        successor_hash: &str,
-        answer: &RotationAnswer,
-        now: u64,
-        ttl: u64,
-    ) -> Result<RefreshOutcome, StoreUnavailable>;
-    /// Revokes a family; whether it existed.
-    async fn revoke_family(&self, family_key: &str) -> Result<bool, StoreUnavailable>;
-    /// Revokes every family of `sub`; how many there were.
-    async fn revoke_user(&self, sub: &str) -> Result<usize, StoreUnavailable>;
-    /// Every live family with its id.
-    async fn families(&self) -> Vec<(String, RefreshFamily)>;
-    /// Revokes every family of `client_id`, keeping the client and its consents; how many
-    /// there were.
-    async fn revoke_client_families(&self, client_id: &str) -> Result<usize, StoreUnavailable>;
-    /// Every consent, ordered by user, then client.
-    async fn consents(&self) -> Vec<ConsentEntry>;
-    /// Withdraws `sub`'s consent to `client_id` (to every client when `None`) and revokes
-    /// `sub`'s families of the same clients, atomically: the next authorization asks the user
-    /// again, and sign-ins made under the withdrawn approval end.
-    async fn revoke_consents(
-        &self,
-        sub: &str,
-        client_id: Option<&str>,
-    ) -> Result<RevokedAccess, StoreUnavailable>;
-    /// Replaces the secret hash of a client that has one; `false` (and nothing changes) when
-    /// there is no such client or it has no secret (a public client). The old secret stops
-    /// working as soon as this returns.
-    async fn set_client_secret(
-        &self,
-        client_id: &str,
-        secret_hash: &str,
-    ) -> Result<bool, StoreUnavailable>;
-    /// The whole state as one document in the state file format (SPEC §9), consistent at one
-    /// instant and holding nothing that is not yet durable (`mcp-authd state export`).
-    async fn export_state(&self) -> Result<StateDocument, StoreUnavailable>;
-    /// Loads an exported document into an empty store, atomically (`mcp-authd state
-    /// import`); a store holding any record is refused with [`ImportError::NotEmpty`] and left
-    /// as it was. `state` must be of the current version ([`StateDocument::upgrade`]).
-    async fn import_state(&self, state: StateDocument) -> Result<(), ImportError>;
-    /// Puts an access token (by `jti`) on the deny-list until `exp`.
-    async fn deny_access_token(&self, jti: &str, exp: u64) -> Result<(), StoreUnavailable>;
-    /// Whether the access token with this `jti` was revoked.
-    async fn is_access_token_denied(&self, jti: &str) -> bool;
-    /// Whether the store can still make changes durable.
-    fn is_healthy(&self) -> bool;
-}
