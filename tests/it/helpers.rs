@@ -1,5 +1,8 @@
-//! `TestApp`: a server on `127.0.0.1:0` with a temporary state directory, a manual clock, and
-//! typed helpers for the steps of an OAuth flow.
+//! The one helper set of the integration tests. `TestApp`: a server on `127.0.0.1:0` with a
+//! temporary state directory, a manual clock, and typed helpers for the steps of an OAuth flow
+//! (registering a client, a sign-in through the proxy and the consent page, token requests,
+//! the metadata document); plus the assertions every endpoint's tests share. Tests of the real
+//! binary add `process.rs` on top.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -23,6 +26,9 @@ pub const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
 pub const REDIRECT: &str = "http://127.0.0.1:33418/callback";
 /// The secret every test server uses.
 pub const SECRET: &str = "test-secret-Q7wK2xZ9-mN4vB8rT1yL6pD3-0123";
+/// Where every test server's manual clock starts (seconds since the epoch); also the creation
+/// time of clients put straight into a store.
+pub const CLOCK_START: u64 = 1_800_000_000;
 
 /// S256 challenge of `verifier`.
 pub fn challenge(verifier: &str) -> String {
@@ -83,13 +89,17 @@ pub struct TestApp {
     pub state: Arc<AppState>,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
+    /// The state directory made for this server when [`Options::dir`] was `None`: removed
+    /// once the server is dropped (after [`TestApp::stop`] has released the state).
+    _own_dir: Option<tempfile::TempDir>,
 }
 
 /// Options for [`TestApp::spawn_with`].
 pub struct Options<'a> {
     /// Changes to the `oauthAs` section.
     pub configure: &'a dyn Fn(&mut Value),
-    /// The state directory (a fresh one when `None`).
+    /// The state directory. `None` makes a fresh one that lives as long as the server; pass
+    /// `Some` (a directory that outlives it) to restart a server on the same state.
     pub dir: Option<&'a Path>,
     /// Bind this exact address (restart on the same port).
     pub addr: Option<SocketAddr>,
@@ -145,10 +155,17 @@ impl TestApp {
         (options.configure)(&mut section);
         let doc = json!({"mcpServers": {}, "serverAuth": {"oauthAs": section}});
         let config = Config::parse(&doc.to_string(), |_| None).expect("test config is valid");
-        let dir = options.dir.expect("a state directory");
-        let state_path = dir.join("auth_server.json");
+        let own_dir = match options.dir {
+            Some(_) => None,
+            None => Some(tempfile::tempdir().unwrap()),
+        };
+        let state_path = options
+            .dir
+            .or(own_dir.as_ref().map(tempfile::TempDir::path))
+            .expect("a state directory")
+            .join("auth_server.json");
         let store: Arc<dyn Store> = Arc::new(StateStore::open(&state_path).unwrap());
-        let clock = Arc::new(ManualClock::new(1_800_000_000));
+        let clock = Arc::new(ManualClock::new(CLOCK_START));
         let state = Arc::new(AppState::with_clock(config, store, clock.clone()));
         let (tx, rx) = oneshot::channel::<()>();
         let serving = state.clone();
@@ -168,6 +185,7 @@ impl TestApp {
             state,
             shutdown: Some(tx),
             task: Some(task),
+            _own_dir: own_dir,
         }
     }
 
@@ -204,6 +222,39 @@ impl TestApp {
         assert_eq!(response.status(), 201);
         let body: Value = response.json().await.unwrap();
         body["client_id"].as_str().unwrap().to_string()
+    }
+
+    /// Registers a client for `uris` with the default authentication method (none); returns
+    /// its client_id.
+    pub async fn register_uris(&self, uris: &[&str]) -> String {
+        let response = self
+            .register_raw(json!({"client_name": "Client", "redirect_uris": uris}))
+            .await;
+        assert_eq!(response.status(), 201);
+        string(&response.json().await.unwrap(), "client_id")
+    }
+
+    /// Registers a confidential client for [`REDIRECT`] authenticating with `method`; returns
+    /// (client_id, client_secret).
+    pub async fn register_confidential(&self, method: &str) -> (String, String) {
+        let response = self
+            .register_raw(json!({"client_name": "Confidential", "redirect_uris": [REDIRECT], "token_endpoint_auth_method": method}))
+            .await;
+        assert_eq!(response.status(), 201);
+        let body: Value = response.json().await.unwrap();
+        (string(&body, "client_id"), string(&body, "client_secret"))
+    }
+
+    /// The authorization server metadata (RFC 8414) this server publishes.
+    pub async fn metadata(&self) -> Value {
+        self.http
+            .get(self.url("/.well-known/oauth-authorization-server"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
     }
 
     /// Standard authorize query parameters for `client_id`.
@@ -313,6 +364,12 @@ impl TestApp {
         (client_id, response.json().await.unwrap())
     }
 
+    /// The verified claims of the access token in a token response.
+    pub fn claims(&self, tokens: &Value) -> mcp_authd::AccessTokenClaims {
+        mcp_authd::verify_access_token(&string(tokens, "access_token"), &self.expectations())
+            .expect("the access token verifies")
+    }
+
     /// The token verification expectations for this server.
     pub fn expectations(&self) -> mcp_authd::TokenExpectations {
         mcp_authd::TokenExpectations {
@@ -321,6 +378,41 @@ impl TestApp {
             secret: SECRET.as_bytes().to_vec(),
             leeway_seconds: 0,
         }
+    }
+}
+
+/// A client provisioned straight into a store (as `mcp-authd clients add` does), created at
+/// [`CLOCK_START`].
+pub fn provisioned_client(name: &str, redirect_uris: Vec<String>) -> mcp_authd::store::Client {
+    mcp_authd::oauth::register::provision(name, redirect_uris, CLOCK_START)
+        .unwrap_or_else(|e| panic!("provision: {}", e.description))
+        .client
+}
+
+/// The string member `field` of a JSON body; fails, showing the body, when there is none.
+pub fn string(body: &Value, field: &str) -> String {
+    body[field]
+        .as_str()
+        .unwrap_or_else(|| panic!("no {field} in {body}"))
+        .to_string()
+}
+
+/// Fails on a JSON `null` anywhere in `value` (the TypeScript SDK's schemas reject them);
+/// `path` names where, as `$` for the root.
+pub fn assert_no_nulls(value: &Value, path: &str) {
+    match value {
+        Value::Null => panic!("JSON null at {path}"),
+        Value::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                assert_no_nulls(item, &format!("{path}[{i}]"));
+            }
+        }
+        Value::Object(members) => {
+            for (key, member) in members {
+                assert_no_nulls(member, &format!("{path}.{key}"));
+            }
+        }
+        _ => {}
     }
 }
 
