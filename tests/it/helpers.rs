@@ -150,7 +150,12 @@ impl TestApp {
         )
         .await;
         let addr = listener.local_addr().unwrap();
-        let base = format!("http://{addr}");
+        // A dual-stack `[::]` listener is reached, and names itself, through IPv4 loopback.
+        let base = if addr.ip().is_unspecified() {
+            format!("http://127.0.0.1:{}", addr.port())
+        } else {
+            format!("http://{addr}")
+        };
         let mut section = oauth_as(&base);
         (options.configure)(&mut section);
         let doc = json!({"mcpServers": {}, "serverAuth": {"oauthAs": section}});
