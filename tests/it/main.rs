@@ -6,11 +6,11 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod admin_socket;
-mod attacks;
 mod authorize;
 mod cimd;
 mod cli;
 mod clients;
+mod config;
 mod connections;
 mod deploy;
 mod discovery;
