@@ -9,6 +9,8 @@ use std::net::IpAddr;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use mcp_authd::http::authorize::UNTRUSTED_PEER;
+use mcp_authd::oauth::redirect::{matches_registered, validate_for_registration};
+use proptest::prelude::*;
 use serde_json::{Value, json};
 
 use crate::helpers::*;
@@ -470,6 +472,191 @@ async fn loopback_redirect_uri_matches_any_port() {
         assert_eq!(claims.client_id, client_id);
     }
     app.stop().await;
+}
+
+// Redirect URI matching, differentially against the `url` crate: a match names the same
+// place; outside http loopback a match is byte equality, and on http loopback it is equality
+// once the port is removed.
+
+pub(crate) const LOOPBACK: [&str; 3] = ["localhost", "127.0.0.1", "[::1]"];
+
+const PATHS: [&str; 5] = ["/", "/cb", "/callback", "/oauth/callback/", "/a%20b"];
+
+const QUERIES: [&str; 4] = ["", "", "?x=1", "?a=b&c=d"];
+
+/// An http loopback redirect URI, as native apps register them (RFC 8252 §7.3).
+fn loopback_uri() -> impl Strategy<Value = String> {
+    let pick = |v: &[&'static str]| prop::sample::select(v.to_vec());
+    (
+        pick(&LOOPBACK),
+        pick(&["", ":1", ":8080", ":33418", ":65535"]),
+        pick(&PATHS),
+        pick(&QUERIES),
+    )
+        .prop_map(|(h, p, pa, q)| format!("http://{h}{p}{pa}{q}"))
+}
+
+/// A redirect URI that registration accepts: http loopback, https, or a private-use scheme.
+fn registered_uri() -> impl Strategy<Value = String> {
+    let pick = |v: &[&'static str]| prop::sample::select(v.to_vec());
+    let path = pick(&PATHS);
+    let query = pick(&QUERIES);
+    prop_oneof![
+        loopback_uri(),
+        (
+            pick(&[
+                "claude.ai",
+                "chatgpt.com",
+                "example.com",
+                "a.b.example.com",
+                "127.0.0.1"
+            ]),
+            pick(&["", ":8443"]),
+            path,
+            query
+        )
+            .prop_map(|(h, p, pa, q)| format!("https://{h}{p}{pa}{q}")),
+        pick(&[
+            "cursor://anysphere.cursor-mcp/oauth/callback",
+            "vscode://publisher.ext/cb",
+            "com.example.app:/oauth2redirect",
+        ])
+        .prop_map(str::to_string),
+    ]
+    .prop_filter("accepted at registration", |u| {
+        validate_for_registration(u).is_ok()
+    })
+}
+
+/// A requested URI made from a registered one by one edit an attacker or a confused client
+/// might make: another port, host, userinfo, case, or an inserted character.
+fn requested_from(registered: String) -> impl Strategy<Value = (String, String)> {
+    let r = registered.clone();
+    let authority_end = move |u: &str| {
+        let start = u.find("://").map_or(0, |i| i + 3);
+        start + u[start..].find(['/', '?', '#']).unwrap_or(u.len() - start)
+    };
+    let port_edit = prop::sample::select(vec![
+        "",
+        ":0",
+        ":1",
+        ":80",
+        ":443",
+        ":08080",
+        ":65535",
+        ":65536",
+        ":99999",
+        ":",
+        ":+1",
+        ":1a",
+        "%3A80",
+        ":80@evil.com",
+        ".evil.com",
+        "@evil.com",
+    ]);
+    let host_edit = prop::sample::select(vec![
+        "127.1",
+        "LOCALHOST",
+        "[::ffff:127.0.0.1]",
+        "127.0.0.1.evil.com",
+        "evil.com",
+        "localhost.",
+        "0x7f000001",
+    ]);
+    prop_oneof![
+        Just((r.clone(), r.clone())),
+        port_edit.prop_map({
+            let r = r.clone();
+            move |port| {
+                let base = without_port(&r);
+                let end = authority_end(&base);
+                (r.clone(), format!("{}{port}{}", &base[..end], &base[end..]))
+            }
+        }),
+        host_edit.prop_map({
+            let r = r.clone();
+            move |host| {
+                let start = r.find("://").map_or(0, |i| i + 3);
+                let end = authority_end(&r);
+                (r.clone(), format!("{}{host}{}", &r[..start], &r[end..]))
+            }
+        }),
+        Just((r.clone(), r.replacen("://", "://user@", 1))),
+        Just((r.clone(), r.to_uppercase())),
+        Just((r.clone(), format!("{r}#x"))),
+        (any::<prop::sample::Index>(), any::<char>()).prop_map(move |(at, c)| {
+            let mut q = r.clone();
+            let mut at = at.index(q.len() + 1);
+            while !q.is_char_boundary(at) {
+                at -= 1;
+            }
+            q.insert(at, c);
+            (r.clone(), q)
+        }),
+    ]
+}
+
+pub(crate) fn is_http_loopback(url: &url::Url) -> bool {
+    url.scheme() == "http" && url.host_str().is_some_and(|h| LOOPBACK.contains(&h))
+}
+
+/// `uri` without `:port` after its authority (for an `http://host[:port]…` URI).
+fn without_port(uri: &str) -> String {
+    let rest = uri.strip_prefix("http://").unwrap_or(uri);
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    let host = match authority.rfind(':') {
+        Some(i) if !authority[i..].contains(']') => &authority[..i],
+        _ => authority,
+    };
+    format!("http://{host}{tail}")
+}
+
+proptest! {
+    #![proptest_config(proptest_cases(2048))]
+
+    #[test]
+    fn a_match_names_the_same_place_and_only_a_loopback_port_may_differ(
+        (registered, requested) in registered_uri().prop_flat_map(requested_from),
+    ) {
+        let r = url::Url::parse(&registered).unwrap();
+        prop_assert!(matches_registered(&registered, &registered));
+        if !matches_registered(&registered, &requested) {
+            return Ok(());
+        }
+        if !is_http_loopback(&r) {
+            // Non-loopback: a match is byte equality.
+            prop_assert_eq!(&requested, &registered);
+            return Ok(());
+        }
+        // Loopback: equal once the port is gone, and the same host, path and query for `url`.
+        prop_assert_eq!(without_port(&requested), without_port(&registered));
+        // (A requested port above 65535 matches too; `url` refuses to parse it, and the
+        // browser cannot follow the redirect, so nothing reaches another host.)
+        if let Ok(q) = url::Url::parse(&requested) {
+            prop_assert_eq!(q.scheme(), "http");
+            prop_assert_eq!(q.host_str(), r.host_str());
+            prop_assert!(q.username().is_empty() && q.password().is_none());
+            prop_assert_eq!(q.path(), r.path());
+            prop_assert_eq!(q.query(), r.query());
+            prop_assert_eq!(q.fragment(), r.fragment());
+        }
+    }
+
+    #[test]
+    fn an_http_loopback_uri_matches_on_any_port(
+        registered in loopback_uri(),
+        port in 1u16..,
+    ) {
+        prop_assert!(validate_for_registration(&registered).is_ok(), "{}", registered);
+        let r = url::Url::parse(&registered).unwrap();
+        let host = r.host_str().unwrap();
+        let requested = without_port(&registered).replacen(host, &format!("{host}:{port}"), 1);
+        prop_assert!(
+            matches_registered(&registered, &requested),
+            "{} does not match {}", requested, registered
+        );
+    }
 }
 
 /// PKCE at authorize (catalogue section B): only an S256 challenge of 43 base64url

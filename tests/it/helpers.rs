@@ -394,6 +394,29 @@ pub fn provisioned_client(name: &str, redirect_uris: Vec<String>) -> mcp_authd::
         .client
 }
 
+/// A proptest configuration with `cases` cases unless `PROPTEST_CASES` asks for another
+/// number. Case counts are kept small so that `cargo test` stays fast.
+pub fn proptest_cases(cases: u32) -> proptest::test_runner::Config {
+    let from_env = std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok());
+    proptest::test_runner::Config {
+        cases: from_env.unwrap_or(cases),
+        failure_persistence: None,
+        ..proptest::test_runner::Config::default()
+    }
+}
+
+/// Runs `f` to completion on a fresh single-threaded runtime (for proptest bodies, which are
+/// not async).
+pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(f)
+}
+
 /// The string member `field` of a JSON body; fails, showing the body, when there is none.
 pub fn string(body: &Value, field: &str) -> String {
     body[field]

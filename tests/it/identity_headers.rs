@@ -9,8 +9,10 @@
 //! page at `/oauth/authorize` and at the consent POST, never a code; look-alike header names
 //! change nothing, and identity headers sent to the server-to-server endpoints are ignored.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
+use mcp_authd::proxy_trust::TrustedSources;
+use proptest::prelude::*;
 use reqwest::header::HeaderValue;
 use serde_json::{Value, json};
 
@@ -183,6 +185,80 @@ async fn ipv4_mapped_peers_on_a_dual_stack_listener_are_judged_as_ipv4() {
         403
     );
     server.stop().await;
+}
+
+pub(crate) fn cidr_entry() -> impl Strategy<Value = String> {
+    prop_oneof![
+        (any::<[u8; 4]>(), 1u8..=32).prop_map(|(a, p)| format!("{}/{p}", Ipv4Addr::from(a))),
+        (any::<[u8; 4]>(), 96u8..=128)
+            .prop_map(|(a, p)| format!("{}/{p}", Ipv4Addr::from(a).to_ipv6_mapped())),
+        any::<[u8; 4]>().prop_map(|a| Ipv4Addr::from(a).to_string()),
+        any::<[u8; 4]>().prop_map(|a| Ipv4Addr::from(a).to_ipv6_mapped().to_string()),
+        (any::<u128>(), 1u8..=128)
+            .prop_map(|(a, p)| format!("{}/{p}", std::net::Ipv6Addr::from(a))),
+        Just("0.0.0.0/0".to_string()),
+        Just("::/0".to_string()),
+        Just("::ffff:0.0.0.0/96".to_string()),
+        "[0-9a-f:./]{0,20}",
+    ]
+}
+
+/// Whether `peer` is in `entry`, computed by hand for IPv4 peers: IPv4 networks by mask, and
+/// IPv4-mapped IPv6 networks by their IPv4 equivalent. Other IPv6 networks hold no IPv4 peer.
+fn reference_contains(entry: &str, peer: Ipv4Addr) -> bool {
+    let (addr, prefix) = match entry.split_once('/') {
+        Some((a, p)) => (a, p.parse::<u32>().ok()),
+        None => (entry, None),
+    };
+    let (base, prefix) = match addr.parse::<IpAddr>() {
+        Ok(IpAddr::V4(v4)) => (v4, prefix.unwrap_or(32)),
+        Ok(IpAddr::V6(v6)) => match v6.to_ipv4_mapped() {
+            Some(v4) if prefix.unwrap_or(128) >= 96 => (v4, prefix.unwrap_or(128) - 96),
+            _ => return false,
+        },
+        Err(_) => return false,
+    };
+    let mask = if prefix == 0 {
+        0
+    } else {
+        u32::MAX << (32 - prefix)
+    };
+    u32::from(base) & mask == u32::from(peer) & mask
+}
+
+proptest! {
+    #![proptest_config(proptest_cases(1024))]
+
+    #[test]
+    fn an_ipv4_peer_and_its_mapped_form_are_the_same_peer(
+        entries in prop::collection::vec(cidr_entry(), 1..4),
+        peer in any::<[u8; 4]>(),
+        inside in any::<prop::sample::Index>(),
+    ) {
+        let Ok((trusted, _)) = TrustedSources::parse(&entries) else {
+            return Ok(());
+        };
+        // A peer inside one of the entries as often as a random one.
+        let random = Ipv4Addr::from(peer);
+        let near = entries[inside.index(entries.len())]
+            .split('/')
+            .next()
+            .and_then(|a| a.parse::<IpAddr>().ok())
+            .map(|a| match a.to_canonical() {
+                IpAddr::V4(v4) => v4,
+                IpAddr::V6(_) => random,
+            })
+            .unwrap_or(random);
+        for v4 in [random, near] {
+            let direct = trusted.contains(IpAddr::V4(v4));
+            prop_assert_eq!(direct, trusted.contains(IpAddr::V6(v4.to_ipv6_mapped())));
+            let expected = entries.iter().any(|e| reference_contains(e, v4));
+            prop_assert_eq!(direct, expected, "{} under {:?}", v4, entries);
+        }
+        // No accepted entry is a wildcard (the rule is per entry, see fuzz/proxy_trust.rs).
+        let shown = trusted.to_string();
+        prop_assert!(!shown.split(", ").any(|n| n.ends_with("/0")), "{}", shown);
+    }
 }
 
 /// Issue 8 item 2: `alice` followed or preceded by Unicode whitespace was trimmed to `alice`,

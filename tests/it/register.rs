@@ -6,8 +6,11 @@
 // The helpers in this file run only inside tests, where a failed step should panic.
 
 use mcp_authd::clock::Clock;
+use mcp_authd::oauth::redirect::validate_for_registration;
+use proptest::prelude::*;
 use serde_json::{Value, json};
 
+use crate::authorize::is_http_loopback;
 use crate::helpers::*;
 
 const CLAUDE: &str = "https://claude.ai/api/mcp/auth_callback";
@@ -336,6 +339,119 @@ async fn registration_tricks_are_refused_by_the_validator_itself() {
     app.register_uris(&["https://example.com/cb", "app://callback"])
         .await;
     app.stop().await;
+}
+
+// Registration, differentially against the `url` crate: whatever the validator accepts is
+// canonical and safe.
+
+/// The parts of a URI, each drawn from values that real clients send and values that parser
+/// tricks use.
+fn uri_parts() -> impl Strategy<Value = [&'static str; 7]> {
+    let pick = |v: &[&'static str]| prop::sample::select(v.to_vec());
+    (
+        pick(&[
+            "http",
+            "https",
+            "HTTP",
+            "cursor",
+            "vscode",
+            "javascript",
+            "data",
+            "file",
+            "ws",
+        ]),
+        pick(&["", "", "", "user@", "a:b@", "claude.ai@", "@"]),
+        pick(&[
+            "localhost",
+            "127.0.0.1",
+            "[::1]",
+            "LOCALHOST",
+            "127.1",
+            "0x7f.0.0.1",
+            "2130706433",
+            "[::ffff:127.0.0.1]",
+            "[0:0:0:0:0:0:0:1]",
+            "example.com",
+            "claude.ai",
+            "localhost.evil.com",
+            "127.0.0.1.example.com",
+            "exa%6dple.com",
+            "",
+        ]),
+        pick(&[
+            "", "", ":", ":0", ":80", ":443", ":8080", ":65535", ":65536", ":08080", ":1a",
+        ]),
+        pick(&[
+            "",
+            "/",
+            "/cb",
+            "/callback",
+            "/a/../cb",
+            "/./cb",
+            "/cb/",
+            "//evil.com",
+            "/cb%2F..",
+            "/CB",
+            "\\cb",
+            "/c b",
+            "/cb\t",
+        ]),
+        pick(&["", "", "?", "?x=1", "?x=1&y=2", "?next=https://evil.com"]),
+        pick(&["", "", "#", "#frag"]),
+    )
+        .prop_map(|(a, b, c, d, e, f, g)| [a, b, c, d, e, f, g])
+}
+
+fn join(parts: &[&str; 7]) -> String {
+    let [scheme, userinfo, host, port, path, query, fragment] = parts;
+    format!("{scheme}://{userinfo}{host}{port}{path}{query}{fragment}")
+}
+
+/// A registered and a requested URI that share some parts, sometimes with one extra character
+/// inserted into the requested one.
+fn uri_pair() -> impl Strategy<Value = (String, String)> {
+    (
+        uri_parts(),
+        uri_parts(),
+        any::<u8>(),
+        prop::option::weighted(0.2, (any::<prop::sample::Index>(), any::<char>())),
+    )
+        .prop_map(|(a, b, mask, insert)| {
+            let mut mixed = a;
+            for i in 0..7 {
+                if mask & (1 << i) != 0 {
+                    mixed[i] = b[i];
+                }
+            }
+            let mut requested = join(&mixed);
+            if let Some((at, c)) = insert {
+                let mut at = at.index(requested.len() + 1);
+                while !requested.is_char_boundary(at) {
+                    at -= 1;
+                }
+                requested.insert(at, c);
+            }
+            (join(&a), requested)
+        })
+}
+
+proptest! {
+    #![proptest_config(proptest_cases(2048))]
+
+    #[test]
+    fn registration_accepts_only_canonical_safe_uris((uri, _) in uri_pair()) {
+        if validate_for_registration(&uri).is_ok() {
+            let parsed = url::Url::parse(&uri).expect("accepted URIs parse");
+            prop_assert_eq!(parsed.as_str(), uri.as_str(), "accepted a non-canonical URI");
+            prop_assert!(parsed.username().is_empty() && parsed.password().is_none());
+            prop_assert!(parsed.fragment().is_none());
+            prop_assert!(!["javascript", "data", "file", "ws", "vbscript", "blob", "about"]
+                .contains(&parsed.scheme()));
+            if parsed.scheme() == "http" {
+                prop_assert!(is_http_loopback(&parsed), "http off loopback: {}", uri);
+            }
+        }
+    }
 }
 
 #[tokio::test]

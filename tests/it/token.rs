@@ -12,6 +12,8 @@ use std::sync::Arc;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use mcp_authd::oauth::pkce;
+use proptest::prelude::*;
 use serde_json::{Value, json};
 
 use crate::helpers::*;
@@ -584,6 +586,41 @@ async fn malformed_or_missing_verifiers_are_refused_and_keep_the_code() {
     }
     assert_tokens(app.exchange(&client_id, &code, REDIRECT).await).await;
     app.stop().await;
+}
+
+// PKCE as properties of the rules themselves: S256 round-trips for every valid verifier and
+// fails for every other one.
+
+proptest! {
+    #![proptest_config(proptest_cases(256))]
+
+    #[test]
+    fn pkce_s256_round_trips_and_rejects_every_other_verifier(
+        verifier in "[A-Za-z0-9._~-]{43,128}",
+        other in "[A-Za-z0-9._~-]{43,128}",
+    ) {
+        let c = challenge(&verifier);
+        prop_assert!(pkce::is_valid_verifier(&verifier));
+        prop_assert!(pkce::validate_challenge(Some(&c), Some("S256")).is_ok());
+        prop_assert!(pkce::verify_s256(&verifier, &c));
+        prop_assert!(pkce::validate_challenge(Some(&c), Some("plain")).is_err());
+        prop_assert!(pkce::validate_challenge(Some(&c), None).is_err());
+        if other != verifier {
+            prop_assert!(!pkce::verify_s256(&other, &c));
+        }
+    }
+
+    #[test]
+    fn pkce_refuses_malformed_verifiers_even_with_their_own_challenge(
+        verifier in prop_oneof![
+            "[A-Za-z0-9._~-]{0,42}",
+            "[A-Za-z0-9._~-]{129,140}",
+            "[A-Za-z0-9._~-]{20,60}[ +/=%\u{e9}][A-Za-z0-9._~-]{20,60}",
+        ],
+    ) {
+        prop_assert!(!pkce::is_valid_verifier(&verifier));
+        prop_assert!(!pkce::verify_s256(&verifier, &challenge(&verifier)));
+    }
 }
 
 #[tokio::test]
