@@ -9,7 +9,7 @@
 //!
 //! `PROPTEST_CASES=N` raises the number of generated runs.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Arc;
 
 use mcp_authd::app::AppState;
@@ -18,7 +18,7 @@ use mcp_authd::config::Config;
 use mcp_authd::oauth::params::Params;
 use mcp_authd::oauth::{authorize, refresh, token as grants};
 use mcp_authd::store::file::read_state;
-use mcp_authd::store::{Client, StateStore, Store};
+use mcp_authd::store::{Client, RefreshFamily, StateStore, Store};
 use proptest::prelude::*;
 use proptest::test_runner::TestRunner;
 use serde_json::json;
@@ -33,6 +33,33 @@ const WRONG_VERIFIER: &str = "wrong-verifier-wrong-verifier-wrong-verifier";
 const REFRESH_TTL: u64 = 150;
 const CODE_TTL: u64 = 60;
 const GRACE: u64 = refresh::GRACE_SECONDS;
+
+/// Every operation of [`Op`], by the name [`Machine::ran`] counts it under.
+const OPERATIONS: [&str; 6] = [
+    "authorize",
+    "redeem",
+    "refresh",
+    "revoke",
+    "advance",
+    "restart",
+];
+
+/// Every rule outcome the model tells apart, by the name [`Machine::saw`] counts it under.
+const RULES: [&str; 13] = [
+    "code redeemed",
+    "code check failed",
+    "code expired",
+    "code lost in a restart",
+    "code replayed",
+    "spent code presented by a stranger",
+    "refresh rotated",
+    "refresh in grace",
+    "refresh reuse revoked",
+    "refresh expired",
+    "refresh of a revoked family",
+    "revoked",
+    "restart",
+];
 
 /// Which token of a family to present.
 #[derive(Debug, Clone, Copy)]
@@ -174,6 +201,9 @@ struct Machine {
     successes: u64,
     /// How often each rule was exercised, by name.
     seen: BTreeMap<&'static str, u64>,
+    /// How often each operation reached the grant code or the store (not skipped for want
+    /// of a code or a family), by name.
+    ran: BTreeMap<&'static str, u64>,
 }
 
 fn test_config() -> Config {
@@ -208,6 +238,7 @@ impl Machine {
             families: Vec::new(),
             successes: 0,
             seen: BTreeMap::new(),
+            ran: BTreeMap::new(),
         };
         machine.start();
         for i in 0..2 {
@@ -264,6 +295,10 @@ impl Machine {
         *self.seen.entry(what).or_default() += 1;
     }
 
+    fn ran(&mut self, op: &'static str) {
+        *self.ran.entry(op).or_default() += 1;
+    }
+
     async fn step(&mut self, op: &Op) {
         match *op {
             Op::Authorize { client } => {
@@ -288,6 +323,7 @@ impl Machine {
                     redeemed: None,
                     lost: false,
                 });
+                self.ran("authorize");
             }
             Op::Redeem {
                 code,
@@ -297,6 +333,7 @@ impl Machine {
                 if self.codes.is_empty() {
                     return;
                 }
+                self.ran("redeem");
                 let index = self.codes.len() - 1 - usize::from(code) % self.codes.len();
                 let c = &self.codes[index];
                 let client = if other_client {
@@ -372,6 +409,7 @@ impl Machine {
                 } else {
                     usize::from(family) % self.families.len()
                 };
+                self.ran("refresh");
                 let f = &self.families[index];
                 let presented = match f.pick(pick) {
                     Some(i) => f.tokens[i].clone(),
@@ -434,6 +472,7 @@ impl Machine {
                 if self.families.is_empty() {
                     return;
                 }
+                self.ran("revoke");
                 let index = usize::from(family) % self.families.len();
                 let f = &self.families[index];
                 let presented = match f.pick(pick) {
@@ -457,10 +496,14 @@ impl Machine {
                     self.saw("revoked");
                 }
             }
-            Op::Advance { seconds } => self.clock.advance(seconds),
+            Op::Advance { seconds } => {
+                self.clock.advance(seconds);
+                self.ran("advance");
+            }
             Op::Restart => {
                 self.restart();
                 self.saw("restart");
+                self.ran("restart");
             }
         }
     }
@@ -481,6 +524,154 @@ impl Machine {
         for code in &mut self.codes {
             code.lost = true;
         }
+    }
+
+    /// Where the newest family stands among the live ones (for `Op::Refresh { live: true }`).
+    fn newest_live(&self) -> u8 {
+        let newest = self.families.len() - 1;
+        assert!(self.families[newest].live, "the newest family is live");
+        let live = self.families[..newest].iter().filter(|f| f.live).count();
+        u8::try_from(live).unwrap()
+    }
+
+    /// The newest family's index (for `Op::Revoke` and `Op::Refresh { live: false }`).
+    fn newest(&self) -> u8 {
+        u8::try_from(self.families.len() - 1).unwrap()
+    }
+
+    /// Runs `op` and checks the invariants, as for a generated step.
+    async fn step_and_check(&mut self, op: Op) {
+        self.step(&op).await;
+        self.check().await;
+    }
+
+    /// After the generated steps, a fixed sequence that reaches every rule of [`RULES`] (and
+    /// every operation) once more, whatever was generated, so that each case exercises the
+    /// whole model however short it is: a code lost in a restart; a wrong verifier, then the
+    /// redemption, a stranger's replay; rotation, a grace retry, reuse of an older token and a
+    /// refresh of the family that revoked; the code's own replay; a revocation; a family past
+    /// its lifetime; a code past its lifetime.
+    async fn visit_every_rule(&mut self) {
+        let (redeem, wrong, stranger) = (
+            Op::Redeem {
+                code: 0,
+                wrong_verifier: false,
+                other_client: false,
+            },
+            Op::Redeem {
+                code: 0,
+                wrong_verifier: true,
+                other_client: false,
+            },
+            Op::Redeem {
+                code: 0,
+                wrong_verifier: false,
+                other_client: true,
+            },
+        );
+        let authorize = Op::Authorize { client: 0 };
+        self.step_and_check(authorize.clone()).await;
+        self.step_and_check(Op::Restart).await;
+        self.step_and_check(redeem.clone()).await;
+
+        self.step_and_check(authorize.clone()).await;
+        self.step_and_check(wrong).await;
+        self.step_and_check(redeem.clone()).await;
+        self.step_and_check(stranger).await;
+        let refresh = |machine: &Self, pick| Op::Refresh {
+            family: machine.newest_live(),
+            live: true,
+            pick,
+        };
+        self.step_and_check(refresh(self, Pick::Latest)).await;
+        self.step_and_check(refresh(self, Pick::Previous)).await;
+        self.step_and_check(refresh(self, Pick::Latest)).await;
+        self.step_and_check(refresh(self, Pick::Older)).await;
+        let revoked = Op::Refresh {
+            family: self.newest(),
+            live: false,
+            pick: Pick::Latest,
+        };
+        self.step_and_check(revoked).await;
+
+        self.step_and_check(authorize.clone()).await;
+        self.step_and_check(redeem.clone()).await;
+        self.step_and_check(redeem.clone()).await;
+
+        self.step_and_check(authorize.clone()).await;
+        self.step_and_check(redeem.clone()).await;
+        let revoke = Op::Revoke {
+            family: self.newest(),
+            pick: Pick::Latest,
+        };
+        self.step_and_check(revoke).await;
+
+        self.step_and_check(authorize.clone()).await;
+        self.step_and_check(redeem.clone()).await;
+        self.step_and_check(Op::Advance {
+            seconds: REFRESH_TTL,
+        })
+        .await;
+        self.step_and_check(refresh(self, Pick::Latest)).await;
+
+        self.step_and_check(authorize).await;
+        self.step_and_check(Op::Advance { seconds: CODE_TTL }).await;
+        self.step_and_check(redeem).await;
+    }
+
+    /// The model's state is the server's: the store (and the file on disk) holds exactly the
+    /// families the model holds live, each for its own client and user, with the latest token
+    /// issued as its live one and the one before as its predecessor; and exactly the clients
+    /// the model registered. Unlike [`Machine::check`], which looks up the families the model
+    /// knows, this also catches a family the server kept that the model revoked or never
+    /// issued.
+    async fn assert_model_is_server(&self) {
+        let expected: BTreeMap<String, &FamilyModel> = self
+            .families
+            .iter()
+            .filter(|f| f.live)
+            .map(|f| (refresh::family_key(&f.id), f))
+            .collect();
+        let stored: BTreeMap<String, RefreshFamily> =
+            self.app().store.families().await.into_iter().collect();
+        assert_eq!(
+            stored.keys().collect::<Vec<_>>(),
+            expected.keys().collect::<Vec<_>>(),
+            "the server's families are not the model's live ones"
+        );
+        for (key, family) in &stored {
+            let model = expected[key];
+            assert_eq!(family.grant.client_id, self.clients[model.client].client_id);
+            assert_eq!(family.grant.sub, "alice");
+            assert_eq!(
+                family.current_hash,
+                refresh::hash(model.tokens.last().unwrap())
+            );
+            let previous = model.tokens.len().checked_sub(2).map(|i| &model.tokens[i]);
+            assert_eq!(family.previous_hash, previous.map(|t| refresh::hash(t)));
+        }
+        let (on_disk, _) = read_state(&self.path()).unwrap();
+        assert_eq!(
+            on_disk.refresh_tokens.keys().collect::<BTreeSet<_>>(),
+            expected.keys().collect::<BTreeSet<_>>(),
+            "the families on disk are not the model's live ones"
+        );
+        let mut clients: Vec<String> = self
+            .app()
+            .store
+            .clients()
+            .await
+            .into_iter()
+            .map(|c| c.client_id)
+            .collect();
+        clients.sort();
+        let mut registered: Vec<String> =
+            self.clients.iter().map(|c| c.client_id.clone()).collect();
+        registered.sort();
+        assert_eq!(
+            clients, registered,
+            "the server's clients are not the model's"
+        );
     }
 
     /// The invariants that hold between any two steps.
@@ -539,6 +730,7 @@ fn the_token_lifecycle_keeps_its_invariants_across_restarts() {
     let steps = std::cell::Cell::new(0u64);
     let successes = std::cell::Cell::new(0u64);
     let seen = std::cell::RefCell::new(BTreeMap::<&'static str, u64>::new());
+    let ran = std::cell::RefCell::new(BTreeMap::<&'static str, u64>::new());
     runner
         .run(&prop::collection::vec(op(), 1..50), |ops| {
             let (n, ok) = block_on(async {
@@ -547,11 +739,16 @@ fn the_token_lifecycle_keeps_its_invariants_across_restarts() {
                     machine.step(op).await;
                     machine.check().await;
                 }
+                machine.visit_every_rule().await;
                 // Whatever happened, a final restart changes nothing that was acknowledged.
                 machine.restart();
                 machine.check().await;
+                machine.assert_model_is_server().await;
                 for (what, n) in &machine.seen {
                     *seen.borrow_mut().entry(what).or_default() += n;
+                }
+                for (op, n) in &machine.ran {
+                    *ran.borrow_mut().entry(op).or_default() += n;
                 }
                 (ops.len() as u64, machine.successes)
             });
@@ -561,9 +758,30 @@ fn the_token_lifecycle_keeps_its_invariants_across_restarts() {
         })
         .unwrap();
     println!(
-        "state machine: {} steps, {} tokens issued and checked on disk; {:?}",
+        "state machine: {} steps, {} tokens issued and checked on disk; operations {:?}; rules {:?}",
         steps.get(),
         successes.get(),
+        ran.borrow(),
         seen.borrow()
     );
+    // The run exercised what it claims to: every operation and every rule, at least once per
+    // case (the fixed sequence after the generated steps guarantees it).
+    let cases = u64::from(runner.config().cases);
+    for op in OPERATIONS {
+        let n = ran.borrow().get(op).copied().unwrap_or(0);
+        assert!(n >= cases, "{op} ran {n} times in {cases} cases");
+    }
+    for rule in RULES {
+        let n = seen.borrow().get(rule).copied().unwrap_or(0);
+        assert!(
+            n >= cases,
+            "{rule} was exercised {n} times in {cases} cases"
+        );
+    }
+    assert_eq!(
+        seen.borrow().keys().copied().collect::<BTreeSet<_>>(),
+        RULES.into_iter().collect::<BTreeSet<_>>(),
+        "a rule outcome the model does not list"
+    );
+    assert!(steps.get() >= cases && successes.get() >= cases);
 }
