@@ -15,7 +15,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use crate::helpers::{VERIFIER, challenge, query_of};
+use crate::helpers::{VERIFIER, assert_owner_only, challenge, query_of};
 use crate::process::{BIN, Served, free_port, http};
 
 /// A literal `jwtSecret` long enough to be accepted.
@@ -241,13 +241,6 @@ fn state_bytes(state: &Path) -> String {
         &std::fs::read_to_string(mcp_authd::store::file::journal_path(state)).unwrap_or_default(),
     );
     text
-}
-
-/// Asserts that `path` is readable and writable by its owner only.
-pub(crate) fn assert_owner_only(path: &Path) {
-    use std::os::unix::fs::PermissionsExt as _;
-    let mode = std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
-    assert_eq!(mode, 0o600, "{} has mode {mode:o}", path.display());
 }
 
 /// The names in `dir`, sorted.

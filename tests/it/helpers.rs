@@ -444,6 +444,13 @@ pub fn assert_no_nulls(value: &Value, path: &str) {
     }
 }
 
+/// Asserts that `path` is readable and writable by its owner only.
+pub fn assert_owner_only(path: &Path) {
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "{} has mode {mode:o}", path.display());
+}
+
 /// A reqwest client that never follows redirects, optionally bound to a local address.
 pub fn client(local: Option<std::net::IpAddr>) -> reqwest::Client {
     reqwest::Client::builder()

@@ -54,13 +54,6 @@ fn sha256_forms(secret: &str) -> [String; 3] {
     ]
 }
 
-/// Asserts that `path` is readable and writable by its owner only.
-fn assert_owner_only(path: &Path) {
-    use std::os::unix::fs::PermissionsExt as _;
-    let mode = std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
-    assert_eq!(mode, 0o600, "{} has mode {mode:o}", path.display());
-}
-
 /// A provisioned client built through the public API (the store does not care how).
 fn new_client(i: usize) -> Client {
     provisioned_client(
