@@ -533,7 +533,6 @@ fn serve_challenging_mcp_server(listener: tokio::net::TcpListener, as_base: &str
 /// An authorization server (trusting `trusted` at authorize) and an MCP server whose PRM it
 /// serves; runs `mcp-authd doctor` on the MCP URL and returns its exit success and report.
 async fn doctor_against(trusted: &'static str) -> (bool, String) {
-    let dir = tempfile::tempdir().unwrap();
     let mcp_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let mcp = format!("http://{}/mcp", mcp_listener.local_addr().unwrap());
     let resource = mcp.clone();
@@ -543,7 +542,6 @@ async fn doctor_against(trusted: &'static str) -> (bool, String) {
     };
     let app = TestApp::spawn_with(Options {
         configure: &configure,
-        dir: Some(dir.path()),
         ..Default::default()
     })
     .await;
