@@ -340,24 +340,12 @@ impl TestApp {
 
     /// Exchanges `code` for tokens as a public client.
     pub async fn exchange(&self, client_id: &str, code: &str, redirect: &str) -> reqwest::Response {
-        self.token(&[
-            ("grant_type", "authorization_code"),
-            ("client_id", client_id),
-            ("code", code),
-            ("redirect_uri", redirect),
-            ("code_verifier", VERIFIER),
-        ])
-        .await
+        self.token(&exchange_form(client_id, code, redirect)).await
     }
 
     /// Refreshes as a public client.
     pub async fn refresh(&self, client_id: &str, refresh_token: &str) -> reqwest::Response {
-        self.token(&[
-            ("grant_type", "refresh_token"),
-            ("client_id", client_id),
-            ("refresh_token", refresh_token),
-        ])
-        .await
+        self.token(&refresh_form(client_id, refresh_token)).await
     }
 
     /// Register + authorize + consent + exchange; returns (client_id, token response body).
@@ -384,6 +372,40 @@ impl TestApp {
             leeway_seconds: 0,
         }
     }
+}
+
+/// The token request form exchanging `code` as the public client `client_id`, with
+/// [`VERIFIER`].
+pub fn exchange_form<'a>(
+    client_id: &'a str,
+    code: &'a str,
+    redirect: &'a str,
+) -> [(&'a str, &'a str); 5] {
+    [
+        ("grant_type", "authorization_code"),
+        ("client_id", client_id),
+        ("code", code),
+        ("redirect_uri", redirect),
+        ("code_verifier", VERIFIER),
+    ]
+}
+
+/// The token request form refreshing `refresh_token` as the public client `client_id`.
+pub fn refresh_form<'a>(client_id: &'a str, refresh_token: &'a str) -> [(&'a str, &'a str); 3] {
+    [
+        ("grant_type", "refresh_token"),
+        ("client_id", client_id),
+        ("refresh_token", refresh_token),
+    ]
+}
+
+/// The key the store files a refresh token's family under (a hash of `<family>` in
+/// `<family>.<secret>`).
+pub fn family_key_of(refresh_token: &str) -> String {
+    let (family, _) = refresh_token
+        .split_once('.')
+        .expect("a <family>.<secret> token");
+    mcp_authd::oauth::refresh::family_key(family)
 }
 
 /// A client provisioned straight into a store (as `mcp-authd clients add` does), created at
