@@ -252,8 +252,14 @@ impl TestApp {
 
     /// The authorization server metadata (RFC 8414) this server publishes.
     pub async fn metadata(&self) -> Value {
+        self.get_json("/.well-known/oauth-authorization-server")
+            .await
+    }
+
+    /// GET `path` on this server, as JSON (for documents whose headers a test does not check).
+    pub async fn get_json(&self, path: &str) -> Value {
         self.http
-            .get(self.url("/.well-known/oauth-authorization-server"))
+            .get(self.url(path))
             .send()
             .await
             .unwrap()
@@ -406,6 +412,18 @@ pub fn family_key_of(refresh_token: &str) -> String {
         .split_once('.')
         .expect("a <family>.<secret> token");
     mcp_authd::oauth::refresh::family_key(family)
+}
+
+/// SHA-256 of `secret` in the encodings a state file could reasonably use (for tests that
+/// look for a secret's hash where only another hash may be).
+pub fn sha256_forms(secret: &str) -> [String; 3] {
+    let digest = Sha256::digest(secret.as_bytes());
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    [
+        URL_SAFE_NO_PAD.encode(digest),
+        base64::engine::general_purpose::STANDARD.encode(digest),
+        hex,
+    ]
 }
 
 /// A client provisioned straight into a store (as `mcp-authd clients add` does), created at

@@ -11,8 +11,6 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use mcp_authd::oauth::refresh;
 use mcp_authd::store::file::{journal_path, parse_document, read_state, write_snapshot};
 use mcp_authd::store::{
@@ -20,7 +18,6 @@ use mcp_authd::store::{
 };
 use proptest::prelude::*;
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 
 use crate::helpers::*;
 
@@ -41,17 +38,6 @@ async fn restart(app: TestApp, dir: &Path) -> TestApp {
     let app = start(dir, Some(addr)).await;
     assert_eq!(app.addr, addr);
     app
-}
-
-/// SHA-256 of `secret` in the encodings a state file could reasonably use.
-fn sha256_forms(secret: &str) -> [String; 3] {
-    let digest = Sha256::digest(secret.as_bytes());
-    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-    [
-        URL_SAFE_NO_PAD.encode(digest),
-        base64::engine::general_purpose::STANDARD.encode(digest),
-        hex,
-    ]
 }
 
 /// A provisioned client built through the public API (the store does not care how).
