@@ -113,15 +113,7 @@ async fn scopes_supported_are_advertised_in_both_documents() {
         metadata["scopes_supported"],
         json!(["mcp:tools", "mcp:resources"])
     );
-    let prm: Value = app
-        .http
-        .get(app.url("/.well-known/oauth-protected-resource"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let prm: Value = app.get_json("/.well-known/oauth-protected-resource").await;
     assert_eq!(
         prm["scopes_supported"],
         json!(["mcp:tools", "mcp:resources"])
@@ -178,15 +170,7 @@ async fn path_issuer_gets_path_aware_discovery_and_endpoints_under_its_path() {
         doc["registration_endpoint"],
         json!(app.url("/auth/oauth/register"))
     );
-    let openid: Value = app
-        .http
-        .get(app.url("/.well-known/openid-configuration/auth"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let openid: Value = app.get_json("/.well-known/openid-configuration/auth").await;
     assert_eq!(openid, doc);
 
     // The PRM names the resource under the issuer and the issuer byte for byte.
