@@ -1225,7 +1225,8 @@ async fn a_consent_covers_only_its_scopes_and_a_wider_request_asks_again() {
 }
 
 /// SPEC §13: `offline_access` is accepted and ignored, also when `scopesSupported` does not
-/// list it: never refused, never granted, never asked about; a refresh token comes anyway.
+/// list it: never refused, never granted, never asked about, neither a widening nor a
+/// narrowing at refresh; a refresh token comes anyway.
 #[tokio::test]
 async fn offline_access_is_accepted_and_ignored() {
     let (app, _dir) =
@@ -1245,13 +1246,15 @@ async fn offline_access_is_accepted_and_ignored() {
     let page = response.text().await.unwrap();
     assert!(!page.contains("offline_access"), "{page}");
     let code = code_in(&app, &app.answer_consent(&page, USER, "approve").await);
-    let tokens: Value = app
-        .exchange(&client_id, &code, REDIRECT)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let response = app.exchange(&client_id, &code, REDIRECT).await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["cache-control"], "no-store");
+    let tokens: Value = response.json().await.unwrap();
     assert_eq!(tokens["scope"], "mcp:tools");
+    // A refresh token is issued whether or not offline_access was asked for.
+    assert_eq!(tokens["token_type"], "Bearer");
+    assert!(tokens["expires_in"].is_u64(), "{tokens}");
+    assert!(tokens["access_token"].is_string(), "{tokens}");
     let refresh_token = tokens["refresh_token"].as_str().unwrap();
     // Asked for alone, it needs no new approval either.
     let params = params_with(&client_id, REDIRECT, &[("scope", Some("offline_access"))]);
@@ -1270,6 +1273,22 @@ async fn offline_access_is_accepted_and_ignored() {
     assert_eq!(response.status(), 200);
     let refreshed: Value = response.json().await.unwrap();
     assert_eq!(refreshed["scope"], "mcp:tools");
+    // Nor is a refresh asking for it alone a narrowing.
+    let response = app
+        .token(&[
+            ("grant_type", "refresh_token"),
+            ("client_id", &client_id),
+            ("refresh_token", &string(&refreshed, "refresh_token")),
+            ("scope", "offline_access"),
+        ])
+        .await;
+    assert_eq!(response.status(), 200);
+    let refreshed: Value = response.json().await.unwrap();
+    assert_eq!(
+        refreshed["scope"], "mcp:tools",
+        "offline_access alone narrows nothing"
+    );
+    assert!(refreshed["refresh_token"].is_string(), "{refreshed}");
     app.stop().await;
 }
 

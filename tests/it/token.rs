@@ -1406,36 +1406,6 @@ async fn another_client_cannot_revoke_a_refresh_token() {
 }
 
 #[tokio::test]
-async fn offline_access_is_accepted_and_ignored_and_a_refresh_token_is_always_issued() {
-    let (app, _dir) =
-        TestApp::spawn_configured(&|c| c["scopesSupported"] = json!(["mcp:tools"])).await;
-    let client_id = app.register_public(REDIRECT).await;
-    // Not in scopesSupported, yet no invalid_scope: offline_access asks for what is given anyway.
-    let code = code_with_scope(&app, &client_id, "mcp:tools offline_access").await;
-    let response = app.exchange(&client_id, &code, REDIRECT).await;
-    let tokens = assert_tokens(response).await;
-    assert_eq!(tokens["scope"], "mcp:tools");
-    let refresh_token = tokens["refresh_token"].as_str().unwrap();
-    let response = post_token(
-        &app,
-        None,
-        &[
-            ("grant_type", "refresh_token"),
-            ("client_id", &client_id),
-            ("refresh_token", refresh_token),
-            ("scope", "offline_access"),
-        ],
-    )
-    .await;
-    let refreshed = assert_tokens(response).await;
-    assert_eq!(
-        refreshed["scope"], "mcp:tools",
-        "offline_access alone narrows nothing"
-    );
-    app.stop().await;
-}
-
-#[tokio::test]
 async fn resource_with_uppercase_scheme_and_host_is_accepted_at_the_token_endpoint() {
     let (app, _dir) = TestApp::spawn().await;
     let client_id = app.register_public(REDIRECT).await;
