@@ -18,6 +18,17 @@ const CURSOR_APP: &str = "cursor://anysphere.cursor-mcp/oauth/callback";
 const CURSOR_WEB: &str = "https://www.cursor.com/agents/mcp/oauth/callback";
 const CURSOR_LOOPBACK: &str = "http://localhost:8787/callback";
 
+/// POST /oauth/register with `body` as it is, labelled JSON (for bodies `json!` cannot make).
+async fn register_text(app: &TestApp, body: impl Into<reqwest::Body>) -> reqwest::Response {
+    app.http
+        .post(app.url("/oauth/register"))
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+}
+
 /// How many clients the store holds.
 async fn client_count(app: &TestApp) -> usize {
     app.state.store.clients().await.len()
@@ -537,15 +548,12 @@ async fn malformed_json_is_invalid_client_metadata() {
         "{\"redirect_uris\": [42]}",
         "{\"redirect_uris\": [\"http://127.0.0.1:33418/callback\"], \"client_name\": 7}",
     ] {
-        let response = app
-            .http
-            .post(app.url("/oauth/register"))
-            .header("content-type", "application/json")
-            .body(body)
-            .send()
-            .await
-            .unwrap();
-        assert_oauth_error(response, 400, "invalid_client_metadata").await;
+        assert_oauth_error(
+            register_text(&app, body).await,
+            400,
+            "invalid_client_metadata",
+        )
+        .await;
     }
     assert_eq!(client_count(&app).await, 0);
     app.stop().await;
@@ -564,15 +572,12 @@ async fn a_duplicate_json_member_is_invalid_client_metadata() {
         ),
         format!(r#"{{"redirect_uris": ["{REDIRECT}"], "client_name": "a", "client_name": "b"}}"#),
     ] {
-        let response = app
-            .http
-            .post(app.url("/oauth/register"))
-            .header("content-type", "application/json")
-            .body(body)
-            .send()
-            .await
-            .unwrap();
-        assert_oauth_error(response, 400, "invalid_client_metadata").await;
+        assert_oauth_error(
+            register_text(&app, body).await,
+            400,
+            "invalid_client_metadata",
+        )
+        .await;
     }
     assert!(app.state.store.clients().await.is_empty());
     app.stop().await;
