@@ -426,6 +426,16 @@ pub fn sha256_forms(secret: &str) -> [String; 3] {
     ]
 }
 
+/// The ids of the clients `store` holds.
+pub async fn client_ids(store: &dyn Store) -> std::collections::BTreeSet<String> {
+    store
+        .clients()
+        .await
+        .into_iter()
+        .map(|c| c.client_id)
+        .collect()
+}
+
 /// A client provisioned straight into a store (as `mcp-authd clients add` does), created at
 /// [`CLOCK_START`].
 pub fn provisioned_client(name: &str, redirect_uris: Vec<String>) -> mcp_authd::store::Client {

@@ -651,14 +651,7 @@ async fn dynamic_clients_never_used_are_collected_and_the_removal_is_persisted()
     let recent = app.register_public(REDIRECT).await;
     assert_eq!(mcp_authd::http::collect_unused_clients(&app.state).await, 2);
 
-    let left: Vec<String> = app
-        .state
-        .store
-        .clients()
-        .await
-        .into_iter()
-        .map(|c| c.client_id)
-        .collect();
+    let left = client_ids(app.state.store.as_ref()).await;
     for kept in [&with_family, &provisioned_id, &recent] {
         assert!(left.contains(kept), "{kept} was collected");
     }

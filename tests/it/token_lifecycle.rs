@@ -24,7 +24,8 @@ use proptest::test_runner::TestRunner;
 use serde_json::json;
 
 use crate::helpers::{
-    CLOCK_START, REDIRECT, VERIFIER, block_on, challenge, proptest_cases, provisioned_client,
+    CLOCK_START, REDIRECT, VERIFIER, block_on, challenge, client_ids, proptest_cases,
+    provisioned_client,
 };
 
 const ISSUER: &str = "http://127.0.0.1:8080";
@@ -656,20 +657,11 @@ impl Machine {
             expected.keys().collect::<BTreeSet<_>>(),
             "the families on disk are not the model's live ones"
         );
-        let mut clients: Vec<String> = self
-            .app()
-            .store
-            .clients()
-            .await
-            .into_iter()
-            .map(|c| c.client_id)
-            .collect();
-        clients.sort();
-        let mut registered: Vec<String> =
+        let registered: BTreeSet<String> =
             self.clients.iter().map(|c| c.client_id.clone()).collect();
-        registered.sort();
         assert_eq!(
-            clients, registered,
+            client_ids(self.app().store.as_ref()).await,
+            registered,
             "the server's clients are not the model's"
         );
     }
