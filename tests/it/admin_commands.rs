@@ -7,10 +7,10 @@ use std::path::{Path, PathBuf};
 use serde_json::{Value, json};
 
 use crate::cli::{
-    GEMINI_REDIRECT, Outcome, Server, add_gemini, assert_owner_only, config_dir, listing, one_shot,
-    refresh_status, run, serve_cmd, sign_in_provisioned,
+    GEMINI_REDIRECT, Outcome, Server, add_gemini, config_dir, listing, one_shot, refresh_status,
+    run, serve_cmd, sign_in_provisioned,
 };
-use crate::helpers::{VERIFIER, challenge, consent_ticket, query_of};
+use crate::helpers::{VERIFIER, assert_owner_only, challenge, consent_ticket, query_of};
 use crate::process::{free_port, http};
 
 /// A redirect URI the test configuration allows for self-registered clients.

@@ -9,6 +9,8 @@ use std::net::IpAddr;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use mcp_authd::http::authorize::UNTRUSTED_PEER;
+use mcp_authd::oauth::redirect::{matches_registered, validate_for_registration};
+use proptest::prelude::*;
 use serde_json::{Value, json};
 
 use crate::helpers::*;
@@ -254,6 +256,64 @@ async fn unknown_or_missing_client_id_is_a_400_page_without_redirect() {
     app.stop().await;
 }
 
+/// Row 19: error pages and the consent form's answers carry the anti-framing and referrer
+/// headers, and no CORS even when asked from another origin.
+#[tokio::test]
+async fn error_pages_forbid_framing_and_referrers_and_never_allow_cors() {
+    let (app, _dir) = TestApp::spawn().await;
+    let response = app
+        .http
+        .get(app.url("/oauth/authorize"))
+        .query(&[("client_id", "nope")])
+        .header("X-Forwarded-User", USER)
+        .header("Origin", "https://evil.example")
+        .send()
+        .await
+        .unwrap();
+    let headers = response.headers().clone();
+    assert_page(response, 400).await;
+    assert!(
+        headers["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .contains("frame-ancestors 'none'")
+    );
+    assert_eq!(headers["referrer-policy"], "no-referrer");
+    assert_eq!(headers["cache-control"], "no-store");
+    assert!(headers.get("access-control-allow-origin").is_none());
+
+    let client_id = app.register_public(REDIRECT).await;
+    let page = app
+        .authorize_as(Some(USER), &TestApp::authorize_params(&client_id, REDIRECT))
+        .await
+        .text()
+        .await
+        .unwrap();
+    let response = app
+        .http
+        .post(app.url("/oauth/authorize/consent"))
+        .header("X-Forwarded-User", USER)
+        .header("Origin", "https://evil.example")
+        .form(&[
+            ("ticket", consent_ticket(&page).as_str()),
+            ("decision", "approve"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 303);
+    assert_eq!(response.headers()["referrer-policy"], "no-referrer");
+    assert!(
+        response
+            .headers()
+            .get("access-control-allow-origin")
+            .is_none()
+    );
+    app.stop().await;
+}
+
+/// Catalogue rows 4, 6, 8: anything but the registered URI byte for byte, however alike, is
+/// an error page and never a redirect, for an https URI and a loopback URI.
 #[tokio::test]
 async fn unregistered_redirect_uri_is_a_400_page_without_redirect() {
     let (app, _dir) = TestApp::spawn().await;
@@ -265,6 +325,7 @@ async fn unregistered_redirect_uri_is_a_400_page_without_redirect() {
         .as_str()
         .unwrap()
         .to_string();
+    let mut tried = 0;
     for redirect in [
         "https://evil.example/cb",
         // Look-alikes of the https URI: other port, trailing slash, case, scheme, query.
@@ -291,11 +352,59 @@ async fn unregistered_redirect_uri_is_a_400_page_without_redirect() {
         "http://127.0.0.1:33418/Callback",
         "http://127.0.0.1:33418/callback?x=1",
         "https://127.0.0.1:33418/callback",
+        // Catalogue rows 4, 6, 8: byte comparison defeats every look-alike and parser trick.
+        // Encoded and double-encoded traversal, encoded unreserved characters.
+        "https://claude.ai/api/mcp/%252e%252e/mcp/auth_callback",
+        "https://claude.ai/api/mcp/./auth_callback",
+        "https://claude.ai/api/mcp//auth_callback",
+        "https://claude.ai/api/mcp/auth%5Fcallback",
+        "https://claude.ai/api/mcp/auth_callback%20",
+        "https://claude.ai/api/mcp/auth_callback%00",
+        "https://claude.ai/api/mcp/auth_callback?",
+        "https://claude.ai/api/mcp/auth_callback#",
+        "https://claude.ai/api/mcp/auth_callback#x",
+        // Authority tricks: userinfo, backslashes, a trailing dot, encoded separators.
+        "https://evil.com\\@claude.ai/api/mcp/auth_callback",
+        "https://claude.ai\\@evil.com/api/mcp/auth_callback",
+        "https://claude.ai%2F@evil.com/api/mcp/auth_callback",
+        "https://claude.ai%40evil.com/api/mcp/auth_callback",
+        "https://claude.ai./api/mcp/auth_callback",
+        "https://claude.ai:/api/mcp/auth_callback",
+        "//claude.ai/api/mcp/auth_callback",
+        "https:/claude.ai/api/mcp/auth_callback",
+        " https://claude.ai/api/mcp/auth_callback",
+        "https://claude.ai/api/mcp/auth_callback\t",
+        "https://claude.ai/api/mcp/auth\ncallback",
+        // More look-alikes of the registered 127.0.0.1 (row 8).
+        "http://LOCALHOST:33418/callback",
+        "http://localhost.:33418/callback",
+        "http://127.0.0.1.:33418/callback",
+        "http://0x7f.1:33418/callback",
+        "http://0x7f000001:33418/callback",
+        "http://017700000001:33418/callback",
+        "http://127.000.000.001:33418/callback",
+        "http://localhost.evil.com:33418/callback",
+        "http://[::1]:33418/callback",
+        "http://[0:0:0:0:0:ffff:7f00:1]:33418/callback",
+        "http://127.0.0.1:33418@evil.com/callback",
+        "http://127.0.0.1:33418\\@evil.com/callback",
+        "http://127.0.0.1:033418/callback",
+        "http://127.0.0.1:/callback",
+        "http://127.0.0.1:33418:80/callback",
+        "http://127.0.0.1:33418/callback/..",
+        "http://127.0.0.1:33418/callback%2f",
+        "http://127.0.0.1:33418/%63allback",
     ] {
         let params = TestApp::authorize_params(&client_id, redirect);
         let page = assert_page(app.authorize_as(Some(USER), &params).await, 400).await;
-        assert!(page.contains("redirect_uri rejected"), "{redirect}: {page}");
+        assert!(
+            page.contains("redirect_uri rejected"),
+            "{redirect:?}: {page}"
+        );
+        tried += 1;
     }
+    assert_eq!(tried, 23 + 38);
+    assert!(!app.state.store.has_consent(USER, &client_id).await);
     // A missing redirect_uri never falls back to a registered one.
     let params = params_with(&client_id, REDIRECT, &[("redirect_uri", None)]);
     assert_page(app.authorize_as(Some(USER), &params).await, 400).await;
@@ -304,6 +413,38 @@ async fn unregistered_redirect_uri_is_a_400_page_without_redirect() {
         let response = approve(&app, &TestApp::authorize_params(&client_id, redirect)).await;
         assert!(location(&response).starts_with(&format!("{redirect}?")));
     }
+    app.stop().await;
+}
+
+/// Row 5: a registered query is part of the URI; any other query is a different URI.
+#[tokio::test]
+async fn a_registered_query_must_match_exactly() {
+    let (app, _dir) = TestApp::spawn_configured(&|c| {
+        c["redirectUriAllowlist"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!("https://app.example.com/cb?x=1"));
+    })
+    .await;
+    let registered = "https://app.example.com/cb?x=1";
+    let client_id = app.register_uris(&[registered]).await;
+    for requested in [
+        "https://app.example.com/cb?x=1&y=2",
+        "https://app.example.com/cb?y=2&x=1",
+        "https://app.example.com/cb?x=2",
+        "https://app.example.com/cb?X=1",
+        "https://app.example.com/cb?x=1&",
+        "https://app.example.com/cb?x=%31",
+        "https://app.example.com/cb",
+        "https://app.example.com/cb?",
+    ] {
+        let params = TestApp::authorize_params(&client_id, requested);
+        assert_page(app.authorize_as(Some(USER), &params).await, 400).await;
+    }
+    // The exact URI works, and the code is appended to its query.
+    let code = app.code_for(&client_id, registered).await;
+    let response = app.exchange(&client_id, &code, registered).await;
+    assert_eq!(response.status(), 200);
     app.stop().await;
 }
 
@@ -333,6 +474,194 @@ async fn loopback_redirect_uri_matches_any_port() {
     app.stop().await;
 }
 
+// Redirect URI matching, differentially against the `url` crate: a match names the same
+// place; outside http loopback a match is byte equality, and on http loopback it is equality
+// once the port is removed.
+
+pub(crate) const LOOPBACK: [&str; 3] = ["localhost", "127.0.0.1", "[::1]"];
+
+const PATHS: [&str; 5] = ["/", "/cb", "/callback", "/oauth/callback/", "/a%20b"];
+
+const QUERIES: [&str; 4] = ["", "", "?x=1", "?a=b&c=d"];
+
+/// An http loopback redirect URI, as native apps register them (RFC 8252 §7.3).
+fn loopback_uri() -> impl Strategy<Value = String> {
+    let pick = |v: &[&'static str]| prop::sample::select(v.to_vec());
+    (
+        pick(&LOOPBACK),
+        pick(&["", ":1", ":8080", ":33418", ":65535"]),
+        pick(&PATHS),
+        pick(&QUERIES),
+    )
+        .prop_map(|(h, p, pa, q)| format!("http://{h}{p}{pa}{q}"))
+}
+
+/// A redirect URI that registration accepts: http loopback, https, or a private-use scheme.
+fn registered_uri() -> impl Strategy<Value = String> {
+    let pick = |v: &[&'static str]| prop::sample::select(v.to_vec());
+    let path = pick(&PATHS);
+    let query = pick(&QUERIES);
+    prop_oneof![
+        loopback_uri(),
+        (
+            pick(&[
+                "claude.ai",
+                "chatgpt.com",
+                "example.com",
+                "a.b.example.com",
+                "127.0.0.1"
+            ]),
+            pick(&["", ":8443"]),
+            path,
+            query
+        )
+            .prop_map(|(h, p, pa, q)| format!("https://{h}{p}{pa}{q}")),
+        pick(&[
+            "cursor://anysphere.cursor-mcp/oauth/callback",
+            "vscode://publisher.ext/cb",
+            "com.example.app:/oauth2redirect",
+        ])
+        .prop_map(str::to_string),
+    ]
+    .prop_filter("accepted at registration", |u| {
+        validate_for_registration(u).is_ok()
+    })
+}
+
+/// A requested URI made from a registered one by one edit an attacker or a confused client
+/// might make: another port, host, userinfo, case, or an inserted character.
+fn requested_from(registered: String) -> impl Strategy<Value = (String, String)> {
+    let r = registered.clone();
+    let authority_end = move |u: &str| {
+        let start = u.find("://").map_or(0, |i| i + 3);
+        start + u[start..].find(['/', '?', '#']).unwrap_or(u.len() - start)
+    };
+    let port_edit = prop::sample::select(vec![
+        "",
+        ":0",
+        ":1",
+        ":80",
+        ":443",
+        ":08080",
+        ":65535",
+        ":65536",
+        ":99999",
+        ":",
+        ":+1",
+        ":1a",
+        "%3A80",
+        ":80@evil.com",
+        ".evil.com",
+        "@evil.com",
+    ]);
+    let host_edit = prop::sample::select(vec![
+        "127.1",
+        "LOCALHOST",
+        "[::ffff:127.0.0.1]",
+        "127.0.0.1.evil.com",
+        "evil.com",
+        "localhost.",
+        "0x7f000001",
+    ]);
+    prop_oneof![
+        Just((r.clone(), r.clone())),
+        port_edit.prop_map({
+            let r = r.clone();
+            move |port| {
+                let base = without_port(&r);
+                let end = authority_end(&base);
+                (r.clone(), format!("{}{port}{}", &base[..end], &base[end..]))
+            }
+        }),
+        host_edit.prop_map({
+            let r = r.clone();
+            move |host| {
+                let start = r.find("://").map_or(0, |i| i + 3);
+                let end = authority_end(&r);
+                (r.clone(), format!("{}{host}{}", &r[..start], &r[end..]))
+            }
+        }),
+        Just((r.clone(), r.replacen("://", "://user@", 1))),
+        Just((r.clone(), r.to_uppercase())),
+        Just((r.clone(), format!("{r}#x"))),
+        (any::<prop::sample::Index>(), any::<char>()).prop_map(move |(at, c)| {
+            let mut q = r.clone();
+            let mut at = at.index(q.len() + 1);
+            while !q.is_char_boundary(at) {
+                at -= 1;
+            }
+            q.insert(at, c);
+            (r.clone(), q)
+        }),
+    ]
+}
+
+pub(crate) fn is_http_loopback(url: &url::Url) -> bool {
+    url.scheme() == "http" && url.host_str().is_some_and(|h| LOOPBACK.contains(&h))
+}
+
+/// `uri` without `:port` after its authority (for an `http://host[:port]…` URI).
+fn without_port(uri: &str) -> String {
+    let rest = uri.strip_prefix("http://").unwrap_or(uri);
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    let host = match authority.rfind(':') {
+        Some(i) if !authority[i..].contains(']') => &authority[..i],
+        _ => authority,
+    };
+    format!("http://{host}{tail}")
+}
+
+proptest! {
+    #![proptest_config(proptest_cases(2048))]
+
+    #[test]
+    fn a_match_names_the_same_place_and_only_a_loopback_port_may_differ(
+        (registered, requested) in registered_uri().prop_flat_map(requested_from),
+    ) {
+        let r = url::Url::parse(&registered).unwrap();
+        prop_assert!(matches_registered(&registered, &registered));
+        if !matches_registered(&registered, &requested) {
+            return Ok(());
+        }
+        if !is_http_loopback(&r) {
+            // Non-loopback: a match is byte equality.
+            prop_assert_eq!(&requested, &registered);
+            return Ok(());
+        }
+        // Loopback: equal once the port is gone, and the same host, path and query for `url`.
+        prop_assert_eq!(without_port(&requested), without_port(&registered));
+        // (A requested port above 65535 matches too; `url` refuses to parse it, and the
+        // browser cannot follow the redirect, so nothing reaches another host.)
+        if let Ok(q) = url::Url::parse(&requested) {
+            prop_assert_eq!(q.scheme(), "http");
+            prop_assert_eq!(q.host_str(), r.host_str());
+            prop_assert!(q.username().is_empty() && q.password().is_none());
+            prop_assert_eq!(q.path(), r.path());
+            prop_assert_eq!(q.query(), r.query());
+            prop_assert_eq!(q.fragment(), r.fragment());
+        }
+    }
+
+    #[test]
+    fn an_http_loopback_uri_matches_on_any_port(
+        registered in loopback_uri(),
+        port in 1u16..,
+    ) {
+        prop_assert!(validate_for_registration(&registered).is_ok(), "{}", registered);
+        let r = url::Url::parse(&registered).unwrap();
+        let host = r.host_str().unwrap();
+        let requested = without_port(&registered).replacen(host, &format!("{host}:{port}"), 1);
+        prop_assert!(
+            matches_registered(&registered, &requested),
+            "{} does not match {}", requested, registered
+        );
+    }
+}
+
+/// PKCE at authorize (catalogue section B): only an S256 challenge of 43 base64url
+/// characters is accepted; anything else is `invalid_request` by redirect, and nothing is
+/// remembered.
 #[tokio::test]
 async fn missing_challenge_plain_or_missing_method_is_invalid_request_by_redirect() {
     let (app, _dir) = TestApp::spawn().await;
@@ -355,6 +684,27 @@ async fn missing_challenge_plain_or_missing_method_is_invalid_request_by_redirec
         )],
     ] {
         let params = params_with(&client_id, REDIRECT, &changes);
+        let response = app.authorize_as(Some(USER), &params).await;
+        assert_error_redirect(&app, &response, 302, REDIRECT, "invalid_request");
+    }
+    // Catalogue row 23: a challenge that is not 43 base64url characters.
+    let good = challenge(VERIFIER);
+    let padded = format!("{good}=");
+    let short = good[..42].to_string();
+    let long = format!("{good}A");
+    let non_ascii = format!("{}é", &good[..42]);
+    let spaced = format!("{} ", &good[..42]);
+    let dotted = format!("{}.", &good[..42]);
+    for bad in [
+        &padded,
+        &short,
+        &long,
+        &non_ascii,
+        &spaced,
+        &dotted,
+        &String::new(),
+    ] {
+        let params = params_with(&client_id, REDIRECT, &[("code_challenge", Some(bad))]);
         let response = app.authorize_as(Some(USER), &params).await;
         assert_error_redirect(&app, &response, 302, REDIRECT, "invalid_request");
     }
@@ -423,13 +773,9 @@ async fn resource_with_trailing_slash_or_other_case_is_the_same_resource() {
 
 #[tokio::test]
 async fn resource_with_uppercase_host_is_the_same_resource() {
-    let dir = tempfile::tempdir().unwrap();
-    let app = TestApp::spawn_with(Options {
-        configure: &|c| c["resourceUrl"] = json!("https://mcp.example.com/mcp"),
-        dir: Some(dir.path()),
-        ..Default::default()
-    })
-    .await;
+    let (app, _dir) =
+        TestApp::spawn_configured(&|c| c["resourceUrl"] = json!("https://mcp.example.com/mcp"))
+            .await;
     let expectations = mcp_authd::TokenExpectations {
         audience: "https://mcp.example.com/mcp".to_string(),
         ..app.expectations()
@@ -470,13 +816,8 @@ async fn missing_resource_means_the_configured_resource() {
 
 #[tokio::test]
 async fn scope_outside_scopes_supported_is_invalid_scope() {
-    let dir = tempfile::tempdir().unwrap();
-    let app = TestApp::spawn_with(Options {
-        configure: &|c| c["scopesSupported"] = json!(["mcp:tools"]),
-        dir: Some(dir.path()),
-        ..Default::default()
-    })
-    .await;
+    let (app, _dir) =
+        TestApp::spawn_configured(&|c| c["scopesSupported"] = json!(["mcp:tools"])).await;
     let client_id = app.register_public(REDIRECT).await;
     for scope in [
         "mcp:admin",
@@ -498,13 +839,9 @@ async fn scope_outside_scopes_supported_is_invalid_scope() {
 
 #[tokio::test]
 async fn missing_scope_falls_back_to_the_registered_scope() {
-    let dir = tempfile::tempdir().unwrap();
-    let app = TestApp::spawn_with(Options {
-        configure: &|c| c["scopesSupported"] = json!(["mcp:tools", "mcp:read"]),
-        dir: Some(dir.path()),
-        ..Default::default()
-    })
-    .await;
+    let (app, _dir) =
+        TestApp::spawn_configured(&|c| c["scopesSupported"] = json!(["mcp:tools", "mcp:read"]))
+            .await;
     let response = app
         .register_raw(
             json!({"client_name": "ChatGPT", "redirect_uris": [REDIRECT], "scope": "mcp:tools"}),
@@ -549,6 +886,7 @@ async fn missing_scope_falls_back_to_the_registered_scope() {
     app.stop().await;
 }
 
+/// `state` is optional; when sent it is echoed exactly, however long and odd (catalogue row 12).
 #[tokio::test]
 async fn state_is_optional_and_echoed_exactly() {
     let (app, _dir) = TestApp::spawn().await;
@@ -565,6 +903,66 @@ async fn state_is_optional_and_echoed_exactly() {
     let response = approve(&app, &params).await;
     let query = query_of(&location(&response));
     assert_eq!(query["state"], odd);
+
+    // Catalogue row 12: a 4 KiB `state` of awkward characters comes back byte for byte, from
+    // the remembered approval and in an error redirect.
+    let state: String = "a&b=c#d%20e+f\"<>'é/?\\"
+        .chars()
+        .cycle()
+        .take(4096)
+        .collect();
+    let params = params_with(&client_id, REDIRECT, &[("state", Some(&state))]);
+    let response = app.authorize_as(Some(USER), &params).await;
+    assert_eq!(response.status(), 302);
+    assert_eq!(query_of(&location(&response))["state"], state);
+    let params = params_with(
+        &client_id,
+        REDIRECT,
+        &[
+            ("state", Some(&state)),
+            ("code_challenge_method", Some("plain")),
+        ],
+    );
+    let response = app.authorize_as(Some(USER), &params).await;
+    let query = query_of(&location(&response));
+    assert_eq!(query["error"], "invalid_request");
+    assert_eq!(query["state"], state);
+    app.stop().await;
+}
+
+/// Row 13: the success redirect carries exactly one `code`, `state` and `iss`; codes are
+/// 256-bit base64url strings, all different, each bound to its own redirect.
+#[tokio::test]
+async fn the_success_redirect_has_one_code_state_and_iss_and_codes_are_256_bit() {
+    let (app, _dir) = TestApp::spawn().await;
+    let client_id = app.register_public(REDIRECT).await;
+    app.code_for(&client_id, REDIRECT).await;
+    let mut codes = std::collections::HashSet::new();
+    for _ in 0..20 {
+        let response = app
+            .authorize_as(Some(USER), &TestApp::authorize_params(&client_id, REDIRECT))
+            .await;
+        assert_eq!(response.status(), 302);
+        assert_eq!(response.headers()["referrer-policy"], "no-referrer");
+        let location = location(&response);
+        let pairs: Vec<(String, String)> = url::Url::parse(&location)
+            .unwrap()
+            .query_pairs()
+            .into_owned()
+            .collect();
+        let mut counts: HashMap<&str, usize> = HashMap::new();
+        for (k, _) in &pairs {
+            *counts.entry(k.as_str()).or_default() += 1;
+        }
+        assert_eq!(
+            counts,
+            HashMap::from([("code", 1), ("state", 1), ("iss", 1)]),
+            "{location}"
+        );
+        let code = pairs.iter().find(|(k, _)| k == "code").unwrap().1.clone();
+        assert_eq!(URL_SAFE_NO_PAD.decode(&code).unwrap().len(), 32, "{code}");
+        assert!(codes.insert(code));
+    }
     app.stop().await;
 }
 
@@ -703,6 +1101,48 @@ async fn dynamic_consent_is_remembered_per_user_and_client() {
     app.stop().await;
 }
 
+/// Row 15 (confused deputy): a client an attacker registered, sent to a signed-in victim as a
+/// link, gets a consent page naming it as unverified and showing where the code would go;
+/// nothing is issued or remembered before the victim approves, and approving another
+/// client earlier does not count.
+#[tokio::test]
+async fn an_attackers_client_sent_as_a_link_gets_only_a_consent_page() {
+    let (app, _dir) = TestApp::spawn().await;
+    // The victim already uses a legitimate client.
+    let legit = app.register_public(REDIRECT).await;
+    app.code_for(&legit, REDIRECT).await;
+    assert!(app.state.store.has_consent(USER, &legit).await);
+
+    let attacker_uri = "http://localhost:4444/steal";
+    let response = app
+        .register_raw(json!({"client_name": "Claude Code", "redirect_uris": [attacker_uri]}))
+        .await;
+    let attacker = string(&response.json().await.unwrap(), "client_id");
+    let response = app
+        .authorize_as(
+            Some(USER),
+            &TestApp::authorize_params(&attacker, attacker_uri),
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+    assert!(response.headers().get("location").is_none());
+    let page = response.text().await.unwrap();
+    assert!(page.contains("unverified"), "{page}");
+    assert!(
+        page.contains("localhost"),
+        "the redirect host is shown: {page}"
+    );
+    assert!(!page.contains("code="), "{page}");
+    assert!(!app.state.store.has_consent(USER, &attacker).await);
+    // Denying sends the user back with an error, and still remembers nothing.
+    let response = app.answer_consent(&page, USER, "deny").await;
+    assert_eq!(response.status(), 303);
+    assert!(query_of(&location(&response))["error"] == "access_denied");
+    assert!(!app.state.store.has_consent(USER, &attacker).await);
+    assert!(app.state.store.families().await.is_empty());
+    app.stop().await;
+}
+
 /// SPEC §13 (issue 8, item 6): a remembered consent covers the scopes the user approved.
 /// A request for more shows the page again, naming the new scopes; approving stores the
 /// union, denying keeps the old consent. Other users and pre-provisioned clients are unaffected.
@@ -785,16 +1225,12 @@ async fn a_consent_covers_only_its_scopes_and_a_wider_request_asks_again() {
 }
 
 /// SPEC §13: `offline_access` is accepted and ignored, also when `scopesSupported` does not
-/// list it: never refused, never granted, never asked about; a refresh token comes anyway.
+/// list it: never refused, never granted, never asked about, neither a widening nor a
+/// narrowing at refresh; a refresh token comes anyway.
 #[tokio::test]
 async fn offline_access_is_accepted_and_ignored() {
-    let dir = tempfile::tempdir().unwrap();
-    let app = TestApp::spawn_with(Options {
-        configure: &|c| c["scopesSupported"] = json!(["mcp:tools"]),
-        dir: Some(dir.path()),
-        ..Default::default()
-    })
-    .await;
+    let (app, _dir) =
+        TestApp::spawn_configured(&|c| c["scopesSupported"] = json!(["mcp:tools"])).await;
     let client_id = app.register_public(REDIRECT).await;
     let params = params_with(
         &client_id,
@@ -810,13 +1246,15 @@ async fn offline_access_is_accepted_and_ignored() {
     let page = response.text().await.unwrap();
     assert!(!page.contains("offline_access"), "{page}");
     let code = code_in(&app, &app.answer_consent(&page, USER, "approve").await);
-    let tokens: Value = app
-        .exchange(&client_id, &code, REDIRECT)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let response = app.exchange(&client_id, &code, REDIRECT).await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["cache-control"], "no-store");
+    let tokens: Value = response.json().await.unwrap();
     assert_eq!(tokens["scope"], "mcp:tools");
+    // A refresh token is issued whether or not offline_access was asked for.
+    assert_eq!(tokens["token_type"], "Bearer");
+    assert!(tokens["expires_in"].is_u64(), "{tokens}");
+    assert!(tokens["access_token"].is_string(), "{tokens}");
     let refresh_token = tokens["refresh_token"].as_str().unwrap();
     // Asked for alone, it needs no new approval either.
     let params = params_with(&client_id, REDIRECT, &[("scope", Some("offline_access"))]);
@@ -835,18 +1273,28 @@ async fn offline_access_is_accepted_and_ignored() {
     assert_eq!(response.status(), 200);
     let refreshed: Value = response.json().await.unwrap();
     assert_eq!(refreshed["scope"], "mcp:tools");
+    // Nor is a refresh asking for it alone a narrowing.
+    let response = app
+        .token(&[
+            ("grant_type", "refresh_token"),
+            ("client_id", &client_id),
+            ("refresh_token", &string(&refreshed, "refresh_token")),
+            ("scope", "offline_access"),
+        ])
+        .await;
+    assert_eq!(response.status(), 200);
+    let refreshed: Value = response.json().await.unwrap();
+    assert_eq!(
+        refreshed["scope"], "mcp:tools",
+        "offline_access alone narrows nothing"
+    );
+    assert!(refreshed["refresh_token"].is_string(), "{refreshed}");
     app.stop().await;
 }
 
 #[tokio::test]
 async fn consent_always_shows_the_page_even_after_approval() {
-    let dir = tempfile::tempdir().unwrap();
-    let app = TestApp::spawn_with(Options {
-        configure: &|c| c["consent"] = json!("always"),
-        dir: Some(dir.path()),
-        ..Default::default()
-    })
-    .await;
+    let (app, _dir) = TestApp::spawn_configured(&|c| c["consent"] = json!("always")).await;
     let client_id = app.register_public(REDIRECT).await;
     for _ in 0..2 {
         let page = consent_page(&app, &client_id).await;
@@ -859,13 +1307,7 @@ async fn consent_always_shows_the_page_even_after_approval() {
 
 #[tokio::test]
 async fn consent_never_skips_the_page() {
-    let dir = tempfile::tempdir().unwrap();
-    let app = TestApp::spawn_with(Options {
-        configure: &|c| c["consent"] = json!("never"),
-        dir: Some(dir.path()),
-        ..Default::default()
-    })
-    .await;
+    let (app, _dir) = TestApp::spawn_configured(&|c| c["consent"] = json!("never")).await;
     let client_id = app.register_public(REDIRECT).await;
     let response = app
         .authorize_as(Some(USER), &TestApp::authorize_params(&client_id, REDIRECT))

@@ -12,18 +12,11 @@ use crate::helpers::*;
 
 /// mcp-authd trusting `docs`'s CA and allowed to fetch from loopback, with `extra` applied.
 async fn spawn(docs: &DocServer, extra: &dyn Fn(&mut Value)) -> (TestApp, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
     let configure = |section: &mut Value| {
         docs.configure(section);
         extra(section);
     };
-    let app = TestApp::spawn_with(Options {
-        configure: &configure,
-        dir: Some(dir.path()),
-        ..Default::default()
-    })
-    .await;
-    (app, dir)
+    TestApp::spawn_configured(&configure).await
 }
 
 /// `GET /oauth/authorize` as `user` for `client_id` and `redirect`.
@@ -72,15 +65,7 @@ async fn assert_refused(response: reqwest::Response, status: u16, client_id: &st
 #[tokio::test]
 async fn metadata_advertises_documents_and_private_key_jwt_unless_disabled() {
     let (app, _dir) = TestApp::spawn().await;
-    let doc: Value = app
-        .http
-        .get(app.url("/.well-known/oauth-authorization-server"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let doc: Value = app.metadata().await;
     assert_eq!(doc["client_id_metadata_document_supported"], true);
     let methods = doc["token_endpoint_auth_methods_supported"]
         .as_array()
@@ -104,15 +89,7 @@ async fn metadata_advertises_documents_and_private_key_jwt_unless_disabled() {
         c["clientMetadataDocuments"]["enabled"] = json!(false)
     })
     .await;
-    let doc: Value = app
-        .http
-        .get(app.url("/.well-known/oauth-authorization-server"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let doc: Value = app.metadata().await;
     assert!(
         doc.get("client_id_metadata_document_supported").is_none(),
         "{doc}"
@@ -537,14 +514,12 @@ async fn the_ssrf_guard_refuses_loopback_and_private_addresses_without_the_test_
     capture_audit();
     let docs = DocServer::start().await;
     let port = docs.port;
-    let dir = tempfile::tempdir().unwrap();
     let ca_file = docs.ca_file.clone();
     let configure = move |section: &mut Value| {
         section["clientMetadataDocuments"] = json!({"caFile": ca_file});
     };
     let app = TestApp::spawn_with(Options {
         configure: &configure,
-        dir: Some(dir.path()),
         ..Default::default()
     })
     .await;

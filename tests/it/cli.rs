@@ -13,9 +13,8 @@ use std::time::Duration;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 
-use crate::helpers::{VERIFIER, challenge, query_of};
+use crate::helpers::{VERIFIER, assert_owner_only, challenge, query_of, sha256_forms};
 use crate::process::{BIN, Served, free_port, http};
 
 /// A literal `jwtSecret` long enough to be accepted.
@@ -223,17 +222,6 @@ impl Server {
     }
 }
 
-/// SHA-256 of `secret` in the encodings a state file could reasonably use.
-fn sha256_forms(secret: &str) -> [String; 3] {
-    let digest = Sha256::digest(secret.as_bytes());
-    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-    [
-        URL_SAFE_NO_PAD.encode(digest),
-        base64::engine::general_purpose::STANDARD.encode(digest),
-        hex,
-    ]
-}
-
 /// The bytes of the state file and its journal, concatenated (the journal may be absent).
 fn state_bytes(state: &Path) -> String {
     let mut text = std::fs::read_to_string(state).unwrap();
@@ -241,13 +229,6 @@ fn state_bytes(state: &Path) -> String {
         &std::fs::read_to_string(mcp_authd::store::file::journal_path(state)).unwrap_or_default(),
     );
     text
-}
-
-/// Asserts that `path` is readable and writable by its owner only.
-pub(crate) fn assert_owner_only(path: &Path) {
-    use std::os::unix::fs::PermissionsExt as _;
-    let mode = std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
-    assert_eq!(mode, 0o600, "{} has mode {mode:o}", path.display());
 }
 
 /// The names in `dir`, sorted.

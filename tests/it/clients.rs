@@ -28,24 +28,6 @@ async fn spawn_allowing(extra: &[&str]) -> (TestApp, tempfile::TempDir) {
     (app, dir)
 }
 
-/// Fails on any JSON `null`, anywhere (the TS SDK's schemas reject them).
-fn assert_no_nulls(value: &Value, path: &str) {
-    match value {
-        Value::Null => panic!("null at {path}"),
-        Value::Array(items) => {
-            for (i, item) in items.iter().enumerate() {
-                assert_no_nulls(item, &format!("{path}[{i}]"));
-            }
-        }
-        Value::Object(map) => {
-            for (key, item) in map {
-                assert_no_nulls(item, &format!("{path}.{key}"));
-            }
-        }
-        _ => {}
-    }
-}
-
 /// GETs a discovery document: 200, JSON, no nulls.
 async fn discover(app: &TestApp, path: &str) -> Value {
     let response = app.http.get(app.url(path)).send().await.unwrap();

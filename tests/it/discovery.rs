@@ -104,35 +104,16 @@ async fn openid_configuration_serves_the_same_json() {
 
 #[tokio::test]
 async fn scopes_supported_are_advertised_in_both_documents() {
-    let dir = tempfile::tempdir().unwrap();
-    let app = TestApp::spawn_with(Options {
-        configure: &|c| c["scopesSupported"] = json!(["mcp:tools", "mcp:resources"]),
-        dir: Some(dir.path()),
-        ..Default::default()
+    let (app, _dir) = TestApp::spawn_configured(&|c| {
+        c["scopesSupported"] = json!(["mcp:tools", "mcp:resources"])
     })
     .await;
-    let metadata: Value = app
-        .http
-        .get(app.url("/.well-known/oauth-authorization-server"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let metadata: Value = app.metadata().await;
     assert_eq!(
         metadata["scopes_supported"],
         json!(["mcp:tools", "mcp:resources"])
     );
-    let prm: Value = app
-        .http
-        .get(app.url("/.well-known/oauth-protected-resource"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let prm: Value = app.get_json("/.well-known/oauth-protected-resource").await;
     assert_eq!(
         prm["scopes_supported"],
         json!(["mcp:tools", "mcp:resources"])
@@ -143,15 +124,7 @@ async fn scopes_supported_are_advertised_in_both_documents() {
 #[tokio::test]
 async fn protected_resource_metadata_at_the_root_and_the_resource_path() {
     let (app, _dir) = TestApp::spawn().await;
-    let issuer: Value = app
-        .http
-        .get(app.url("/.well-known/oauth-authorization-server"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let issuer: Value = app.metadata().await;
     let mut documents = Vec::new();
     for path in [
         "/.well-known/oauth-protected-resource",
@@ -172,13 +145,8 @@ async fn protected_resource_metadata_at_the_root_and_the_resource_path() {
 
 #[tokio::test]
 async fn path_issuer_gets_path_aware_discovery_and_endpoints_under_its_path() {
-    let dir = tempfile::tempdir().unwrap();
-    let app = TestApp::spawn_with(Options {
-        configure: &|c| {
-            c["issuerUrl"] = json!(format!("{}/auth", c["issuerUrl"].as_str().unwrap()))
-        },
-        dir: Some(dir.path()),
-        ..Default::default()
+    let (app, _dir) = TestApp::spawn_configured(&|c| {
+        c["issuerUrl"] = json!(format!("{}/auth", c["issuerUrl"].as_str().unwrap()))
     })
     .await;
     let issuer = app.url("/auth");
@@ -202,15 +170,7 @@ async fn path_issuer_gets_path_aware_discovery_and_endpoints_under_its_path() {
         doc["registration_endpoint"],
         json!(app.url("/auth/oauth/register"))
     );
-    let openid: Value = app
-        .http
-        .get(app.url("/.well-known/openid-configuration/auth"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let openid: Value = app.get_json("/.well-known/openid-configuration/auth").await;
     assert_eq!(openid, doc);
 
     // The PRM names the resource under the issuer and the issuer byte for byte.

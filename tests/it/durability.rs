@@ -8,6 +8,10 @@
 //! response (acknowledged); after each crash the state on disk must load and hold all of them,
 //! and the latest acknowledged refresh token of every family must still refresh.
 //!
+//! The requests are the ones `helpers.rs` builds for in-process servers (authorize parameters,
+//! token forms); here they go to the child's port and tolerate a broken connection, which is
+//! how a kill shows.
+//!
 //! `MCP_AUTHD_KILL_ROUNDS` sets the number of kills (default 200); `MCP_AUTHD_KILL_SEED`
 //! replays a run (the seed is printed).
 
@@ -25,7 +29,9 @@ use rand::rngs::StdRng;
 use rand::{Rng as _, SeedableRng as _};
 use serde_json::{Value, json};
 
-use crate::helpers::{VERIFIER, challenge, query_of};
+use crate::helpers::{
+    REDIRECT, TestApp, exchange_form, family_key_of, provisioned_client, query_of, refresh_form,
+};
 use crate::process::{BIN, Served, free_port, http};
 
 /// `jwtSecret` of every daemon here.
@@ -33,8 +39,6 @@ const SECRET: &str = "durability-secret-durability-secret-0123456";
 /// The issuer the tokens name. It is only a string to the server, so every restart can listen
 /// on a fresh port while tokens stay valid.
 const ISSUER: &str = "http://127.0.0.1:8080";
-/// The redirect URI every client registers.
-const REDIRECT: &str = "http://127.0.0.1:33418/callback";
 /// The signed-in user.
 const USER: &str = "durable@example.com";
 
@@ -173,14 +177,7 @@ async fn register(http: &reqwest::Client, base: &str) -> Outcome<String> {
 async fn authorize(http: &reqwest::Client, base: &str, client_id: &str) -> Outcome<String> {
     let response = http
         .get(format!("{base}/oauth/authorize"))
-        .query(&[
-            ("response_type", "code"),
-            ("client_id", client_id),
-            ("redirect_uri", REDIRECT),
-            ("code_challenge", &challenge(VERIFIER)),
-            ("code_challenge_method", "S256"),
-            ("state", "s"),
-        ])
+        .query(&TestApp::authorize_params(client_id, REDIRECT))
         .header("X-Forwarded-User", USER)
         .send()
         .await
@@ -208,18 +205,7 @@ async fn token(http: &reqwest::Client, base: &str, form: &[(&str, &str)]) -> Out
 /// Authorize + code exchange: a new refresh-token family; its first token once acknowledged.
 async fn new_family(http: &reqwest::Client, base: &str, client_id: &str) -> Outcome<String> {
     let code = authorize(http, base, client_id).await?;
-    let body = token(
-        http,
-        base,
-        &[
-            ("grant_type", "authorization_code"),
-            ("client_id", client_id),
-            ("code", &code),
-            ("redirect_uri", REDIRECT),
-            ("code_verifier", VERIFIER),
-        ],
-    )
-    .await?;
+    let body = token(http, base, &exchange_form(client_id, &code, REDIRECT)).await?;
     Ok(body["refresh_token"].as_str().unwrap().to_string())
 }
 
@@ -230,16 +216,7 @@ async fn refresh(
     client_id: &str,
     refresh_token: &str,
 ) -> Outcome<String> {
-    let body = token(
-        http,
-        base,
-        &[
-            ("grant_type", "refresh_token"),
-            ("client_id", client_id),
-            ("refresh_token", refresh_token),
-        ],
-    )
-    .await?;
+    let body = token(http, base, &refresh_form(client_id, refresh_token)).await?;
     Ok(body["refresh_token"].as_str().unwrap().to_string())
 }
 
@@ -257,12 +234,6 @@ async fn revoke(http: &reqwest::Client, base: &str, client_id: &str, token: &str
         return Err(Failure::Status(status, text));
     }
     Ok(())
-}
-
-/// The key a refresh token's family is stored under (a hash of `<family>` in
-/// `<family>.<secret>`).
-fn family_of(token: &str) -> String {
-    mcp_authd::oauth::refresh::family_key(token.split_once('.').unwrap().0)
 }
 
 /// What the test knows about one refresh-token family.
@@ -360,7 +331,7 @@ fn check_on_disk(state: &Path, workers: &mut [Acked], round: usize) -> (bool, bo
             );
         }
         for f in &mut acked.families {
-            let id = family_of(&f.token);
+            let id = family_key_of(&f.token);
             let stored = doc.refresh_tokens.get(&id);
             if f.revoked {
                 assert!(
@@ -413,7 +384,7 @@ async fn settle_pending(
                 Err(e) => panic!(
                     "round {round}: the latest acknowledged refresh token of family {} does \
                      not refresh after a restart: {e}\nstderr:\n{}",
-                    family_of(&f.token),
+                    family_key_of(&f.token),
                     daemon.stderr()
                 ),
             }
@@ -602,11 +573,7 @@ async fn a_failed_journal_write_refuses_cleanly_and_loses_nothing_acknowledged()
     assert!(!health_cmd.status.success(), "health must fail on a 503");
     let refused_refresh = http
         .post(daemon.url("/oauth/token"))
-        .form(&[
-            ("grant_type", "refresh_token"),
-            ("client_id", client.as_str()),
-            ("refresh_token", latest.as_str()),
-        ])
+        .form(&refresh_form(&client, &latest))
         .send()
         .await
         .unwrap();
@@ -616,13 +583,7 @@ async fn a_failed_journal_write_refuses_cleanly_and_loses_nothing_acknowledged()
     let code = authorize(&http, &base, &client).await.unwrap();
     let refused_exchange = http
         .post(daemon.url("/oauth/token"))
-        .form(&[
-            ("grant_type", "authorization_code"),
-            ("client_id", client.as_str()),
-            ("code", code.as_str()),
-            ("redirect_uri", REDIRECT),
-            ("code_verifier", VERIFIER),
-        ])
+        .form(&exchange_form(&client, &code, REDIRECT))
         .send()
         .await
         .unwrap();
@@ -713,7 +674,7 @@ async fn frequent_compactions_under_load_lose_nothing_acknowledged() {
     for (client, latest) in &acked {
         assert!(doc.clients.contains_key(client), "{client} lost");
         assert_eq!(
-            doc.refresh_tokens[&family_of(latest)].current_hash,
+            doc.refresh_tokens[&family_key_of(latest)].current_hash,
             mcp_authd::oauth::refresh::hash(latest),
             "the last acknowledged rotation is not the live token on disk"
         );
@@ -791,7 +752,7 @@ async fn sigterm_drains_and_everything_acknowledged_is_on_disk() {
     for id in acked.iter().chain([&client]) {
         assert!(doc.clients.contains_key(id), "{id} lost on SIGTERM");
     }
-    let family = &doc.refresh_tokens[&family_of(&latest)];
+    let family = &doc.refresh_tokens[&family_key_of(&latest)];
     assert_eq!(
         family.current_hash,
         mcp_authd::oauth::refresh::hash(&latest),
@@ -811,13 +772,10 @@ async fn a_stale_temporary_snapshot_is_ignored_and_removed_and_modes_are_tighten
         let store = StateStore::open(&state).unwrap();
         let mut ids = Vec::new();
         for i in 0..3 {
-            let client = mcp_authd::oauth::register::provision(
+            let client = provisioned_client(
                 &format!("Client {i}"),
                 vec![format!("https://client{i}.example.com/callback")],
-                1_800_000_000,
-            )
-            .unwrap_or_else(|e| panic!("{}", e.description))
-            .client;
+            );
             ids.push(client.client_id.clone());
             mcp_authd::store::Store::put_client(&store, client)
                 .await

@@ -93,15 +93,9 @@ impl McpServer {
 /// `servers.json` with a static admin token and the documented access rules.
 async fn servers_with_rules() -> (TestApp, tempfile::TempDir, McpServer) {
     let (listener, url) = McpServer::bind().await;
-    let dir = tempfile::tempdir().unwrap();
     let resource = url.clone();
     let configure = move |section: &mut Value| section["resourceUrl"] = json!(resource);
-    let app = TestApp::spawn_with(Options {
-        configure: &configure,
-        dir: Some(dir.path()),
-        ..Default::default()
-    })
-    .await;
+    let (app, dir) = TestApp::spawn_configured(&configure).await;
     let servers_json = json!({"serverAuth": {
         "oauthAs": {"issuerUrl": app.base, "jwtSecret": "${MCP_AUTH_JWT_SECRET}", "resourceUrl": url},
         "bearer": {"ops-admin": {"token": "${MCP_ADMIN_TOKEN}", "roles": ["admin"]}},
@@ -160,12 +154,10 @@ async fn oauth_users_see_only_sentry_tools_and_a_static_admin_sees_everything() 
 #[tokio::test]
 async fn a_missing_scope_asks_for_step_up_and_no_token_asks_to_sign_in() {
     let (listener, url) = McpServer::bind().await;
-    let dir = tempfile::tempdir().unwrap();
     let resource = url.clone();
     let configure = move |section: &mut Value| section["resourceUrl"] = json!(resource);
     let app = TestApp::spawn_with(Options {
         configure: &configure,
-        dir: Some(dir.path()),
         ..Default::default()
     })
     .await;
@@ -214,12 +206,10 @@ async fn a_missing_scope_asks_for_step_up_and_no_token_asks_to_sign_in() {
 #[tokio::test]
 async fn a_tool_needing_a_wider_scope_names_every_scope_it_needs_in_one_challenge() {
     let (listener, url) = McpServer::bind().await;
-    let dir = tempfile::tempdir().unwrap();
     let resource = url.clone();
     let configure = move |section: &mut Value| section["resourceUrl"] = json!(resource);
     let app = TestApp::spawn_with(Options {
         configure: &configure,
-        dir: Some(dir.path()),
         ..Default::default()
     })
     .await;

@@ -1,5 +1,8 @@
-//! `TestApp`: a server on `127.0.0.1:0` with a temporary state directory, a manual clock, and
-//! typed helpers for the steps of an OAuth flow.
+//! The one helper set of the integration tests. `TestApp`: a server on `127.0.0.1:0` with a
+//! temporary state directory, a manual clock, and typed helpers for the steps of an OAuth flow
+//! (registering a client, a sign-in through the proxy and the consent page, token requests,
+//! the metadata document); plus the assertions every endpoint's tests share. Tests of the real
+//! binary add `process.rs` on top.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -23,6 +26,9 @@ pub const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
 pub const REDIRECT: &str = "http://127.0.0.1:33418/callback";
 /// The secret every test server uses.
 pub const SECRET: &str = "test-secret-Q7wK2xZ9-mN4vB8rT1yL6pD3-0123";
+/// Where every test server's manual clock starts (seconds since the epoch); also the creation
+/// time of clients put straight into a store.
+pub const CLOCK_START: u64 = 1_800_000_000;
 
 /// S256 challenge of `verifier`.
 pub fn challenge(verifier: &str) -> String {
@@ -83,13 +89,17 @@ pub struct TestApp {
     pub state: Arc<AppState>,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
+    /// The state directory made for this server when [`Options::dir`] was `None`: removed
+    /// once the server is dropped (after [`TestApp::stop`] has released the state).
+    _own_dir: Option<tempfile::TempDir>,
 }
 
 /// Options for [`TestApp::spawn_with`].
 pub struct Options<'a> {
     /// Changes to the `oauthAs` section.
     pub configure: &'a dyn Fn(&mut Value),
-    /// The state directory (a fresh one when `None`).
+    /// The state directory. `None` makes a fresh one that lives as long as the server; pass
+    /// `Some` (a directory that outlives it) to restart a server on the same state.
     pub dir: Option<&'a Path>,
     /// Bind this exact address (restart on the same port).
     pub addr: Option<SocketAddr>,
@@ -140,15 +150,27 @@ impl TestApp {
         )
         .await;
         let addr = listener.local_addr().unwrap();
-        let base = format!("http://{addr}");
+        // A dual-stack `[::]` listener is reached, and names itself, through IPv4 loopback.
+        let base = if addr.ip().is_unspecified() {
+            format!("http://127.0.0.1:{}", addr.port())
+        } else {
+            format!("http://{addr}")
+        };
         let mut section = oauth_as(&base);
         (options.configure)(&mut section);
         let doc = json!({"mcpServers": {}, "serverAuth": {"oauthAs": section}});
         let config = Config::parse(&doc.to_string(), |_| None).expect("test config is valid");
-        let dir = options.dir.expect("a state directory");
-        let state_path = dir.join("auth_server.json");
+        let own_dir = match options.dir {
+            Some(_) => None,
+            None => Some(tempfile::tempdir().unwrap()),
+        };
+        let state_path = options
+            .dir
+            .or(own_dir.as_ref().map(tempfile::TempDir::path))
+            .expect("a state directory")
+            .join("auth_server.json");
         let store: Arc<dyn Store> = Arc::new(StateStore::open(&state_path).unwrap());
-        let clock = Arc::new(ManualClock::new(1_800_000_000));
+        let clock = Arc::new(ManualClock::new(CLOCK_START));
         let state = Arc::new(AppState::with_clock(config, store, clock.clone()));
         let (tx, rx) = oneshot::channel::<()>();
         let serving = state.clone();
@@ -168,6 +190,7 @@ impl TestApp {
             state,
             shutdown: Some(tx),
             task: Some(task),
+            _own_dir: own_dir,
         }
     }
 
@@ -204,6 +227,45 @@ impl TestApp {
         assert_eq!(response.status(), 201);
         let body: Value = response.json().await.unwrap();
         body["client_id"].as_str().unwrap().to_string()
+    }
+
+    /// Registers a client for `uris` with the default authentication method (none); returns
+    /// its client_id.
+    pub async fn register_uris(&self, uris: &[&str]) -> String {
+        let response = self
+            .register_raw(json!({"client_name": "Client", "redirect_uris": uris}))
+            .await;
+        assert_eq!(response.status(), 201);
+        string(&response.json().await.unwrap(), "client_id")
+    }
+
+    /// Registers a confidential client for [`REDIRECT`] authenticating with `method`; returns
+    /// (client_id, client_secret).
+    pub async fn register_confidential(&self, method: &str) -> (String, String) {
+        let response = self
+            .register_raw(json!({"client_name": "Confidential", "redirect_uris": [REDIRECT], "token_endpoint_auth_method": method}))
+            .await;
+        assert_eq!(response.status(), 201);
+        let body: Value = response.json().await.unwrap();
+        (string(&body, "client_id"), string(&body, "client_secret"))
+    }
+
+    /// The authorization server metadata (RFC 8414) this server publishes.
+    pub async fn metadata(&self) -> Value {
+        self.get_json("/.well-known/oauth-authorization-server")
+            .await
+    }
+
+    /// GET `path` on this server, as JSON (for documents whose headers a test does not check).
+    pub async fn get_json(&self, path: &str) -> Value {
+        self.http
+            .get(self.url(path))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
     }
 
     /// Standard authorize query parameters for `client_id`.
@@ -284,24 +346,12 @@ impl TestApp {
 
     /// Exchanges `code` for tokens as a public client.
     pub async fn exchange(&self, client_id: &str, code: &str, redirect: &str) -> reqwest::Response {
-        self.token(&[
-            ("grant_type", "authorization_code"),
-            ("client_id", client_id),
-            ("code", code),
-            ("redirect_uri", redirect),
-            ("code_verifier", VERIFIER),
-        ])
-        .await
+        self.token(&exchange_form(client_id, code, redirect)).await
     }
 
     /// Refreshes as a public client.
     pub async fn refresh(&self, client_id: &str, refresh_token: &str) -> reqwest::Response {
-        self.token(&[
-            ("grant_type", "refresh_token"),
-            ("client_id", client_id),
-            ("refresh_token", refresh_token),
-        ])
-        .await
+        self.token(&refresh_form(client_id, refresh_token)).await
     }
 
     /// Register + authorize + consent + exchange; returns (client_id, token response body).
@@ -313,6 +363,12 @@ impl TestApp {
         (client_id, response.json().await.unwrap())
     }
 
+    /// The verified claims of the access token in a token response.
+    pub fn claims(&self, tokens: &Value) -> mcp_authd::AccessTokenClaims {
+        mcp_authd::verify_access_token(&string(tokens, "access_token"), &self.expectations())
+            .expect("the access token verifies")
+    }
+
     /// The token verification expectations for this server.
     pub fn expectations(&self) -> mcp_authd::TokenExpectations {
         mcp_authd::TokenExpectations {
@@ -322,6 +378,127 @@ impl TestApp {
             leeway_seconds: 0,
         }
     }
+}
+
+/// The token request form exchanging `code` as the public client `client_id`, with
+/// [`VERIFIER`].
+pub fn exchange_form<'a>(
+    client_id: &'a str,
+    code: &'a str,
+    redirect: &'a str,
+) -> [(&'a str, &'a str); 5] {
+    [
+        ("grant_type", "authorization_code"),
+        ("client_id", client_id),
+        ("code", code),
+        ("redirect_uri", redirect),
+        ("code_verifier", VERIFIER),
+    ]
+}
+
+/// The token request form refreshing `refresh_token` as the public client `client_id`.
+pub fn refresh_form<'a>(client_id: &'a str, refresh_token: &'a str) -> [(&'a str, &'a str); 3] {
+    [
+        ("grant_type", "refresh_token"),
+        ("client_id", client_id),
+        ("refresh_token", refresh_token),
+    ]
+}
+
+/// The key the store files a refresh token's family under (a hash of `<family>` in
+/// `<family>.<secret>`).
+pub fn family_key_of(refresh_token: &str) -> String {
+    let (family, _) = refresh_token
+        .split_once('.')
+        .expect("a <family>.<secret> token");
+    mcp_authd::oauth::refresh::family_key(family)
+}
+
+/// SHA-256 of `secret` in the encodings a state file could reasonably use (for tests that
+/// look for a secret's hash where only another hash may be).
+pub fn sha256_forms(secret: &str) -> [String; 3] {
+    let digest = Sha256::digest(secret.as_bytes());
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    [
+        URL_SAFE_NO_PAD.encode(digest),
+        base64::engine::general_purpose::STANDARD.encode(digest),
+        hex,
+    ]
+}
+
+/// The ids of the clients `store` holds.
+pub async fn client_ids(store: &dyn Store) -> std::collections::BTreeSet<String> {
+    store
+        .clients()
+        .await
+        .into_iter()
+        .map(|c| c.client_id)
+        .collect()
+}
+
+/// A client provisioned straight into a store (as `mcp-authd clients add` does), created at
+/// [`CLOCK_START`].
+pub fn provisioned_client(name: &str, redirect_uris: Vec<String>) -> mcp_authd::store::Client {
+    mcp_authd::oauth::register::provision(name, redirect_uris, CLOCK_START)
+        .unwrap_or_else(|e| panic!("provision: {}", e.description))
+        .client
+}
+
+/// A proptest configuration with `cases` cases unless `PROPTEST_CASES` asks for another
+/// number. Case counts are kept small so that `cargo test` stays fast.
+pub fn proptest_cases(cases: u32) -> proptest::test_runner::Config {
+    let from_env = std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok());
+    proptest::test_runner::Config {
+        cases: from_env.unwrap_or(cases),
+        failure_persistence: None,
+        ..proptest::test_runner::Config::default()
+    }
+}
+
+/// Runs `f` to completion on a fresh single-threaded runtime (for proptest bodies, which are
+/// not async).
+pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(f)
+}
+
+/// The string member `field` of a JSON body; fails, showing the body, when there is none.
+pub fn string(body: &Value, field: &str) -> String {
+    body[field]
+        .as_str()
+        .unwrap_or_else(|| panic!("no {field} in {body}"))
+        .to_string()
+}
+
+/// Fails on a JSON `null` anywhere in `value` (the TypeScript SDK's schemas reject them);
+/// `path` names where, as `$` for the root.
+pub fn assert_no_nulls(value: &Value, path: &str) {
+    match value {
+        Value::Null => panic!("JSON null at {path}"),
+        Value::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                assert_no_nulls(item, &format!("{path}[{i}]"));
+            }
+        }
+        Value::Object(members) => {
+            for (key, member) in members {
+                assert_no_nulls(member, &format!("{path}.{key}"));
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Asserts that `path` is readable and writable by its owner only.
+pub fn assert_owner_only(path: &Path) {
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "{} has mode {mode:o}", path.display());
 }
 
 /// A reqwest client that never follows redirects, optionally bound to a local address.

@@ -19,7 +19,6 @@ async fn spawn_limited(
     limits: Option<Value>,
     extra: &dyn Fn(&mut Value),
 ) -> (TestApp, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
     let configure = |c: &mut Value| {
         match &limits {
             Some(limits) => c["rateLimits"] = limits.clone(),
@@ -29,13 +28,7 @@ async fn spawn_limited(
         }
         extra(c);
     };
-    let app = TestApp::spawn_with(Options {
-        configure: &configure,
-        dir: Some(dir.path()),
-        ..Default::default()
-    })
-    .await;
-    (app, dir)
+    TestApp::spawn_configured(&configure).await
 }
 
 /// POST /oauth/register (or `path`) from `http`, with optional `X-Forwarded-For` lines.
@@ -614,14 +607,7 @@ async fn registered_scope_is_capped_and_repeated_grant_types_are_kept_once() {
 
 /// A server with `maxDynamicClients` = `cap` and no rate limits.
 async fn spawn_with_cap(cap: usize) -> (TestApp, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let app = TestApp::spawn_with(Options {
-        configure: &|c| c["maxDynamicClients"] = json!(cap),
-        dir: Some(dir.path()),
-        ..Default::default()
-    })
-    .await;
-    (app, dir)
+    TestApp::spawn_configured(&|c| c["maxDynamicClients"] = json!(cap)).await
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -665,14 +651,7 @@ async fn dynamic_clients_never_used_are_collected_and_the_removal_is_persisted()
     let recent = app.register_public(REDIRECT).await;
     assert_eq!(mcp_authd::http::collect_unused_clients(&app.state).await, 2);
 
-    let left: Vec<String> = app
-        .state
-        .store
-        .clients()
-        .await
-        .into_iter()
-        .map(|c| c.client_id)
-        .collect();
+    let left = client_ids(app.state.store.as_ref()).await;
     for kept in [&with_family, &provisioned_id, &recent] {
         assert!(left.contains(kept), "{kept} was collected");
     }
@@ -712,13 +691,7 @@ async fn a_consented_client_is_kept_even_without_refresh_tokens() {
 
 #[tokio::test]
 async fn a_zero_ttl_never_collects() {
-    let dir = tempfile::tempdir().unwrap();
-    let app = TestApp::spawn_with(Options {
-        configure: &|c| c["unusedClientTtlSeconds"] = json!(0),
-        dir: Some(dir.path()),
-        ..Default::default()
-    })
-    .await;
+    let (app, _dir) = TestApp::spawn_configured(&|c| c["unusedClientTtlSeconds"] = json!(0)).await;
     let client_id = app.register_public(REDIRECT).await;
     app.clock.advance(365 * 86_400);
     assert_eq!(mcp_authd::http::collect_unused_clients(&app.state).await, 0);

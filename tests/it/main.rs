@@ -7,11 +7,11 @@
 
 mod admin_commands;
 mod admin_socket;
-mod attacks;
 mod authorize;
 mod cimd;
 mod cli;
 mod clients;
+mod config;
 mod connections;
 mod deploy;
 mod discovery;
@@ -24,7 +24,6 @@ mod identity_headers;
 mod limits;
 mod operations;
 mod process;
-mod properties;
 mod register;
 mod reload;
 mod request_bounds;
@@ -34,4 +33,5 @@ mod signing;
 mod state;
 mod state_files;
 mod token;
+mod token_lifecycle;
 mod two_hosts;

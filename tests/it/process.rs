@@ -1,10 +1,10 @@
 //! A running `mcp-authd serve` child process, for the tests that drive the real binary
-//! (`cli.rs`, `durability.rs`): readiness, SIGTERM, SIGKILL, and a kill on drop so that a
+//! (`cli.rs`, `durability.rs`, `operations.rs`): readiness, SIGTERM, SIGKILL, and a kill on drop so that a
 //! failing test never leaves a process behind.
 
 use std::fs::File;
 use std::net::TcpListener;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
@@ -49,11 +49,19 @@ impl Served {
     /// Spawns `cmd` (a `serve` command listening on `port`), stdout discarded, stderr to `log`
     /// (a file outside the configuration directory).
     pub fn spawn(cmd: &mut Command, port: u16, log: PathBuf) -> Self {
-        let child = cmd
-            .stdout(Stdio::null())
-            .stderr(File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
+        cmd.stdout(Stdio::null());
+        Self::start(cmd, port, log)
+    }
+
+    /// As [`Served::spawn`], with stdout kept in the file `stdout` (for tests that read what
+    /// the process printed).
+    pub fn spawn_with_stdout(cmd: &mut Command, port: u16, log: PathBuf, stdout: &Path) -> Self {
+        cmd.stdout(File::create(stdout).unwrap());
+        Self::start(cmd, port, log)
+    }
+
+    fn start(cmd: &mut Command, port: u16, log: PathBuf) -> Self {
+        let child = cmd.stderr(File::create(&log).unwrap()).spawn().unwrap();
         Self {
             child,
             base: format!("http://127.0.0.1:{port}"),

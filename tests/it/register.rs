@@ -1,10 +1,16 @@
-//! Dynamic client registration (RFC 7591, SPEC §6 "Registration").
+//! Dynamic client registration (RFC 7591, SPEC §6 "Registration") and catalogue section H:
+//! the fields of a registration, what is refused and with which error, the redirect URI
+//! tricks the validator refuses on its own (whatever the allowlist admits), duplicate JSON
+//! members, and, as a property, that registration accepts only canonical, safe URIs.
 
 // The helpers in this file run only inside tests, where a failed step should panic.
 
 use mcp_authd::clock::Clock;
+use mcp_authd::oauth::redirect::validate_for_registration;
+use proptest::prelude::*;
 use serde_json::{Value, json};
 
+use crate::authorize::is_http_loopback;
 use crate::helpers::*;
 
 const CLAUDE: &str = "https://claude.ai/api/mcp/auth_callback";
@@ -12,22 +18,15 @@ const CURSOR_APP: &str = "cursor://anysphere.cursor-mcp/oauth/callback";
 const CURSOR_WEB: &str = "https://www.cursor.com/agents/mcp/oauth/callback";
 const CURSOR_LOOPBACK: &str = "http://localhost:8787/callback";
 
-/// Fails if `value` holds a JSON `null` anywhere; `path` names where.
-fn assert_no_null(value: &Value, path: &str) {
-    match value {
-        Value::Null => panic!("JSON null at {path}"),
-        Value::Array(items) => {
-            for (i, item) in items.iter().enumerate() {
-                assert_no_null(item, &format!("{path}[{i}]"));
-            }
-        }
-        Value::Object(members) => {
-            for (key, member) in members {
-                assert_no_null(member, &format!("{path}.{key}"));
-            }
-        }
-        _ => {}
-    }
+/// POST /oauth/register with `body` as it is, labelled JSON (for bodies `json!` cannot make).
+async fn register_text(app: &TestApp, body: impl Into<reqwest::Body>) -> reqwest::Response {
+    app.http
+        .post(app.url("/oauth/register"))
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap()
 }
 
 /// How many clients the store holds.
@@ -54,7 +53,7 @@ async fn registered(app: &TestApp, body: Value) -> Value {
     assert_eq!(response.status(), 201);
     assert_eq!(response.headers()["cache-control"], "no-store");
     let body: Value = response.json().await.unwrap();
-    assert_no_null(&body, "$");
+    assert_no_nulls(&body, "$");
     body
 }
 
@@ -192,16 +191,11 @@ async fn empty_scope_is_accepted() {
 
 #[tokio::test]
 async fn cursor_three_redirect_uris_in_one_registration_are_accepted() {
-    let dir = tempfile::tempdir().unwrap();
-    let app = TestApp::spawn_with(Options {
-        configure: &|c| {
-            c["redirectUriAllowlist"]
-                .as_array_mut()
-                .unwrap()
-                .push(json!(CURSOR_WEB));
-        },
-        dir: Some(dir.path()),
-        ..Default::default()
+    let (app, _dir) = TestApp::spawn_configured(&|c| {
+        c["redirectUriAllowlist"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!(CURSOR_WEB));
     })
     .await;
     let uris = [CURSOR_APP, CURSOR_WEB, CURSOR_LOOPBACK];
@@ -296,6 +290,181 @@ async fn forbidden_redirect_uris_are_rejected_by_name() {
     app.stop().await;
 }
 
+/// Rows 6, 78–80: with an allowlist that admits every https URI, the registration validator
+/// alone refuses each trick (the reason is never the allowlist).
+#[tokio::test]
+async fn registration_tricks_are_refused_by_the_validator_itself() {
+    let (app, _dir) = TestApp::spawn_configured(&|c| {
+        // Every https host, by first character (a single `https://*` is refused at
+        // boot), so that whatever is refused here is refused by the validator alone.
+        let mut allow: Vec<String> = (b'!'..=b'~')
+            .map(|c| format!("https://{}*", c as char))
+            .collect();
+        allow.extend(["http://127.0.0.1:*", "http://localhost:*", "app://*"].map(String::from));
+        c["redirectUriAllowlist"] = json!(allow)
+    })
+    .await;
+    for uri in [
+        "https://claude.ai@evil.com/cb",
+        "https://evil.com\\@claude.ai/cb",
+        "https://claude.ai\\@evil.com/cb",
+        "https://claude.ai%2F@evil.com/cb",
+        "https://*.example.com/cb",
+        "https://example.com/*",
+        "https://example.com/cb#",
+        "https://example.com/cb#frag",
+        "https://EXAMPLE.com/cb",
+        "https://example.com:443/cb",
+        "https://example.com",
+        "https://example.com/a/../cb",
+        "https://example.com/a/./cb",
+        "https://example.com/c\tb",
+        "https://example.com/c\nb",
+        "https://exa\u{0}mple.com/cb",
+        "https:example.com/cb",
+        "https:///example.com/cb",
+        "https://xn--80ak6aa92e.com/cb\u{202E}",
+        "https://аpple.com/cb",
+        "https://example.com/c b",
+        "https://[::1/cb",
+        "https://example.com:99999/cb",
+        "http://127.0.0.1:3000/cb#",
+        "http://127.1:3000/cb",
+        "http://0x7f000001:3000/cb",
+        "http://localhost.:3000/cb",
+        "app:callback",
+    ] {
+        let response = app.register_raw(json!({"redirect_uris": [uri]})).await;
+        let description = assert_oauth_error(response, 400, "invalid_redirect_uri").await;
+        assert!(
+            description.starts_with("redirect_uri rejected: "),
+            "{uri:?}: {description}"
+        );
+        assert!(
+            !description.contains("redirectUriAllowlist"),
+            "{uri:?}: {description}"
+        );
+    }
+    assert!(app.state.store.clients().await.is_empty());
+    // The same allowlist still admits clean URIs.
+    app.register_uris(&["https://example.com/cb", "app://callback"])
+        .await;
+    app.stop().await;
+}
+
+// Registration, differentially against the `url` crate: whatever the validator accepts is
+// canonical and safe.
+
+/// The parts of a URI, each drawn from values that real clients send and values that parser
+/// tricks use.
+fn uri_parts() -> impl Strategy<Value = [&'static str; 7]> {
+    let pick = |v: &[&'static str]| prop::sample::select(v.to_vec());
+    (
+        pick(&[
+            "http",
+            "https",
+            "HTTP",
+            "cursor",
+            "vscode",
+            "javascript",
+            "data",
+            "file",
+            "ws",
+        ]),
+        pick(&["", "", "", "user@", "a:b@", "claude.ai@", "@"]),
+        pick(&[
+            "localhost",
+            "127.0.0.1",
+            "[::1]",
+            "LOCALHOST",
+            "127.1",
+            "0x7f.0.0.1",
+            "2130706433",
+            "[::ffff:127.0.0.1]",
+            "[0:0:0:0:0:0:0:1]",
+            "example.com",
+            "claude.ai",
+            "localhost.evil.com",
+            "127.0.0.1.example.com",
+            "exa%6dple.com",
+            "",
+        ]),
+        pick(&[
+            "", "", ":", ":0", ":80", ":443", ":8080", ":65535", ":65536", ":08080", ":1a",
+        ]),
+        pick(&[
+            "",
+            "/",
+            "/cb",
+            "/callback",
+            "/a/../cb",
+            "/./cb",
+            "/cb/",
+            "//evil.com",
+            "/cb%2F..",
+            "/CB",
+            "\\cb",
+            "/c b",
+            "/cb\t",
+        ]),
+        pick(&["", "", "?", "?x=1", "?x=1&y=2", "?next=https://evil.com"]),
+        pick(&["", "", "#", "#frag"]),
+    )
+        .prop_map(|(a, b, c, d, e, f, g)| [a, b, c, d, e, f, g])
+}
+
+fn join(parts: &[&str; 7]) -> String {
+    let [scheme, userinfo, host, port, path, query, fragment] = parts;
+    format!("{scheme}://{userinfo}{host}{port}{path}{query}{fragment}")
+}
+
+/// A registered and a requested URI that share some parts, sometimes with one extra character
+/// inserted into the requested one.
+fn uri_pair() -> impl Strategy<Value = (String, String)> {
+    (
+        uri_parts(),
+        uri_parts(),
+        any::<u8>(),
+        prop::option::weighted(0.2, (any::<prop::sample::Index>(), any::<char>())),
+    )
+        .prop_map(|(a, b, mask, insert)| {
+            let mut mixed = a;
+            for i in 0..7 {
+                if mask & (1 << i) != 0 {
+                    mixed[i] = b[i];
+                }
+            }
+            let mut requested = join(&mixed);
+            if let Some((at, c)) = insert {
+                let mut at = at.index(requested.len() + 1);
+                while !requested.is_char_boundary(at) {
+                    at -= 1;
+                }
+                requested.insert(at, c);
+            }
+            (join(&a), requested)
+        })
+}
+
+proptest! {
+    #![proptest_config(proptest_cases(2048))]
+
+    #[test]
+    fn registration_accepts_only_canonical_safe_uris((uri, _) in uri_pair()) {
+        if validate_for_registration(&uri).is_ok() {
+            let parsed = url::Url::parse(&uri).expect("accepted URIs parse");
+            prop_assert_eq!(parsed.as_str(), uri.as_str(), "accepted a non-canonical URI");
+            prop_assert!(parsed.username().is_empty() && parsed.password().is_none());
+            prop_assert!(parsed.fragment().is_none());
+            prop_assert!(!["javascript", "data", "file", "ws", "vbscript", "blob", "about"]
+                .contains(&parsed.scheme()));
+            if parsed.scheme() == "http" {
+                prop_assert!(is_http_loopback(&parsed), "http off loopback: {}", uri);
+            }
+        }
+    }
+}
+
 #[tokio::test]
 async fn syntactically_valid_uri_outside_the_allowlist_is_rejected() {
     let (app, _dir) = TestApp::spawn().await;
@@ -379,17 +548,38 @@ async fn malformed_json_is_invalid_client_metadata() {
         "{\"redirect_uris\": [42]}",
         "{\"redirect_uris\": [\"http://127.0.0.1:33418/callback\"], \"client_name\": 7}",
     ] {
-        let response = app
-            .http
-            .post(app.url("/oauth/register"))
-            .header("content-type", "application/json")
-            .body(body)
-            .send()
-            .await
-            .unwrap();
-        assert_oauth_error(response, 400, "invalid_client_metadata").await;
+        assert_oauth_error(
+            register_text(&app, body).await,
+            400,
+            "invalid_client_metadata",
+        )
+        .await;
     }
     assert_eq!(client_count(&app).await, 0);
+    app.stop().await;
+}
+
+/// Row 83: a repeated JSON member is refused rather than resolved to one of its values.
+#[tokio::test]
+async fn a_duplicate_json_member_is_invalid_client_metadata() {
+    let (app, _dir) = TestApp::spawn().await;
+    for body in [
+        format!(
+            r#"{{"redirect_uris": ["{REDIRECT}"], "redirect_uris": ["http://127.0.0.1:1/evil"]}}"#
+        ),
+        format!(
+            r#"{{"redirect_uris": ["{REDIRECT}"], "token_endpoint_auth_method": "none", "token_endpoint_auth_method": "client_secret_post"}}"#
+        ),
+        format!(r#"{{"redirect_uris": ["{REDIRECT}"], "client_name": "a", "client_name": "b"}}"#),
+    ] {
+        assert_oauth_error(
+            register_text(&app, body).await,
+            400,
+            "invalid_client_metadata",
+        )
+        .await;
+    }
+    assert!(app.state.store.clients().await.is_empty());
     app.stop().await;
 }
 

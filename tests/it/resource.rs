@@ -418,15 +418,7 @@ async fn introspection_follows_rfc_7662() {
     )
     .await;
     // Advertised.
-    let metadata: Value = app
-        .http
-        .get(app.url("/.well-known/oauth-authorization-server"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let metadata: Value = app.metadata().await;
     assert_eq!(
         metadata["introspection_endpoint"],
         app.url("/oauth/introspect")

@@ -16,17 +16,11 @@ use crate::helpers::*;
 /// mcp-authd (whose `resourceUrl` is the MCP server) and the example MCP server.
 async fn servers() -> (TestApp, tempfile::TempDir, McpServer) {
     let (listener, mcp_url) = McpServer::bind().await;
-    let dir = tempfile::tempdir().unwrap();
     let resource = mcp_url.clone();
     let configure = move |section: &mut Value| {
         section["resourceUrl"] = json!(resource);
     };
-    let app = TestApp::spawn_with(Options {
-        configure: &configure,
-        dir: Some(dir.path()),
-        addr: None,
-    })
-    .await;
+    let (app, dir) = TestApp::spawn_configured(&configure).await;
     let server = McpServer::start(listener, mcp_url, &app.base);
     (app, dir, server)
 }

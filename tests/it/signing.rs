@@ -1,7 +1,9 @@
 //! Signing keys (SPEC §14): EdDSA and ES256 access tokens from the real router, the JWKS it
 //! publishes, verification from that JWKS URL and from key files, rotation with
 //! `previousPublicKeyFiles`, the refetch rate limit (counted by hits on a JWKS server), the
-//! bounds on a fetch, and algorithm confusion.
+//! bounds on a fetch, and algorithm confusion; with the HS256 default, JWT headers that try
+//! to choose the key (`kid`, `jku`, `x5u`, `jwk`) or carry an unknown `crit` (catalogue
+//! section F).
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -220,6 +222,75 @@ async fn hs256_publishes_no_key_and_no_jwks_uri() {
         header_of(tokens["access_token"].as_str().unwrap()).alg,
         jsonwebtoken::Algorithm::HS256
     );
+    app.stop().await;
+}
+
+/// Row 58: `kid` is only a key into the configured table (path or SQL fragments find nothing),
+/// key-carrying headers (`jku`, `x5u`, `jwk`) are never followed, and a `crit` extension the
+/// verifier does not understand is refused (RFC 7515 §4.1.11).
+#[tokio::test]
+async fn jwt_headers_never_choose_the_key_and_unknown_crit_is_refused() {
+    let (app, _dir) = TestApp::spawn().await;
+    let (_, tokens) = app.signed_in_client().await;
+    let token = string(&tokens, "access_token");
+    let claims: Value = serde_json::from_slice(
+        &URL_SAFE_NO_PAD
+            .decode(token.split('.').nth(1).unwrap())
+            .unwrap(),
+    )
+    .unwrap();
+    let expectations = app.expectations();
+    let kid = mcp_authd::jwt::key_id(SECRET.as_bytes());
+    let attacker_key = b"attacker-key-attacker-key-attacker-key!!";
+    // The genuine header, re-signed with the real key, verifies (the control).
+    let genuine = forge(
+        json!({"alg": "HS256", "typ": "at+jwt", "kid": kid}),
+        claims.clone(),
+        SECRET.as_bytes(),
+    );
+    assert!(mcp_authd::verify_access_token(&genuine, &expectations).is_ok());
+    let jwk = json!({"kty": "oct", "k": URL_SAFE_NO_PAD.encode(attacker_key)});
+    let mut refused = Vec::new();
+    for (header, key) in [
+        (
+            json!({"alg": "HS256", "typ": "at+jwt", "kid": "../../../../dev/null"}),
+            &attacker_key[..],
+        ),
+        (
+            json!({"alg": "HS256", "typ": "at+jwt", "kid": "x' OR '1'='1"}),
+            &attacker_key[..],
+        ),
+        (
+            json!({"alg": "HS256", "typ": "at+jwt", "kid": ""}),
+            b"".as_slice(),
+        ),
+        (
+            json!({"alg": "HS256", "typ": "at+jwt", "jku": "https://evil.example/jwks.json"}),
+            &attacker_key[..],
+        ),
+        (
+            json!({"alg": "HS256", "typ": "at+jwt", "x5u": "https://evil.example/cert.pem"}),
+            &attacker_key[..],
+        ),
+        (
+            json!({"alg": "HS256", "typ": "at+jwt", "jwk": jwk}),
+            &attacker_key[..],
+        ),
+        (
+            json!({"alg": "HS256", "typ": "at+jwt", "kid": kid, "crit": ["urn:example:unknown"], "urn:example:unknown": "x"}),
+            SECRET.as_bytes(),
+        ),
+        (
+            json!({"alg": "HS256", "typ": "at+jwt", "kid": kid, "crit": ["exp"]}),
+            SECRET.as_bytes(),
+        ),
+    ] {
+        let forged = forge(header.clone(), claims.clone(), key);
+        if mcp_authd::verify_access_token(&forged, &expectations).is_ok() {
+            refused.push(header);
+        }
+    }
+    assert!(refused.is_empty(), "accepted: {refused:?}");
     app.stop().await;
 }
 

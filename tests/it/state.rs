@@ -1,18 +1,23 @@
 //! Persistence (SPEC §9): what survives a restart and what does not, what reaches the disk, and
 //! how the journal is replayed. Servers are started in-process on a temporary directory that
-//! outlives them; the store is also driven directly through its public API.
+//! outlives them; the store is also driven directly through its public API. As properties over
+//! generated operations: save/load round-trips; every strict prefix of a snapshot is refused
+//! (and the files are left untouched); every prefix of a journal loads to the state after some
+//! prefix of its entries. Crashes of the real binary are in `durability.rs`.
 
 // Test code: a failed unwrap is a failed test.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use mcp_authd::store::file::{journal_path, read_state};
-use mcp_authd::store::{StateStore, Store};
+use mcp_authd::oauth::refresh;
+use mcp_authd::store::file::{journal_path, parse_document, read_state, write_snapshot};
+use mcp_authd::store::{
+    Client, Grant, RefreshFamily, RotationAnswer, StateDocument, StateStore, Store,
+};
+use proptest::prelude::*;
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 
 use crate::helpers::*;
 
@@ -35,40 +40,12 @@ async fn restart(app: TestApp, dir: &Path) -> TestApp {
     app
 }
 
-fn string(body: &Value, field: &str) -> String {
-    body[field]
-        .as_str()
-        .unwrap_or_else(|| panic!("no {field} in {body}"))
-        .to_string()
-}
-
-/// SHA-256 of `secret` in the encodings a state file could reasonably use.
-fn sha256_forms(secret: &str) -> [String; 3] {
-    let digest = Sha256::digest(secret.as_bytes());
-    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-    [
-        URL_SAFE_NO_PAD.encode(digest),
-        base64::engine::general_purpose::STANDARD.encode(digest),
-        hex,
-    ]
-}
-
-/// Asserts that `path` is readable and writable by its owner only.
-fn assert_owner_only(path: &Path) {
-    use std::os::unix::fs::PermissionsExt as _;
-    let mode = std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
-    assert_eq!(mode, 0o600, "{} has mode {mode:o}", path.display());
-}
-
 /// A provisioned client built through the public API (the store does not care how).
-fn new_client(i: usize) -> mcp_authd::store::Client {
-    mcp_authd::oauth::register::provision(
+fn new_client(i: usize) -> Client {
+    provisioned_client(
         &format!("Client {i}"),
         vec![format!("https://client{i}.example.com/callback")],
-        1_800_000_000,
     )
-    .unwrap_or_else(|e| panic!("provision: {}", e.description))
-    .client
 }
 
 #[tokio::test]
@@ -361,6 +338,255 @@ fn a_state_file_created_by_the_store_opens_again() {
         StateStore::open(&state).is_ok(),
         "the store refuses its own file"
     );
+}
+
+// Save/load, snapshot prefixes and journal prefixes as properties over generated sequences
+// of store operations.
+
+const TTL: u64 = 2_592_000;
+
+/// An operation on the store, as the endpoints would perform it.
+#[derive(Debug, Clone)]
+enum StoreOp {
+    AddClient(u8),
+    Consent(u8, u8),
+    NewFamily(u8, u8),
+    Rotate(u8),
+    Revoke(u8),
+    RemoveClient(u8),
+}
+
+fn store_op() -> impl Strategy<Value = StoreOp> {
+    prop_oneof![
+        3 => any::<u8>().prop_map(StoreOp::AddClient),
+        1 => (any::<u8>(), any::<u8>()).prop_map(|(c, u)| StoreOp::Consent(c, u)),
+        3 => (any::<u8>(), any::<u8>()).prop_map(|(c, u)| StoreOp::NewFamily(c, u)),
+        4 => any::<u8>().prop_map(StoreOp::Rotate),
+        1 => any::<u8>().prop_map(StoreOp::Revoke),
+        1 => any::<u8>().prop_map(StoreOp::RemoveClient),
+    ]
+}
+
+/// Awkward strings for names and users: quotes, backslashes, control and non-ASCII.
+fn awkward(i: u8) -> String {
+    const PARTS: [&str; 8] = [
+        "alice",
+        "b\"o\\b",
+        "\u{e9}t\u{e9}",
+        "tab\there",
+        "\u{202e}rtl",
+        "a,b",
+        "\u{1f600}",
+        "",
+    ];
+    format!("{}{}", PARTS[usize::from(i) % PARTS.len()], i / 8)
+}
+
+/// A client with an awkward name, on its own loopback port.
+fn awkward_client(i: u8) -> Client {
+    provisioned_client(
+        &format!("Client {}", awkward(i)),
+        vec![format!("http://127.0.0.1:{}/cb", 1024 + u16::from(i))],
+    )
+}
+
+/// Runs `ops` against a store at `path`; returns the document after each mutation, by `seq`.
+/// Then closes it cleanly (`fold`: the journal is folded into the state file) or as a crash
+/// after the last write would (the journal is left).
+async fn run_store_ops(path: &Path, ops: &[StoreOp], fold: bool) -> BTreeMap<u64, StateDocument> {
+    let store = StateStore::open(path).unwrap();
+    let mut docs = BTreeMap::new();
+    docs.insert(0, store.snapshot());
+    let mut clients: Vec<String> = Vec::new();
+    let mut families: Vec<(String, String)> = Vec::new();
+    for (step, op) in ops.iter().enumerate() {
+        let now = CLOCK_START + step as u64;
+        let pick = |v: &[String], i: u8| v.get(usize::from(i) % v.len().max(1)).cloned();
+        match op {
+            StoreOp::AddClient(i) => {
+                let client = awkward_client(*i);
+                clients.push(client.client_id.clone());
+                store.put_client(client).await.unwrap();
+            }
+            StoreOp::Consent(c, u) => {
+                if let Some(id) = pick(&clients, *c) {
+                    store
+                        .record_consent(&awkward(*u), &id, &awkward(c.wrapping_add(*u)), now)
+                        .await
+                        .unwrap();
+                }
+            }
+            StoreOp::NewFamily(c, u) => {
+                if let Some(client_id) = pick(&clients, *c) {
+                    let (family_id, token) = refresh::new_family_token();
+                    let family = RefreshFamily {
+                        grant: Grant {
+                            client_id,
+                            sub: awkward(*u),
+                            groups: vec![awkward(u.wrapping_add(1))],
+                            scope: String::new(),
+                            resource: "http://127.0.0.1:8080/mcp".into(),
+                            issuer: String::new(),
+                        },
+                        current_hash: refresh::hash(&token),
+                        previous_hash: None,
+                        rotated_at: None,
+                        created_at: now,
+                        expires_at: now + TTL,
+                        rotation_answer: None,
+                    };
+                    store.put_family(&family_id, family).await.unwrap();
+                    families.push((family_id, token));
+                }
+            }
+            StoreOp::Rotate(f) => {
+                if !families.is_empty() {
+                    let i = usize::from(*f) % families.len();
+                    let (id, token) = families[i].clone();
+                    let next = refresh::successor(&token, &id, b"key");
+                    store
+                        .use_refresh_token(
+                            &id,
+                            &refresh::hash(&token),
+                            &refresh::hash(&next),
+                            &RotationAnswer {
+                                iat: now,
+                                exp: now + 3600,
+                                scope: awkward(*f),
+                            },
+                            now,
+                            TTL,
+                        )
+                        .await
+                        .unwrap();
+                    families[i].1 = next;
+                }
+            }
+            StoreOp::Revoke(f) => {
+                if !families.is_empty() {
+                    let (id, _) = families.remove(usize::from(*f) % families.len());
+                    store.revoke_family(&id).await.unwrap();
+                }
+            }
+            StoreOp::RemoveClient(c) => {
+                if let Some(id) = pick(&clients, *c) {
+                    clients.retain(|x| *x != id);
+                    store.remove_client(&id).await.unwrap();
+                }
+            }
+        }
+        let doc = store.snapshot();
+        docs.insert(doc.seq, doc);
+    }
+    if fold {
+        drop(store);
+    } else {
+        store.close_without_folding();
+    }
+    docs
+}
+
+proptest! {
+    #![proptest_config(proptest_cases(24))]
+
+    #[test]
+    fn state_round_trips_and_every_strict_prefix_of_a_snapshot_is_refused(
+        ops in prop::collection::vec(store_op(), 0..40),
+        picks in prop::collection::vec(any::<prop::sample::Index>(), 3),
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let live = dir.path().join("live.json");
+        let docs = block_on(run_store_ops(&live, &ops, true));
+        let (&last_seq, doc) = docs.iter().next_back().unwrap();
+
+        // The live store's files load to exactly its last state, from the state file alone
+        // (closed cleanly, the journal was folded into it).
+        prop_assert!(!journal_path(&live).exists());
+        let (loaded, _) = read_state(&live).unwrap();
+        prop_assert_eq!(&loaded, doc);
+        prop_assert_eq!(loaded.seq, last_seq);
+
+        // save → load is the identity, through the file and through the text.
+        let saved = dir.path().join("auth_server.json");
+        write_snapshot(&saved, doc).unwrap();
+        let (loaded, has_journal) = read_state(&saved).unwrap();
+        prop_assert!(!has_journal);
+        prop_assert_eq!(&loaded, doc);
+        let bytes = std::fs::read(&saved).unwrap();
+        let text = std::str::from_utf8(&bytes).unwrap();
+        prop_assert_eq!(&parse_document(text, &saved).unwrap(), doc);
+
+        // Every strict prefix is refused by the parser...
+        for end in 0..text.len() {
+            if text.is_char_boundary(end) {
+                prop_assert!(
+                    parse_document(&text[..end], &saved).is_err(),
+                    "a {}-byte prefix of a {}-byte snapshot parsed", end, text.len()
+                );
+            }
+        }
+        // ...and, as a file, stops the open without anything on disk changing.
+        for pick in &picks {
+            let end = pick.index(bytes.len());
+            std::fs::write(&saved, &bytes[..end]).unwrap();
+            let before = dir_listing(dir.path());
+            prop_assert!(read_state(&saved).is_err());
+            prop_assert!(StateStore::open(&saved).is_err(), "a {}-byte prefix opened", end);
+            prop_assert_eq!(std::fs::read(&saved).unwrap(), &bytes[..end]);
+            let mut after = dir_listing(dir.path());
+            after.retain(|(name, _)| !name.ends_with(".lock"));
+            let mut before = before;
+            before.retain(|(name, _)| !name.ends_with(".lock"));
+            prop_assert_eq!(after, before);
+        }
+    }
+
+    #[test]
+    fn every_prefix_of_a_journal_loads_to_the_state_after_a_prefix_of_its_entries(
+        ops in prop::collection::vec(store_op(), 1..30),
+        cuts in prop::collection::vec(any::<prop::sample::Index>(), 12),
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("auth_server.json");
+        let docs = block_on(run_store_ops(&path, &ops, false));
+        let journal = journal_path(&path);
+        let bytes = std::fs::read(&journal).unwrap();
+        // Cut at every line boundary, one byte either side, and at random places: a crash can
+        // stop an append anywhere.
+        let mut ends: Vec<usize> = cuts.iter().map(|c| c.index(bytes.len() + 1)).collect();
+        for (i, b) in bytes.iter().enumerate() {
+            if *b == b'\n' {
+                ends.extend([i, i + 1, (i + 2).min(bytes.len())]);
+            }
+        }
+        ends.push(0);
+        ends.push(bytes.len());
+        for end in ends {
+            std::fs::write(&journal, &bytes[..end]).unwrap();
+            let (loaded, _) = read_state(&path).unwrap_or_else(|e| {
+                panic!("a {end}-byte journal prefix does not load: {e}")
+            });
+            let complete = bytes[..end].iter().filter(|b| **b == b'\n').count() as u64;
+            prop_assert_eq!(loaded.seq, complete, "prefix of {} bytes", end);
+            if let Some(expected) = docs.get(&complete) {
+                prop_assert_eq!(&loaded, expected);
+            }
+        }
+    }
+}
+
+fn dir_listing(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut entries: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            let name = e.file_name().to_string_lossy().into_owned();
+            let content = std::fs::read(e.path()).unwrap_or_default();
+            (name, content)
+        })
+        .collect();
+    entries.sort();
+    entries
 }
 
 /// A version 1 file (families keyed by their id, half of every refresh token, in clear) with a
