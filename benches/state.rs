@@ -20,9 +20,7 @@ use std::time::Instant;
 
 use mcp_authd::oauth::refresh::hash;
 use mcp_authd::store::file::{StateStore, write_snapshot};
-use mcp_authd::store::{
-    Grant, RefreshFamily, RefreshOutcome, RotationAnswer, StateDocument, Store,
-};
+use mcp_authd::store::{Grant, RefreshFamily, Rotation, RotationAnswer, StateDocument, Store};
 
 /// Concurrent rotations in flight, as in the load test.
 const CONCURRENCY: usize = 64;
@@ -99,22 +97,33 @@ async fn rotate_all(store: Arc<dyn Store>, shares: Vec<Share>, clock: u64) -> (V
                 let slot = share.next;
                 share.next = (slot + 1) % share.families.len();
                 let (i, generation) = &mut share.families[slot];
+                // What a refresh request does: read the family, then compare-and-swap.
+                let key = family_id(*i);
+                let current = hash(&token(*i, *generation));
+                let family = store.family(&key).await;
+                assert!(
+                    matches!(&family, Ok(Some(f)) if f.current_hash == current),
+                    "family {i} generation {generation}: {family:?}"
+                );
                 let outcome = store
-                    .use_refresh_token(
-                        &family_id(*i),
-                        &hash(&token(*i, *generation)),
-                        &hash(&token(*i, *generation + 1)),
-                        &RotationAnswer {
-                            iat: clock,
-                            exp: clock + 3600,
-                            scope: "mcp".into(),
+                    .rotate_family(
+                        &key,
+                        &current,
+                        Rotation {
+                            current_hash: hash(&token(*i, *generation + 1)),
+                            previous_hash: current.clone(),
+                            rotated_at: clock,
+                            expires_at: clock + TTL,
+                            answer: RotationAnswer {
+                                iat: clock,
+                                exp: clock + 3600,
+                                scope: "mcp".into(),
+                            },
                         },
-                        clock,
-                        TTL,
                     )
                     .await;
                 assert!(
-                    matches!(outcome, Ok(RefreshOutcome::Rotated(_))),
+                    matches!(outcome, Ok(true)),
                     "family {i} generation {generation}: {outcome:?}"
                 );
                 *generation += 1;

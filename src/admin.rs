@@ -14,7 +14,9 @@ use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader};
 
 use crate::oauth::register;
 use crate::secrets::{random_token, sha256_b64};
-use crate::store::{ApplicationType, AuthMethod, Client, Registration, StateDocument, Store};
+use crate::store::{
+    ApplicationType, AuthMethod, Client, Registration, StateDocument, Store, StoreResult,
+};
 
 /// What an administrator asks for: a change, a listing or an export. Sent over the admin
 /// socket as one JSON object per line, tagged by `command`.
@@ -250,10 +252,26 @@ fn no_client(client_id: &str) -> AdminReply {
 
 /// Runs `command` against `store`.
 pub async fn execute(store: &dyn Store, command: AdminCommand, now: u64) -> AdminReply {
-    let unavailable = || AdminReply::Failed {
-        message: "the state could not be written".into(),
-    };
-    match command {
+    let is_export = matches!(command, AdminCommand::ExportState);
+    match run(store, command, now).await {
+        Ok(reply) => reply,
+        Err(e) => {
+            // The message names what failed in the store, never a record's content.
+            tracing::error!("admin command failed: {e}");
+            AdminReply::Failed {
+                message: if is_export {
+                    format!("the state cannot be exported: {e}")
+                } else {
+                    format!("the state could not be changed: {e}")
+                },
+            }
+        }
+    }
+}
+
+/// [`execute`], with the store's failures as errors.
+async fn run(store: &dyn Store, command: AdminCommand, now: u64) -> StoreResult<AdminReply> {
+    Ok(match command {
         AdminCommand::AddClient {
             name,
             redirect_uris,
@@ -267,107 +285,94 @@ pub async fn execute(store: &dyn Store, command: AdminCommand, now: u64) -> Admi
             let new = match provisioned {
                 Ok(new) => new,
                 Err(e) => {
-                    return AdminReply::Failed {
+                    return Ok(AdminReply::Failed {
                         message: e.description.into_owned(),
-                    };
+                    });
                 }
             };
             let client_id = new.client.client_id.clone();
             let client_secret = new.secret.clone().unwrap_or_default();
-            match store.put_client(new.client).await {
-                Ok(()) => {
-                    tracing::info!(target: "audit", event = "client_registered", client_id = %client_id, registration = "provisioned", introspection_only, "client pre-provisioned");
-                    AdminReply::ClientAdded {
-                        client_id,
-                        client_secret,
-                    }
-                }
-                Err(_) => unavailable(),
+            store.put_client(new.client).await?;
+            tracing::info!(target: "audit", event = "client_registered", client_id = %client_id, registration = "provisioned", introspection_only, "client pre-provisioned");
+            AdminReply::ClientAdded {
+                client_id,
+                client_secret,
             }
         }
-        AdminCommand::RemoveClient { client_id } => match store.remove_client(&client_id).await {
-            Ok(true) => {
-                tracing::info!(target: "audit", event = "client_removed", client_id = %client_id, "client removed");
-                AdminReply::ClientRemoved
+        AdminCommand::RemoveClient { client_id } => {
+            if !store.remove_client(&client_id).await? {
+                return Ok(no_client(&client_id));
             }
-            Ok(false) => no_client(&client_id),
-            Err(_) => unavailable(),
-        },
+            tracing::info!(target: "audit", event = "client_removed", client_id = %client_id, "client removed");
+            AdminReply::ClientRemoved
+        }
         AdminCommand::RotateSecret { client_id } => {
-            let Some(client) = store.client(&client_id).await else {
-                return no_client(&client_id);
+            let Some(client) = store.client(&client_id).await? else {
+                return Ok(no_client(&client_id));
             };
             if client.secret_hash.is_none() {
-                return AdminReply::Failed {
+                return Ok(AdminReply::Failed {
                     message: format!(
                         "client {client_id} is a public client (token_endpoint_auth_method {}): it has no secret to rotate",
                         client.token_endpoint_auth_method.as_str()
                     ),
-                };
+                });
             }
             let secret = random_token(32);
-            match store
+            if !store
                 .set_client_secret(&client_id, &sha256_b64(secret.as_bytes()))
-                .await
+                .await?
             {
-                Ok(true) => {
-                    // SPEC §15 names no event for this; the audit trail still records it.
-                    tracing::info!(target: "audit", event = "client_secret_rotated", client_id = %client_id, "client secret rotated; the old one no longer works");
-                    AdminReply::SecretRotated {
-                        client_id,
-                        client_secret: secret,
-                    }
-                }
                 // Removed between the two reads.
-                Ok(false) => no_client(&client_id),
-                Err(_) => unavailable(),
+                return Ok(no_client(&client_id));
+            }
+            // SPEC §15 names no event for this; the audit trail still records it.
+            tracing::info!(target: "audit", event = "client_secret_rotated", client_id = %client_id, "client secret rotated; the old one no longer works");
+            AdminReply::SecretRotated {
+                client_id,
+                client_secret: secret,
             }
         }
-        AdminCommand::RevokeUser { sub } => match store.revoke_user(&sub).await {
-            Ok(families) => {
-                tracing::warn!(target: "audit", event = "user_revoked", sub = %sub, families, "all refresh tokens of a user revoked");
-                AdminReply::UserRevoked { families }
-            }
-            Err(_) => unavailable(),
-        },
+        AdminCommand::RevokeUser { sub } => {
+            let families = store.revoke_user(&sub).await?;
+            tracing::warn!(target: "audit", event = "user_revoked", sub = %sub, families, "all refresh tokens of a user revoked");
+            AdminReply::UserRevoked { families }
+        }
         AdminCommand::RevokeClientTokens { client_id } => {
-            if store.client(&client_id).await.is_none() {
-                return no_client(&client_id);
+            if store.client(&client_id).await?.is_none() {
+                return Ok(no_client(&client_id));
             }
-            match store.revoke_client_families(&client_id).await {
-                Ok(families) => {
-                    tracing::warn!(target: "audit", event = "token_revoked", token_type = "refresh_token", client_id = %client_id, families, "all refresh tokens of a client revoked");
-                    AdminReply::ClientTokensRevoked { families }
-                }
-                Err(_) => unavailable(),
-            }
+            let families = store.revoke_client_families(&client_id).await?;
+            tracing::warn!(target: "audit", event = "token_revoked", token_type = "refresh_token", client_id = %client_id, families, "all refresh tokens of a client revoked");
+            AdminReply::ClientTokensRevoked { families }
         }
         AdminCommand::RevokeConsents { sub, client_id } => {
             if let Some(id) = &client_id
-                && store.client(id).await.is_none()
+                && store.client(id).await?.is_none()
             {
-                return no_client(id);
+                return Ok(no_client(id));
             }
-            match store.revoke_consents(&sub, client_id.as_deref()).await {
-                Ok(revoked) => {
-                    // No `client_id` field when every client's consent was withdrawn.
-                    tracing::warn!(target: "audit", event = "user_revoked", sub = %sub, client_id = client_id.as_deref(), consents = revoked.consents, families = revoked.families, "consents withdrawn and the sign-ins made with them revoked");
-                    AdminReply::ConsentsRevoked {
-                        consents: revoked.consents,
-                        families: revoked.families,
-                    }
-                }
-                Err(_) => unavailable(),
+            let revoked = store.revoke_consents(&sub, client_id.as_deref()).await?;
+            // No `client_id` field when every client's consent was withdrawn.
+            tracing::warn!(target: "audit", event = "user_revoked", sub = %sub, client_id = client_id.as_deref(), consents = revoked.consents, families = revoked.families, "consents withdrawn and the sign-ins made with them revoked");
+            AdminReply::ConsentsRevoked {
+                consents: revoked.consents,
+                families: revoked.families,
             }
         }
         AdminCommand::ListClients => AdminReply::Clients {
-            clients: store.clients().await.iter().map(ClientInfo::from).collect(),
+            clients: store
+                .clients()
+                .await?
+                .iter()
+                .map(ClientInfo::from)
+                .collect(),
         },
         AdminCommand::ListTokens { user } => {
-            let names = client_names(store).await;
+            let names = client_names(store).await?;
             let sign_ins = store
                 .families()
-                .await
+                .await?
                 .into_iter()
                 .filter(|(_, f)| user.as_deref().is_none_or(|u| f.grant.sub == u))
                 .map(|(sid, f)| SignInInfo {
@@ -386,10 +391,10 @@ pub async fn execute(store: &dyn Store, command: AdminCommand, now: u64) -> Admi
             AdminReply::Tokens { sign_ins }
         }
         AdminCommand::ListConsents { user } => {
-            let names = client_names(store).await;
+            let names = client_names(store).await?;
             let consents = store
                 .consents()
-                .await
+                .await?
                 .into_iter()
                 .filter(|c| user.as_deref().is_none_or(|u| c.sub == u))
                 .map(|c| ConsentInfo {
@@ -402,25 +407,20 @@ pub async fn execute(store: &dyn Store, command: AdminCommand, now: u64) -> Admi
                 .collect();
             AdminReply::Consents { consents }
         }
-        AdminCommand::ExportState => match store.export_state().await {
-            Ok(document) => AdminReply::State {
-                document: Box::new(document),
-            },
-            Err(_) => AdminReply::Failed {
-                message: "the state cannot be exported: the store has failed".into(),
-            },
+        AdminCommand::ExportState => AdminReply::State {
+            document: Box::new(store.export_state().await?),
         },
-    }
+    })
 }
 
 /// Client id → name, for the listings.
-async fn client_names(store: &dyn Store) -> std::collections::HashMap<String, String> {
-    store
+async fn client_names(store: &dyn Store) -> StoreResult<std::collections::HashMap<String, String>> {
+    Ok(store
         .clients()
-        .await
+        .await?
         .into_iter()
         .map(|c| (c.client_id, c.client_name))
-        .collect()
+        .collect())
 }
 
 /// The admin socket that belongs to a state file.

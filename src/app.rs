@@ -5,24 +5,20 @@ use std::sync::Arc;
 use crate::cimd::ClientDocuments;
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
-use crate::oauth::consent::NonceGuard;
 use crate::secrets::Keys;
-use crate::store::{
-    AssertionReplayCache, CodeLimits, CodeStore, MemoryAssertionReplayCache, MemoryCodeStore, Store,
-};
+use crate::store::{AssertionReplayCache, CodeLimits, MemoryAssertionReplayCache, Store};
 
 /// Everything a request may need: configuration, stores, keys and the clock.
 ///
 /// A configuration reload builds a new `AppState` with [`AppState::reconfigured`]: everything
 /// derived from [`Config`] is rebuilt, and what outlives a configuration (the stores, the
-/// used-ticket and used-assertion memories, the metrics) is shared with the old one.
+/// used-assertion memory, the metrics) is shared with the old one.
 pub struct AppState {
     /// The validated configuration.
     pub config: Config,
-    /// Clients, consents and refresh tokens.
+    /// Everything kept: clients, consents, codes, refresh families, the deny-list and used
+    /// consent tickets.
     pub store: Arc<dyn Store>,
-    /// Authorization codes.
-    pub codes: Arc<dyn CodeStore>,
     /// The time source.
     pub clock: Arc<dyn Clock>,
     /// Keys derived from `jwtSecret`.
@@ -30,8 +26,6 @@ pub struct AppState {
     /// Keys derived from each of `previousJwtSecrets`, in order: consent tickets and refresh
     /// successors made before a `jwtSecret` rotation are still recognised.
     pub previous_keys: Vec<Keys>,
-    /// Consent tickets already used (shared across reloads, so a ticket stays single use).
-    pub consent_nonces: Arc<NonceGuard>,
     /// Verifies this server's access tokens (current and previous keys).
     pub verifier: crate::jwt::Verifier,
     /// Counters and histograms for `/metrics`.
@@ -52,15 +46,12 @@ impl AppState {
 
     /// State with a given clock (tests move it forward).
     pub fn with_clock(config: Config, store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Self {
-        let codes = Arc::new(MemoryCodeStore::with_limits(code_limits(&config)));
         let documents = Arc::new(ClientDocuments::new(&config.client_metadata_documents));
         Self::build(
             config,
             Shared {
                 store,
-                codes,
                 clock,
-                consent_nonces: Arc::default(),
                 metrics: Arc::new(crate::metrics::Metrics::new()),
                 documents,
                 assertion_replay: Arc::new(MemoryAssertionReplayCache::default()),
@@ -72,7 +63,7 @@ impl AppState {
     /// `config`; the stores, the clock, the used tickets and assertions and the metrics shared
     /// with `self`. The client document cache is kept unless something its entries were
     /// validated or fetched under changed (their settings, the redirect allowlist, the
-    /// scopes). The code store takes the new code limits at once.
+    /// scopes). The code limits are read from the configuration at each insert.
     pub fn reconfigured(&self, config: Config) -> Self {
         let old = &self.config;
         let documents = if old.client_metadata_documents == config.client_metadata_documents
@@ -83,14 +74,11 @@ impl AppState {
         } else {
             Arc::new(ClientDocuments::new(&config.client_metadata_documents))
         };
-        self.codes.set_limits(code_limits(&config));
         Self::build(
             config,
             Shared {
                 store: self.store.clone(),
-                codes: self.codes.clone(),
                 clock: self.clock.clone(),
-                consent_nonces: self.consent_nonces.clone(),
                 metrics: self.metrics.clone(),
                 documents,
                 assertion_replay: self.assertion_replay.clone(),
@@ -110,9 +98,7 @@ impl AppState {
             signer: config.signer(),
             config,
             store: shared.store,
-            codes: shared.codes,
             clock: shared.clock,
-            consent_nonces: shared.consent_nonces,
             metrics: shared.metrics,
             documents: shared.documents,
             assertion_replay: shared.assertion_replay,
@@ -124,9 +110,12 @@ impl AppState {
         std::iter::once(&self.keys).chain(&self.previous_keys)
     }
 
-    /// Whether state changes can still be made durable.
-    pub fn store_is_healthy(&self) -> bool {
-        self.store.is_healthy()
+    /// The bounds on outstanding authorization codes (SPEC §16).
+    pub fn code_limits(&self) -> CodeLimits {
+        CodeLimits {
+            per_user: self.config.max_pending_codes_per_user,
+            total: self.config.max_pending_codes,
+        }
     }
 
     /// Seconds since the epoch.
@@ -138,17 +127,8 @@ impl AppState {
 /// What outlives a configuration.
 struct Shared {
     store: Arc<dyn Store>,
-    codes: Arc<dyn CodeStore>,
     clock: Arc<dyn Clock>,
-    consent_nonces: Arc<NonceGuard>,
     metrics: Arc<crate::metrics::Metrics>,
     documents: Arc<ClientDocuments>,
     assertion_replay: Arc<dyn AssertionReplayCache>,
-}
-
-fn code_limits(config: &Config) -> CodeLimits {
-    CodeLimits {
-        per_user: config.max_pending_codes_per_user,
-        total: config.max_pending_codes,
-    }
 }

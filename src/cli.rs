@@ -14,7 +14,7 @@ use crate::config::Config;
 use crate::secrets::random_token;
 use crate::signing::{PrivateKey, SigningAlgorithm};
 use crate::store::file::{StateError, parse_document, read_state};
-use crate::store::{ImportError, Registration, StateDocument, StateStore, Store};
+use crate::store::{ImportError, Registration, StateDocument, StateStore, StateTransfer, Store};
 
 /// Environment variable naming the state file.
 pub const STATE_PATH_ENV: &str = "MCP_AUTH_SERVER_PATH";

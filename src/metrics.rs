@@ -171,14 +171,24 @@ impl Metrics {
 
     /// The Prometheus text exposition (format 0.0.4), with the gauges read from `store` now.
     pub async fn render(&self, store: &dyn Store) -> String {
-        let clients = store.clients().await;
-        let dynamic = clients
-            .iter()
-            .filter(|c| c.registration == Registration::Dynamic)
-            .count();
-        gauge!(CLIENTS, "registration" => "dynamic").set(dynamic as f64);
-        gauge!(CLIENTS, "registration" => "provisioned").set((clients.len() - dynamic) as f64);
-        gauge!(LIVE_SIGN_INS).set(store.families().await.len() as f64);
+        // A store that cannot answer leaves the gauges at their last values and is counted;
+        // the scrape itself still succeeds, so the error counter reaches the operator.
+        match store.clients().await {
+            Ok(clients) => {
+                let dynamic = clients
+                    .iter()
+                    .filter(|c| c.registration == Registration::Dynamic)
+                    .count();
+                gauge!(CLIENTS, "registration" => "dynamic").set(dynamic as f64);
+                gauge!(CLIENTS, "registration" => "provisioned")
+                    .set((clients.len() - dynamic) as f64);
+            }
+            Err(_) => self.store_error(),
+        }
+        match store.family_count().await {
+            Ok(count) => gauge!(LIVE_SIGN_INS).set(count as f64),
+            Err(_) => self.store_error(),
+        }
         self.handle.run_upkeep();
         self.handle.render()
     }

@@ -130,16 +130,21 @@ pub async fn authorize(
             .into_response();
         }
     };
-    let approved = app
-        .store
-        .consent(&user, &client.client_id)
-        .await
-        .map(|c| Scope::parse(&c.scope));
+    let approved = match app.store.consent(&user, &client.client_id).await {
+        Ok(consent) => consent.map(|c| Scope::parse(&c.scope)),
+        Err(e) => {
+            return AuthorizeFailure {
+                error: AuthorizeError::from(e),
+                issuer: &issuer.url,
+            }
+            .into_response();
+        }
+    };
     let requested = Scope::parse(&pending.scope);
     if !authorize::needs_consent(app.config.consent, &client, approved.as_ref(), &requested) {
         return redirect_to(
             StatusCode::FOUND,
-            &authorize::issue_code(&app, &pending, &user, groups),
+            &authorize::issue_code(&app, &pending, &user, groups).await,
         );
     }
     // Asked again because the request goes beyond what was approved (§13 step-up): the page
@@ -229,7 +234,21 @@ pub async fn consent(
             "This consent page was issued by the sign-in server of another host; answer it on the host that showed it.",
         );
     }
-    if !app.consent_nonces.use_once(&ticket.nonce, ticket.exp, now) {
+    let first_use = match app
+        .store
+        .use_consent_ticket(&ticket.nonce, ticket.exp, now)
+        .await
+    {
+        Ok(first_use) => first_use,
+        Err(e) => {
+            return AuthorizeFailure {
+                error: AuthorizeError::from(e),
+                issuer: &issuer.url,
+            }
+            .into_response();
+        }
+    };
+    if !first_use {
         return pages::error_page(
             StatusCode::FORBIDDEN,
             "This consent page was already answered.",
@@ -256,7 +275,7 @@ pub async fn consent(
                 ));
             }
             tracing::info!(target: "audit", event = "consent_approved", sub = %user, client_id = %pending.client_id, issuer = %issuer.url, peer = %peer.ip(), scope = %pending.scope, "user approved client");
-            see_other(authorize::issue_code(&app, &pending, &user, groups))
+            see_other(authorize::issue_code(&app, &pending, &user, groups).await)
         }
         Some("deny") => {
             tracing::info!(target: "audit", event = "consent_denied", sub = %user, client_id = %pending.client_id, issuer = %issuer.url, peer = %peer.ip(), "user denied client");

@@ -121,15 +121,11 @@ pub async fn livez() -> impl IntoResponse {
 /// `GET /readyz` (and `/healthz`): 200 while the store works, else 503 with the reason, so a
 /// load balancer stops sending requests that would only get 503s.
 pub async fn readyz(State(app): State<Shared>) -> impl IntoResponse {
-    if app.store_is_healthy() {
-        (StatusCode::OK, Json(json!({"status": "ok"})))
-    } else {
-        (
+    match app.store.health().await {
+        Ok(()) => (StatusCode::OK, Json(json!({"status": "ok"}))),
+        Err(reason) => (
             StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({
-                "status": "unavailable",
-                "reason": "state storage failed: a write could not be made durable, so changes are refused until a restart",
-            })),
-        )
+            Json(json!({"status": "unavailable", "reason": reason})),
+        ),
     }
 }

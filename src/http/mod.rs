@@ -357,11 +357,36 @@ pub async fn collect_unused_clients(app: &AppState) -> usize {
     }
 }
 
+/// Deletes what expired (codes, consent tickets, refresh families, deny-list entries) by the
+/// server's clock; how many records went. Safe on every replica at once: each record is
+/// deleted by whichever gets there first.
+pub async fn prune_expired(app: &AppState) -> usize {
+    match app.store.prune_expired(app.now()).await {
+        Ok(pruned) => pruned,
+        // The store is then unhealthy and /readyz says so; nothing else to do here.
+        Err(e) => {
+            tracing::warn!("expired records not pruned: {e}");
+            0
+        }
+    }
+}
+
+/// How often expired records are pruned.
+pub const PRUNE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
+
 async fn collect_periodically(live: Arc<LiveApp>) {
-    let mut every = tokio::time::interval(CLIENT_COLLECTION_INTERVAL);
-    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut prune = tokio::time::interval(PRUNE_INTERVAL);
+    prune.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut collect = tokio::time::interval(CLIENT_COLLECTION_INTERVAL);
+    collect.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        every.tick().await;
-        collect_unused_clients(&live.state()).await;
+        tokio::select! {
+            _ = prune.tick() => {
+                prune_expired(&live.state()).await;
+            }
+            _ = collect.tick() => {
+                collect_unused_clients(&live.state()).await;
+            }
+        }
     }
 }

@@ -12,7 +12,7 @@ use super::{ErrorCode, OAuthError, pkce, redirect, resource};
 use crate::app::AppState;
 use crate::config::{ConsentMode, Issuer};
 use crate::secrets::{random_token, sha256_b64};
-use crate::store::{Client, CodeGrant, CodeLimitReached, Grant, Registration};
+use crate::store::{Client, CodeGrant, CodeLimitReached, Grant, Registration, StoreError};
 
 /// A validated authorization request, before the user's decision.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -75,6 +75,18 @@ impl AuthorizeError {
             status,
             message: message.into(),
         }
+    }
+}
+
+/// Before the client and redirect URI are known good nothing may be redirected, so a store
+/// failure is a 503 page (SPEC §10: browser endpoints answer an error page).
+impl From<StoreError> for AuthorizeError {
+    fn from(error: StoreError) -> Self {
+        tracing::error!("authorization request not served: {error}");
+        Self::page(
+            503,
+            "The sign-in server cannot reach its state storage right now. Nothing was changed; try again in a moment.",
+        )
     }
 }
 
@@ -208,7 +220,7 @@ async fn find_client(app: &AppState, client_id: &str) -> Result<Client, Authoriz
             )),
         };
     }
-    app.store.client(client_id).await.ok_or_else(|| {
+    app.store.client(client_id).await?.ok_or_else(|| {
         AuthorizeError::page(
             400,
             "This application is not registered with the sign-in server (unknown client_id). Reconnect it from the application so it can register again.",
@@ -242,7 +254,7 @@ pub fn needs_consent(
 /// `maxPendingCodes` allow, no code is issued and the URL carries `temporarily_unavailable`
 /// instead: the client and redirect URI are valid by then, so the answer goes to the client
 /// (SPEC §16).
-pub fn issue_code(
+pub async fn issue_code(
     app: &AppState,
     pending: &PendingAuthorization,
     sub: &str,
@@ -251,8 +263,9 @@ pub fn issue_code(
     let code = random_token(32);
     let now = app.now();
     let issuer = pending.issuer_or(&app.config.issuer);
-    let stored = app.codes.insert(
-        sha256_b64(code.as_bytes()),
+    let code_hash = sha256_b64(code.as_bytes());
+    let stored = app.store.insert_code(
+        &code_hash,
         CodeGrant {
             grant: Grant {
                 client_id: pending.client_id.clone(),
@@ -272,8 +285,21 @@ pub fn issue_code(
             code_challenge: pending.code_challenge.clone(),
             expires_at: now.saturating_add(app.config.code_ttl),
         },
+        app.code_limits(),
         now,
     );
+    let stored = match stored.await {
+        Ok(stored) => stored,
+        // The client and its redirect URI are valid by now: the client is told.
+        Err(e) => {
+            return error_url(
+                &pending.redirect_uri,
+                &OAuthError::from(e),
+                pending.state.as_deref(),
+                issuer,
+            );
+        }
+    };
     let description = match stored {
         Ok(()) => {
             tracing::info!(target: "audit", event = "code_issued", sub = %sub, client_id = %pending.client_id, issuer = %issuer, "authorization code issued");

@@ -133,7 +133,7 @@ pub async fn authenticate(
     let client = app
         .store
         .client(&client_id)
-        .await
+        .await?
         .ok_or_else(|| fail("unknown client_id; register the client again"))?;
     if creds.assertion.is_some() {
         return Err(fail(

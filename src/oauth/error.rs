@@ -152,3 +152,12 @@ pub fn printable(value: &str) -> String {
     }
     out
 }
+
+/// A store failure is 503 `temporarily_unavailable` wherever it happens (the one mapping);
+/// the cause is logged here, once, and never reaches the client.
+impl From<crate::store::StoreError> for OAuthError {
+    fn from(error: crate::store::StoreError) -> Self {
+        tracing::error!("request not served: {error}");
+        Self::storage_unavailable()
+    }
+}

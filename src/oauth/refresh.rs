@@ -7,7 +7,7 @@
 //! old token again and receive the same successor, while only hashes are stored.
 
 use crate::secrets::{constant_time_eq, hmac_b64, random_token, sha256_b64};
-use crate::store::RefreshFamily;
+use crate::store::{RefreshFamily, RotationAnswer};
 
 /// How long, in seconds, a rotated token may be presented again while its successor is unused.
 pub const GRACE_SECONDS: u64 = 30;
@@ -96,6 +96,22 @@ pub fn decide(family: &RefreshFamily, presented_hash: &str, now: u64) -> Refresh
         return RefreshDecision::Grace;
     }
     RefreshDecision::Reuse
+}
+
+/// The grace answer for a family whose last rotation was made by a build that did not record
+/// its access token: one derived from what is stored (the rotation time, the grant's scope,
+/// today's lifetime, taken from `requested`), so every retry still gets the same token, though
+/// not the rotation's.
+pub fn answer_before_recording(
+    family: &RefreshFamily,
+    requested: &RotationAnswer,
+) -> RotationAnswer {
+    let iat = family.rotated_at.unwrap_or(family.created_at);
+    RotationAnswer {
+        iat,
+        exp: iat.saturating_add(requested.exp.saturating_sub(requested.iat)),
+        scope: family.grant.scope.clone(),
+    }
 }
 
 #[cfg(test)]

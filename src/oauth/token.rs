@@ -8,9 +8,10 @@ use super::{ErrorCode, OAuthError, pkce, refresh, resource};
 use crate::app::AppState;
 use crate::config::Issuer;
 use crate::jwt::{AccessTokenClaims, MintError};
-use crate::secrets::{random_token, sha256_b64};
+use crate::secrets::{constant_time_eq, random_token, sha256_b64};
 use crate::store::{
-    Client, Grant, RedeemOutcome, RefreshFamily, RefreshOutcome, Registration, RotationAnswer,
+    Client, CodeGrant, CodeState, Exchange, Grant, RefreshFamily, Registration, Rotation,
+    RotationAnswer,
 };
 
 /// A successful token response (OAuth 2.1 §3.2.3).
@@ -82,12 +83,11 @@ async fn authorization_code(
     let requested_resource = form.get("resource");
 
     let code_hash = sha256_b64(code.as_bytes());
-    let (family_id, refresh_token) = refresh::new_family_token();
-    let family_key = refresh::family_key(&family_id);
     let now = app.now();
+    let invalid = || OAuthError::invalid_grant("authorization code is invalid or expired");
     // Every check runs before the code is consumed, so a client that got one parameter wrong
     // can retry with the same code (RFC 9700 decision recorded in ARCHITECTURE.md).
-    let check = |issued: &crate::store::CodeGrant| {
+    let check = |issued: &CodeGrant| {
         // Another issuer's code is refused like another client's: untouched if live, and
         // never a replay if spent (nothing is revoked on its account).
         if app.config.issuer_of(&issued.grant) != issuer.url {
@@ -115,27 +115,33 @@ async fn authorization_code(
         }
         Ok(())
     };
-    let issued = match app.codes.redeem(&code_hash, now, &family_key, &check) {
-        RedeemOutcome::Redeemed(issued) => issued,
-        RedeemOutcome::Rejected(e) => return Err(e),
-        RedeemOutcome::Invalid => {
-            return Err(OAuthError::invalid_grant(
-                "authorization code is invalid or expired",
-            ));
+    let replayed = |family_key: &str| {
+        tracing::warn!(target: "audit", event = "code_replay_detected", client_id = %client.client_id, issuer = %issuer.url, sid = %family_key, "authorization code replayed; revoked the tokens it issued");
+        app.metrics.code_replay_detected();
+        OAuthError::invalid_grant(
+            "authorization code already used; the tokens issued from it have been revoked",
+        )
+    };
+    let issued = match app.store.code(&code_hash, now).await?.ok_or_else(invalid)? {
+        CodeState::Live(issued) => {
+            check(&issued)?;
+            issued
         }
-        RedeemOutcome::Replayed { family_key } => {
-            app.store
-                .revoke_family(&family_key)
-                .await
-                .map_err(|_| OAuthError::storage_unavailable())?;
-            tracing::warn!(target: "audit", event = "code_replay_detected", client_id = %client.client_id, issuer = %issuer.url, sid = %family_key, "authorization code replayed; revoked the tokens it issued");
-            app.metrics.code_replay_detected();
-            return Err(OAuthError::invalid_grant(
-                "authorization code already used; the tokens issued from it have been revoked",
-            ));
+        // Anyone may hold a spent code (browser history, callback logs); only its own client,
+        // proving the same binding as the first redemption, may end what it issued.
+        CodeState::Spent { code, .. } => {
+            if check(&code).is_err() {
+                return Err(invalid());
+            }
+            return match app.store.replay_code(&code_hash, now).await? {
+                Some(family_key) => Err(replayed(&family_key)),
+                None => Err(invalid()),
+            };
         }
     };
 
+    let (family_id, refresh_token) = refresh::new_family_token();
+    let family_key = refresh::family_key(&family_id);
     let family = RefreshFamily {
         grant: issued.grant.clone(),
         current_hash: refresh::hash(&refresh_token),
@@ -161,23 +167,26 @@ async fn authorization_code(
         random_token(16),
         refresh_token,
     )?;
-    app.store
-        .put_family(&family_key, family)
-        .await
-        .map_err(|_| OAuthError::storage_unavailable())?;
-    if app.codes.was_replayed(&code_hash) {
-        // A replay arrived while the family was being stored and could not revoke what did
-        // not exist yet; revoke it now. This request was the legitimate first redemption, so it
-        // still gets its answer: the refresh token in it is already dead.
-        app.store
-            .revoke_family(&family_key)
-            .await
-            .map_err(|_| OAuthError::storage_unavailable())?;
+    // Consuming the code and storing the family are one step; a redemption that raced this
+    // one and won makes this a replay by the code's own client.
+    match app
+        .store
+        .exchange_code(&code_hash, now, &family_key, family)
+        .await?
+    {
+        Exchange::Exchanged => {}
+        Exchange::Replayed { family_key } => return Err(replayed(&family_key)),
+        Exchange::Invalid => return Err(invalid()),
     }
     tracing::info!(target: "audit", event = "token_issued", sub = %issued.grant.sub, client_id = %client.client_id, issuer = %issuer.url, sid = %family_key, "tokens issued for an authorization code");
     app.metrics.token_issued("authorization_code");
     Ok(response)
 }
+
+/// How many times a refresh reads its family again after another request rotated it first.
+/// One retry always settles it (the token is then the previous one, or reused); more means
+/// the family changes under every read, and the request gives up.
+const ROTATION_ATTEMPTS: usize = 4;
 
 async fn refresh_token(
     app: &AppState,
@@ -191,10 +200,12 @@ async fn refresh_token(
     let invalid = || OAuthError::invalid_grant("refresh token is invalid, expired or revoked");
     let family_id = refresh::family_of(presented).ok_or_else(invalid)?;
     let family_key = refresh::family_key(family_id);
-    let family = app.store.family(&family_key).await.ok_or_else(invalid)?;
+    let presented_hash = refresh::hash(presented);
+    let mut family = app.store.family(&family_key).await?.ok_or_else(invalid)?;
 
     // Checks that must not consume the token. Another issuer's token is not a reuse: it
-    // stays live for the issuer it belongs to.
+    // stays live for the issuer it belongs to. The grant never changes, so they hold for
+    // every read below.
     if app.config.issuer_of(&family.grant) != issuer.url {
         return Err(OAuthError::invalid_grant(
             "the refresh token was issued by the sign-in server of another host",
@@ -243,57 +254,88 @@ async fn refresh_token(
         exp: now.saturating_add(app.config.access_token_ttl),
         scope: scope.to_string(),
     };
-    // A rotation derives with the current key. A grace retry of a rotation made before a
-    // `jwtSecret` change finds its successor under a previous key: the store answers
-    // `Unknown` (and changes nothing) when the successor it is handed is not the live one,
-    // so the previous keys are tried in turn. The retry then gets the rotation's own
-    // successor and `jti`; its access token is signed with the current key.
-    let mut keys = app.all_keys();
-    let (outcome, successor, jti) = loop {
-        let Some(key) = keys.next() else {
-            return Err(invalid());
-        };
-        let successor = refresh::successor(presented, family_id, &key.refresh_successor);
-        let outcome = app
-            .store
-            .use_refresh_token(
-                &family_key,
-                &refresh::hash(presented),
-                &refresh::hash(&successor),
-                &rotation,
-                now,
-                app.config.refresh_token_ttl,
-            )
-            .await
-            .map_err(|_| OAuthError::storage_unavailable())?;
-        if !matches!(outcome, RefreshOutcome::Unknown) {
-            let jti = refresh::access_token_id(presented, &key.access_token_id);
-            break (outcome, successor, jti);
+    for _ in 0..ROTATION_ATTEMPTS {
+        // The decision is taken here, once per read; the store only applies a rotation if
+        // the family is still as read (compare-and-swap on the live hash).
+        match refresh::decide(&family, &presented_hash, now) {
+            refresh::RefreshDecision::Rotate => {
+                let successor =
+                    refresh::successor(presented, family_id, &app.keys.refresh_successor);
+                let rotated = app
+                    .store
+                    .rotate_family(
+                        &family_key,
+                        &presented_hash,
+                        Rotation {
+                            current_hash: refresh::hash(&successor),
+                            previous_hash: presented_hash.clone(),
+                            rotated_at: now,
+                            expires_at: now.saturating_add(app.config.refresh_token_ttl),
+                            answer: rotation.clone(),
+                        },
+                    )
+                    .await?;
+                if rotated {
+                    let jti = refresh::access_token_id(presented, &app.keys.access_token_id);
+                    let grant = &family.grant;
+                    let response =
+                        respond(app, issuer, grant, &family_key, &rotation, jti, successor)?;
+                    tracing::info!(target: "audit", event = "token_refreshed", sub = %grant.sub, client_id = %client.client_id, issuer = %issuer.url, sid = %family_key, "refresh token rotated");
+                    app.metrics.token_issued("refresh_token");
+                    return Ok(response);
+                }
+                // Another request rotated (or revoked) it first: read it again and decide
+                // again; this token is now the previous one, or gone.
+                family = app.store.family(&family_key).await?.ok_or_else(invalid)?;
+            }
+            // A retry inside the grace window gets the rotation's own answer: nothing is
+            // issued. The successor handed out again must be the live one: derived with the
+            // current key, or, for a rotation made before a `jwtSecret` change, with a
+            // previous one (the retry then gets the rotation's own successor and `jti`; its
+            // access token is signed with the current key).
+            refresh::RefreshDecision::Grace => {
+                let Some((successor, key)) = app.all_keys().find_map(|key| {
+                    let successor =
+                        refresh::successor(presented, family_id, &key.refresh_successor);
+                    constant_time_eq(
+                        refresh::hash(&successor).as_bytes(),
+                        family.current_hash.as_bytes(),
+                    )
+                    .then_some((successor, key))
+                }) else {
+                    return Err(invalid());
+                };
+                let jti = refresh::access_token_id(presented, &key.access_token_id);
+                let answered = family
+                    .rotation_answer
+                    .clone()
+                    .unwrap_or_else(|| refresh::answer_before_recording(&family, &rotation));
+                return respond(
+                    app,
+                    issuer,
+                    &family.grant,
+                    &family_key,
+                    &answered,
+                    jti,
+                    successor,
+                );
+            }
+            refresh::RefreshDecision::Reuse => {
+                app.store.revoke_family(&family_key).await?;
+                tracing::warn!(target: "audit", event = "refresh_reuse_detected", sub = %family.grant.sub, client_id = %client.client_id, issuer = %issuer.url, sid = %family_key, "refresh token reused; family revoked");
+                app.metrics.refresh_reuse_detected();
+                return Err(OAuthError::invalid_grant(
+                    "refresh token was already used; all tokens of this sign-in have been revoked",
+                ));
+            }
+            refresh::RefreshDecision::Expired => {
+                return Err(OAuthError::invalid_grant(
+                    "refresh token expired; sign in again",
+                ));
+            }
         }
-    };
-    match outcome {
-        RefreshOutcome::Rotated(grant) => {
-            let response = respond(app, issuer, &grant, &family_key, &rotation, jti, successor)?;
-            tracing::info!(target: "audit", event = "token_refreshed", sub = %grant.sub, client_id = %client.client_id, issuer = %issuer.url, sid = %family_key, "refresh token rotated");
-            app.metrics.token_issued("refresh_token");
-            Ok(response)
-        }
-        // A retry inside the grace window gets the rotation's own answer: nothing is issued.
-        RefreshOutcome::Grace(grant, answered) => {
-            respond(app, issuer, &grant, &family_key, &answered, jti, successor)
-        }
-        RefreshOutcome::Reused => {
-            tracing::warn!(target: "audit", event = "refresh_reuse_detected", sub = %family.grant.sub, client_id = %client.client_id, issuer = %issuer.url, sid = %family_key, "refresh token reused; family revoked");
-            app.metrics.refresh_reuse_detected();
-            Err(OAuthError::invalid_grant(
-                "refresh token was already used; all tokens of this sign-in have been revoked",
-            ))
-        }
-        RefreshOutcome::Expired => Err(OAuthError::invalid_grant(
-            "refresh token expired; sign in again",
-        )),
-        RefreshOutcome::Unknown => Err(invalid()),
     }
+    Err(OAuthError::storage_unavailable())
 }
 
 /// The token response for `grant`: an access token of `issuer` described by `access` with id
@@ -353,15 +395,12 @@ pub async fn revoke(app: &AppState, client: &Client, form: &Params) -> Result<()
     let now = app.now();
     if let Some(family_id) = refresh::family_of(token) {
         let family_key = refresh::family_key(family_id);
-        if let Some(family) = app.store.family(&family_key).await
+        if let Some(family) = app.store.family(&family_key).await?
             && family.grant.client_id == client.client_id
             && refresh::decide(&family, &refresh::hash(token), now)
                 != refresh::RefreshDecision::Reuse
         {
-            app.store
-                .revoke_family(&family_key)
-                .await
-                .map_err(|_| OAuthError::storage_unavailable())?;
+            app.store.revoke_family(&family_key).await?;
             tracing::info!(target: "audit", event = "token_revoked", token_type = "refresh_token", client_id = %client.client_id, issuer = %app.config.issuer_of(&family.grant), "refresh token revoked by its client");
         }
         return Ok(());
@@ -369,10 +408,7 @@ pub async fn revoke(app: &AppState, client: &Client, form: &Params) -> Result<()
     if let Ok(claims) = app.verifier.verify_at(token, now)
         && claims.client_id == client.client_id
     {
-        app.store
-            .deny_access_token(&claims.jti, claims.exp)
-            .await
-            .map_err(|_| OAuthError::storage_unavailable())?;
+        app.store.deny_access_token(&claims.jti, claims.exp).await?;
         tracing::info!(target: "audit", event = "token_revoked", token_type = "access_token", client_id = %client.client_id, issuer = %claims.iss, "access token revoked by its client");
     }
     Ok(())
@@ -398,7 +434,7 @@ pub async fn introspect(
     let now = app.now();
     let inactive = serde_json::json!({"active": false});
     if let Some(family_id) = refresh::family_of(token) {
-        let Some(family) = app.store.family(&refresh::family_key(family_id)).await else {
+        let Some(family) = app.store.family(&refresh::family_key(family_id)).await? else {
             return Ok(inactive);
         };
         let is_live = matches!(
@@ -426,9 +462,9 @@ pub async fn introspect(
     // Revoked by itself, or its sign-in is over: the refresh family it came from was revoked
     // (RFC 7009 §2.1: revoking a refresh token should end the access tokens of the same
     // grant), found reused, offboarded or removed with its client.
-    let is_revoked = app.store.is_access_token_denied(&claims.jti).await
+    let is_revoked = app.store.is_access_token_denied(&claims.jti).await?
         || match &claims.sid {
-            Some(key) => app.store.family(key).await.is_none(),
+            Some(key) => app.store.family(key).await?.is_none(),
             None => false,
         };
     if is_revoked {

@@ -278,7 +278,10 @@ mod tests {
         table.insert("h", code(), NONE, 0).unwrap();
         assert_eq!(table.get("h", 10), Some(CodeState::Live(code())));
         assert_eq!(table.consume("h", 10, "fam"), Consumed::Now);
-        assert_eq!(table.consume("h", 11, "other"), Consumed::Before("fam".into()));
+        assert_eq!(
+            table.consume("h", 11, "other"),
+            Consumed::Before("fam".into())
+        );
         assert_eq!(
             table.get("h", 11),
             Some(CodeState::Spent {
@@ -303,8 +306,12 @@ mod tests {
             total: 3,
         };
         let mut table = CodeTable::default();
-        table.insert("a1", code_of("alice", 100), limits, 0).unwrap();
-        table.insert("a2", code_of("alice", 100), limits, 0).unwrap();
+        table
+            .insert("a1", code_of("alice", 100), limits, 0)
+            .unwrap();
+        table
+            .insert("a2", code_of("alice", 100), limits, 0)
+            .unwrap();
         assert_eq!(
             table.insert("a3", code_of("alice", 100), limits, 0),
             Err(CodeLimitReached::PerUser)
@@ -321,7 +328,9 @@ mod tests {
             Err(CodeLimitReached::Total)
         );
         assert_eq!(table.consume("a1", 1, "f"), Consumed::Now);
-        table.insert("a3", code_of("alice", 100), limits, 1).unwrap();
+        table
+            .insert("a3", code_of("alice", 100), limits, 1)
+            .unwrap();
         // Expiry frees every place.
         for (i, user) in ["carol", "dave", "erin"].iter().enumerate() {
             table
@@ -345,9 +354,16 @@ mod tests {
             .insert("late", code_of("bob", 2000), NONE, 1100)
             .unwrap();
         assert_eq!(table.len(), 2);
-        assert_eq!(table.consume("c999", 1100, "g"), Consumed::Before("f".into()));
+        assert_eq!(
+            table.consume("c999", 1100, "g"),
+            Consumed::Before("f".into())
+        );
         assert_eq!(table.prune(1099 + TOMBSTONE_SECONDS + 1), 1);
-        assert_eq!(table.len(), 1, "the tombstone is forgotten, the live code stays");
+        assert_eq!(
+            table.len(),
+            1,
+            "the tombstone is forgotten, the live code stays"
+        );
         assert!(!table.is_empty());
     }
 

@@ -27,9 +27,9 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
+use super::codes::{CodeTable, Consumed};
 use super::document::{OLDEST_READABLE_VERSION, STATE_VERSION};
 use super::state_files::{self, dir_of};
-use super::codes::{CodeTable, Consumed};
 use super::tickets::UsedTickets;
 use super::{
     Client, ClientStore, CodeGrant, CodeLimitReached, CodeLimits, CodeState, CodeStore, Consent,
@@ -878,11 +878,9 @@ impl FamilyStore for StateStore {
         rotation: Rotation,
     ) -> StoreResult<bool> {
         self.mutate_if(|shared| {
-            let is_current = shared
-                .doc
-                .refresh_tokens
-                .get(family_key)
-                .is_some_and(|f| constant_time_eq(f.current_hash.as_bytes(), expected_current.as_bytes()));
+            let is_current = shared.doc.refresh_tokens.get(family_key).is_some_and(|f| {
+                constant_time_eq(f.current_hash.as_bytes(), expected_current.as_bytes())
+            });
             if !is_current {
                 return (false, Vec::new());
             }
@@ -1034,7 +1032,7 @@ impl StateTransfer for StateStore {
 
     async fn health(&self) -> Result<(), String> {
         if self.durable.borrow().has_failed {
-            Err("a state write failed; restart mcp-authd once the disk is fixed".into())
+            Err("state storage failed: a write could not be made durable, so changes are refused until a restart".into())
         } else {
             Ok(())
         }
@@ -1204,7 +1202,7 @@ impl Writer {
             return Ok(());
         }
         let (doc, seq) = {
-            let mut shared = self.shared.lock().unwrap_or_else(|e| e.into_inner());
+            let shared = self.shared.lock().unwrap_or_else(|e| e.into_inner());
             let records = (shared.doc.refresh_tokens.len() + shared.doc.clients.len()) as u64;
             let threshold = self
                 .compact_every
@@ -1338,7 +1336,19 @@ mod tests {
     /// Puts one client and one family.
     async fn populate(store: &StateStore) {
         store.put_client(client("c")).await.unwrap();
-        store.put_family("k", family("c")).await.unwrap();
+        let code = CodeGrant {
+            grant: family("c").grant,
+            redirect_uri: "http://127.0.0.1/cb".into(),
+            code_challenge: "x".into(),
+            expires_at: 60,
+        };
+        store
+            .insert_code("h", code, CodeLimits::default(), 1)
+            .await
+            .unwrap()
+            .unwrap();
+        let exchanged = store.exchange_code("h", 1, "k", family("c")).await.unwrap();
+        assert_eq!(exchanged, Exchange::Exchanged);
     }
 
     #[tokio::test]
@@ -1398,7 +1408,7 @@ mod tests {
         public.secret_hash = None;
         store.put_client(public).await.unwrap();
         assert!(!store.set_client_secret("p", "x").await.unwrap());
-        assert_eq!(store.client("p").await.unwrap().secret_hash, None);
+        assert_eq!(store.client("p").await.unwrap().unwrap().secret_hash, None);
         drop(store);
 
         let (doc, _) = read_state(&path).unwrap();

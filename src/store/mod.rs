@@ -21,9 +21,17 @@ pub use codes::{CodeGrant, CodeLimitReached, CodeLimits};
 pub use document::{Mutation, StateDocument};
 pub use file::{StateError, StateStore};
 pub use replay::{AssertionReplayCache, MemoryAssertionReplayCache};
+/// The store traits, to call their methods on a concrete backend: `use store::prelude::*`.
+pub mod prelude {
+    pub use super::traits::{
+        ClientStore as _, CodeStore as _, ConsentStore as _, DenyList as _, FamilyStore as _,
+        StateTransfer as _, TicketStore as _,
+    };
+}
+
 pub use traits::{
-    ClientStore, CodeState, CodeStore, ConsentStore, DenyList, Exchange, FamilyStore,
-    ImportError, Rotation, StateTransfer, Store, StoreError, StoreResult, TicketStore,
+    ClientStore, CodeState, CodeStore, ConsentStore, DenyList, Exchange, FamilyStore, ImportError,
+    Rotation, StateTransfer, Store, StoreError, StoreResult, TicketStore,
 };
 
 /// How a client authenticates at the token endpoint (RFC 7591 `token_endpoint_auth_method`).
@@ -276,4 +284,3 @@ pub struct RevokedAccess {
     /// Refresh-token families (sign-ins) revoked with them.
     pub families: usize,
 }
-

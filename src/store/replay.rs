@@ -8,7 +8,7 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 
-use super::StoreUnavailable;
+use super::StoreResult;
 
 /// Remembers which client assertions were used, until they expire.
 #[async_trait]
@@ -16,13 +16,7 @@ pub trait AssertionReplayCache: Send + Sync {
     /// Records the assertion `jti` of `client_id`, which stays valid until `exp` (seconds
     /// since the epoch); whether this was its first use. Checking and recording are one
     /// atomic step, so of two concurrent requests with one assertion only one succeeds.
-    async fn first_use(
-        &self,
-        client_id: &str,
-        jti: &str,
-        exp: u64,
-        now: u64,
-    ) -> Result<bool, StoreUnavailable>;
+    async fn first_use(&self, client_id: &str, jti: &str, exp: u64, now: u64) -> StoreResult<bool>;
 }
 
 /// Entries beyond this many trigger a sweep of the expired ones.
@@ -37,13 +31,7 @@ pub struct MemoryAssertionReplayCache {
 
 #[async_trait]
 impl AssertionReplayCache for MemoryAssertionReplayCache {
-    async fn first_use(
-        &self,
-        client_id: &str,
-        jti: &str,
-        exp: u64,
-        now: u64,
-    ) -> Result<bool, StoreUnavailable> {
+    async fn first_use(&self, client_id: &str, jti: &str, exp: u64, now: u64) -> StoreResult<bool> {
         let mut used = self.used.lock().unwrap_or_else(|e| e.into_inner());
         if used.len() > SWEEP_ABOVE {
             used.retain(|_, until| *until > now);

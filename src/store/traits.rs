@@ -283,6 +283,12 @@ pub trait Store:
 }
 
 impl<T> Store for T where
-    T: ClientStore + ConsentStore + CodeStore + FamilyStore + DenyList + TicketStore + StateTransfer
+    T: ClientStore
+        + ConsentStore
+        + CodeStore
+        + FamilyStore
+        + DenyList
+        + TicketStore
+        + StateTransfer
 {
 }

@@ -151,7 +151,7 @@ async fn untrusted_peer_is_refused_with_403_and_no_redirect() {
             .unwrap();
         assert_page(response, 403).await;
     }
-    assert!(!app.state.store.has_consent(USER, &client_id).await);
+    assert!(!app.state.store.has_consent(USER, &client_id).await.unwrap());
     app.stop().await;
 }
 
@@ -176,7 +176,7 @@ async fn consent_post_from_an_untrusted_peer_is_refused() {
         "{body}"
     );
     assert!(
-        !app.state.store.has_consent(USER, &client_id).await,
+        !app.state.store.has_consent(USER, &client_id).await.unwrap(),
         "nothing was recorded"
     );
     app.stop().await;
@@ -240,7 +240,7 @@ async fn ambiguous_user_header_is_a_400_page() {
         let response = app.authorize_as(Some(user), &params).await;
         assert_page(response, 400).await;
     }
-    assert!(!app.state.store.has_consent(USER, &client_id).await);
+    assert!(!app.state.store.has_consent(USER, &client_id).await.unwrap());
     app.stop().await;
 }
 
@@ -404,7 +404,7 @@ async fn unregistered_redirect_uri_is_a_400_page_without_redirect() {
         tried += 1;
     }
     assert_eq!(tried, 23 + 38);
-    assert!(!app.state.store.has_consent(USER, &client_id).await);
+    assert!(!app.state.store.has_consent(USER, &client_id).await.unwrap());
     // A missing redirect_uri never falls back to a registered one.
     let params = params_with(&client_id, REDIRECT, &[("redirect_uri", None)]);
     assert_page(app.authorize_as(Some(USER), &params).await, 400).await;
@@ -708,7 +708,7 @@ async fn missing_challenge_plain_or_missing_method_is_invalid_request_by_redirec
         let response = app.authorize_as(Some(USER), &params).await;
         assert_error_redirect(&app, &response, 302, REDIRECT, "invalid_request");
     }
-    assert!(!app.state.store.has_consent(USER, &client_id).await);
+    assert!(!app.state.store.has_consent(USER, &client_id).await.unwrap());
     app.stop().await;
 }
 
@@ -974,7 +974,7 @@ async fn consent_deny_redirects_with_access_denied() {
     let response = app.answer_consent(&page, USER, "deny").await;
     assert_error_redirect(&app, &response, 303, REDIRECT, "access_denied");
     assert!(
-        !app.state.store.has_consent(USER, &client_id).await,
+        !app.state.store.has_consent(USER, &client_id).await.unwrap(),
         "a denial is not remembered as approval"
     );
     // The next attempt asks again.
@@ -1021,7 +1021,7 @@ async fn forged_or_tampered_consent_ticket_is_403() {
         .await
         .unwrap();
     assert_page(response, 403).await;
-    assert!(!app.state.store.has_consent(USER, &client_id).await);
+    assert!(!app.state.store.has_consent(USER, &client_id).await.unwrap());
 
     // The genuine ticket was not spent by the forgeries.
     let response = post_consent(&app.http, &app, &ticket, USER).await;
@@ -1065,8 +1065,9 @@ async fn consent_ticket_presented_by_another_user_is_403() {
             .store
             .has_consent("bob@example.com", &client_id)
             .await
+            .unwrap()
     );
-    assert!(!app.state.store.has_consent(USER, &client_id).await);
+    assert!(!app.state.store.has_consent(USER, &client_id).await.unwrap());
     app.stop().await;
 }
 
@@ -1080,7 +1081,7 @@ async fn dynamic_consent_is_remembered_per_user_and_client() {
         app.answer_consent(&page, USER, "approve").await.status(),
         303
     );
-    assert!(app.state.store.has_consent(USER, &client_id).await);
+    assert!(app.state.store.has_consent(USER, &client_id).await.unwrap());
 
     // Alice is not asked again for this client.
     let response = app
@@ -1111,7 +1112,7 @@ async fn an_attackers_client_sent_as_a_link_gets_only_a_consent_page() {
     // The victim already uses a legitimate client.
     let legit = app.register_public(REDIRECT).await;
     app.code_for(&legit, REDIRECT).await;
-    assert!(app.state.store.has_consent(USER, &legit).await);
+    assert!(app.state.store.has_consent(USER, &legit).await.unwrap());
 
     let attacker_uri = "http://localhost:4444/steal";
     let response = app
@@ -1133,13 +1134,13 @@ async fn an_attackers_client_sent_as_a_link_gets_only_a_consent_page() {
         "the redirect host is shown: {page}"
     );
     assert!(!page.contains("code="), "{page}");
-    assert!(!app.state.store.has_consent(USER, &attacker).await);
+    assert!(!app.state.store.has_consent(USER, &attacker).await.unwrap());
     // Denying sends the user back with an error, and still remembers nothing.
     let response = app.answer_consent(&page, USER, "deny").await;
     assert_eq!(response.status(), 303);
     assert!(query_of(&location(&response))["error"] == "access_denied");
-    assert!(!app.state.store.has_consent(USER, &attacker).await);
-    assert!(app.state.store.families().await.is_empty());
+    assert!(!app.state.store.has_consent(USER, &attacker).await.unwrap());
+    assert!(app.state.store.families().await.unwrap().is_empty());
     app.stop().await;
 }
 

@@ -193,7 +193,7 @@ async fn real_client_documents_sign_in_refresh_and_are_approved_once_per_user() 
         assert_eq!(other.status(), 200, "{name}: another user is asked");
     }
     // Document clients are not registered clients.
-    assert!(app.state.store.clients().await.is_empty());
+    assert!(app.state.store.clients().await.unwrap().is_empty());
     app.stop().await;
 }
 
@@ -806,7 +806,7 @@ async fn document_clients_are_not_stored_and_do_not_count_against_max_dynamic_cl
     );
     // The one dynamic slot is still free.
     let dcr = app.register_public(REDIRECT).await;
-    let clients = app.state.store.clients().await;
+    let clients = app.state.store.clients().await.unwrap();
     assert_eq!(clients.len(), 1);
     assert_eq!(clients[0].client_id, dcr);
     // A self-registered client keeps its "unverified" marking.

@@ -777,7 +777,7 @@ async fn a_stale_temporary_snapshot_is_ignored_and_removed_and_modes_are_tighten
                 vec![format!("https://client{i}.example.com/callback")],
             );
             ids.push(client.client_id.clone());
-            mcp_authd::store::Store::put_client(&store, client)
+            mcp_authd::store::ClientStore::put_client(&store, client)
                 .await
                 .unwrap();
         }

@@ -431,6 +431,7 @@ pub async fn client_ids(store: &dyn Store) -> std::collections::BTreeSet<String>
     store
         .clients()
         .await
+        .unwrap()
         .into_iter()
         .map(|c| c.client_id)
         .collect()
@@ -595,4 +596,64 @@ pub async fn assert_page(response: reqwest::Response, status: u16) -> String {
             .is_none()
     );
     response.text().await.unwrap()
+}
+
+/// Starts `family` under `family_key` the way the server does: a code is issued for its
+/// grant and exchanged into it (the store has no other way to create a family).
+pub async fn store_family<S: Store + ?Sized>(
+    store: &S,
+    family_key: &str,
+    family: mcp_authd::store::RefreshFamily,
+) {
+    let code_hash = format!("code-for-{family_key}");
+    let code = mcp_authd::store::CodeGrant {
+        grant: family.grant.clone(),
+        redirect_uri: REDIRECT.into(),
+        code_challenge: challenge(VERIFIER),
+        expires_at: family.created_at + 60,
+    };
+    store
+        .insert_code(
+            &code_hash,
+            code,
+            mcp_authd::store::CodeLimits::default(),
+            family.created_at,
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    let created_at = family.created_at;
+    let exchanged = store
+        .exchange_code(&code_hash, created_at, family_key, family)
+        .await
+        .unwrap();
+    assert_eq!(exchanged, mcp_authd::store::Exchange::Exchanged);
+}
+
+/// Rotates a family from the token `current` to `next` the way a refresh does (a
+/// compare-and-swap on the live hash); whether it rotated.
+pub async fn rotate_family<S: Store + ?Sized>(
+    store: &S,
+    family_key: &str,
+    current: &str,
+    next: &str,
+    now: u64,
+    ttl: u64,
+    answer: mcp_authd::store::RotationAnswer,
+) -> bool {
+    use mcp_authd::oauth::refresh::hash;
+    store
+        .rotate_family(
+            family_key,
+            &hash(current),
+            mcp_authd::store::Rotation {
+                current_hash: hash(next),
+                previous_hash: hash(current),
+                rotated_at: now,
+                expires_at: now + ttl,
+                answer,
+            },
+        )
+        .await
+        .unwrap()
 }

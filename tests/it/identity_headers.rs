@@ -170,7 +170,14 @@ async fn ipv4_mapped_peers_on_a_dual_stack_listener_are_judged_as_ipv4() {
             403,
             "{trusted:?}"
         );
-        assert!(!server.state.store.has_consent(USER, &client_id).await);
+        assert!(
+            !server
+                .state
+                .store
+                .has_consent(USER, &client_id)
+                .await
+                .unwrap()
+        );
         server.stop().await;
     }
     // Trusting only ::1 admits the IPv6 loopback peer, never an IPv4 one.

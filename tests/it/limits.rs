@@ -8,7 +8,8 @@
 use std::time::{Duration, Instant};
 
 use mcp_authd::store::file::read_state;
-use mcp_authd::store::{Registration, StateStore, Store};
+use mcp_authd::store::prelude::*;
+use mcp_authd::store::{Registration, StateStore};
 use serde_json::{Value, json};
 
 use crate::helpers::*;
@@ -82,6 +83,7 @@ async fn dynamic_clients(app: &TestApp) -> usize {
         .store
         .clients()
         .await
+        .unwrap()
         .iter()
         .filter(|c| c.registration == Registration::Dynamic)
         .count()
@@ -432,7 +434,7 @@ async fn registration_beyond_max_dynamic_clients_is_503_and_provisioned_clients_
     .await;
     assert!(description.contains("maximum of 3"), "{description}");
     assert_eq!(dynamic_clients(&app).await, 3);
-    assert_eq!(app.state.store.clients().await.len(), 4);
+    assert_eq!(app.state.store.clients().await.unwrap().len(), 4);
 
     // Room made by removing one is available again.
     assert!(app.state.store.remove_client(&ids[0]).await.unwrap());
@@ -534,7 +536,7 @@ async fn at_the_cap_the_oldest_never_used_client_older_than_ten_minutes_makes_ro
         ids.sort();
         ids
     };
-    assert_eq!(ids(app.state.store.clients().await), expected);
+    assert_eq!(ids(app.state.store.clients().await.unwrap()), expected);
     assert!(!expected.contains(&oldest) && !expected.contains(&second_oldest));
 
     // Ten minutes on, the older of the two new ones makes room.
@@ -543,7 +545,7 @@ async fn at_the_cap_the_oldest_never_used_client_older_than_ten_minutes_makes_ro
     expected.retain(|id| *id != first_new);
     expected.push(third_new);
     expected.sort();
-    assert_eq!(ids(app.state.store.clients().await), expected);
+    assert_eq!(ids(app.state.store.clients().await.unwrap()), expected);
 
     // The journal replays to the same clients.
     let state_path = app.state_path.clone();
@@ -599,9 +601,10 @@ async fn registered_scope_is_capped_and_repeated_grant_types_are_kept_once() {
         .store
         .client(body["client_id"].as_str().unwrap())
         .await
+        .unwrap()
         .unwrap();
     assert_eq!(stored.grant_types, ["authorization_code", "refresh_token"]);
-    assert_eq!(app.state.store.clients().await.len(), 2);
+    assert_eq!(app.state.store.clients().await.unwrap().len(), 2);
     app.stop().await;
 }
 
@@ -682,10 +685,10 @@ async fn a_consented_client_is_kept_even_without_refresh_tokens() {
     let client_id = app.register_public(REDIRECT).await;
     // Alice approves, but the client never redeems the code.
     app.code_for(&client_id, REDIRECT).await;
-    assert!(app.state.store.has_consent(USER, &client_id).await);
+    assert!(app.state.store.has_consent(USER, &client_id).await.unwrap());
     app.clock.advance(90 * 86_400);
     assert_eq!(mcp_authd::http::collect_unused_clients(&app.state).await, 0);
-    assert!(app.state.store.client(&client_id).await.is_some());
+    assert!(app.state.store.client(&client_id).await.unwrap().is_some());
     app.stop().await;
 }
 
@@ -695,7 +698,7 @@ async fn a_zero_ttl_never_collects() {
     let client_id = app.register_public(REDIRECT).await;
     app.clock.advance(365 * 86_400);
     assert_eq!(mcp_authd::http::collect_unused_clients(&app.state).await, 0);
-    assert!(app.state.store.client(&client_id).await.is_some());
+    assert!(app.state.store.client(&client_id).await.unwrap().is_some());
     app.stop().await;
 }
 
@@ -733,11 +736,18 @@ async fn collection_runs_when_the_server_starts() {
     })
     .await;
     let deadline = Instant::now() + Duration::from_secs(10);
-    while app.state.store.client(&stale).await.is_some() {
+    while app.state.store.client(&stale).await.unwrap().is_some() {
         assert!(Instant::now() < deadline, "the start-up pass did not run");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert!(app.state.store.client(&provisioned).await.is_some());
+    assert!(
+        app.state
+            .store
+            .client(&provisioned)
+            .await
+            .unwrap()
+            .is_some()
+    );
     app.stop().await;
 }
 
@@ -814,7 +824,7 @@ async fn bodies_over_16_kib_are_413_in_the_endpoint_format_and_change_nothing() 
             .unwrap()
             .starts_with("text/html")
     );
-    assert_eq!(app.state.store.clients().await.len(), 1);
+    assert_eq!(app.state.store.clients().await.unwrap().len(), 1);
     app.stop().await;
 }
 
@@ -866,7 +876,7 @@ async fn redirect_uris_are_capped_in_length() {
         description.len() < 600,
         "the description quotes a bounded prefix"
     );
-    assert_eq!(app.state.store.clients().await.len(), 1);
+    assert_eq!(app.state.store.clients().await.unwrap().len(), 1);
     app.stop().await;
 }
 

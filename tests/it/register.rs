@@ -31,7 +31,7 @@ async fn register_text(app: &TestApp, body: impl Into<reqwest::Body>) -> reqwest
 
 /// How many clients the store holds.
 async fn client_count(app: &TestApp) -> usize {
-    app.state.store.clients().await.len()
+    app.state.store.clients().await.unwrap().len()
 }
 
 /// Posts `body` to /oauth/register, asserts a 400 JSON error with `code`, checks that
@@ -84,6 +84,7 @@ async fn registration_returns_201_with_every_field_and_no_null() {
         .store
         .client(client_id)
         .await
+        .unwrap()
         .expect("the client was stored");
     assert_eq!(stored.redirect_uris, vec![REDIRECT.to_string()]);
     let second = registered(&app, json!({"redirect_uris": [REDIRECT]})).await;
@@ -167,6 +168,7 @@ async fn unknown_metadata_is_ignored_and_client_chosen_ids_are_not_used() {
             .store
             .client("chosen-by-the-client")
             .await
+            .unwrap()
             .is_none()
     );
     assert_eq!(body["client_name"], "Inspector");
@@ -345,7 +347,7 @@ async fn registration_tricks_are_refused_by_the_validator_itself() {
             "{uri:?}: {description}"
         );
     }
-    assert!(app.state.store.clients().await.is_empty());
+    assert!(app.state.store.clients().await.unwrap().is_empty());
     // The same allowlist still admits clean URIs.
     app.register_uris(&["https://example.com/cb", "app://callback"])
         .await;
@@ -579,7 +581,7 @@ async fn a_duplicate_json_member_is_invalid_client_metadata() {
         )
         .await;
     }
-    assert!(app.state.store.clients().await.is_empty());
+    assert!(app.state.store.clients().await.unwrap().is_empty());
     app.stop().await;
 }
 
@@ -689,7 +691,7 @@ async fn rejected_registrations_create_no_client() {
     .await;
     assert_eq!(client_count(&app).await, 0);
     let client_id = app.register_public(REDIRECT).await;
-    let clients = app.state.store.clients().await;
+    let clients = app.state.store.clients().await.unwrap();
     assert_eq!(clients.len(), 1);
     assert_eq!(clients[0].client_id, client_id);
     app.stop().await;
@@ -721,7 +723,7 @@ async fn application_type_is_echoed_inferred_when_absent_and_stored() {
         let response = registered(&app, body.clone()).await;
         assert_eq!(response["application_type"], expected, "{body}");
         let client_id = response["client_id"].as_str().unwrap();
-        let stored = app.state.store.client(client_id).await.unwrap();
+        let stored = app.state.store.client(client_id).await.unwrap().unwrap();
         assert_eq!(
             stored.application_type.map(|t| t.as_str()),
             Some(expected),

@@ -257,7 +257,7 @@ async fn an_access_token_over_the_verifiers_limit_is_never_issued() {
     let response = app.exchange(&client_id, &code, REDIRECT).await;
     let description = assert_oauth_error(response, 500, "server_error").await;
     assert!(description.contains("injectedRoles"), "{description}");
-    assert!(app.state.store.families().await.is_empty());
+    assert!(app.state.store.families().await.unwrap().is_empty());
     app.stop().await;
 
     // A sign-in from before the roles grew: its refresh is refused the same way.

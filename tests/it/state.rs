@@ -13,9 +13,8 @@ use std::sync::Arc;
 
 use mcp_authd::oauth::refresh;
 use mcp_authd::store::file::{journal_path, parse_document, read_state, write_snapshot};
-use mcp_authd::store::{
-    Client, Grant, RefreshFamily, RotationAnswer, StateDocument, StateStore, Store,
-};
+use mcp_authd::store::prelude::*;
+use mcp_authd::store::{Client, Grant, RefreshFamily, RotationAnswer, StateDocument, StateStore};
 use proptest::prelude::*;
 use serde_json::{Value, json};
 
@@ -435,7 +434,7 @@ async fn run_store_ops(path: &Path, ops: &[StoreOp], fold: bool) -> BTreeMap<u64
                         expires_at: now + TTL,
                         rotation_answer: None,
                     };
-                    store.put_family(&family_id, family).await.unwrap();
+                    crate::helpers::store_family(&store, &family_id, family).await;
                     families.push((family_id, token));
                 }
             }
@@ -444,21 +443,15 @@ async fn run_store_ops(path: &Path, ops: &[StoreOp], fold: bool) -> BTreeMap<u64
                     let i = usize::from(*f) % families.len();
                     let (id, token) = families[i].clone();
                     let next = refresh::successor(&token, &id, b"key");
-                    store
-                        .use_refresh_token(
-                            &id,
-                            &refresh::hash(&token),
-                            &refresh::hash(&next),
-                            &RotationAnswer {
-                                iat: now,
-                                exp: now + 3600,
-                                scope: awkward(*f),
-                            },
-                            now,
-                            TTL,
-                        )
-                        .await
-                        .unwrap();
+                    let answer = RotationAnswer {
+                        iat: now,
+                        exp: now + 3600,
+                        scope: awkward(*f),
+                    };
+                    let rotated =
+                        crate::helpers::rotate_family(&store, &id, &token, &next, now, TTL, answer)
+                            .await;
+                    assert!(rotated, "the live token of a stored family rotates");
                     families[i].1 = next;
                 }
             }
@@ -596,7 +589,6 @@ fn dir_listing(dir: &Path) -> Vec<(String, Vec<u8>)> {
 #[tokio::test]
 async fn a_version_1_state_is_upgraded_and_its_refresh_tokens_keep_working() {
     use mcp_authd::oauth::refresh::{family_key, hash};
-    use mcp_authd::store::RefreshOutcome;
 
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("auth_server.json");
@@ -624,9 +616,9 @@ async fn a_version_1_state_is_upgraded_and_its_refresh_tokens_keep_working() {
 
     let store = StateStore::open(&state).unwrap();
     let key = family_key(family_id);
-    assert!(store.family(family_id).await.is_none());
+    assert!(store.family(family_id).await.unwrap().is_none());
     assert_eq!(
-        store.family(&key).await.unwrap().current_hash,
+        store.family(&key).await.unwrap().unwrap().current_hash,
         hash(&token(1))
     );
     // On disk at once: the current version, no family id, an empty journal.
@@ -637,32 +629,30 @@ async fn a_version_1_state_is_upgraded_and_its_refresh_tokens_keep_working() {
     assert!(std::fs::read(journal_path(&state)).unwrap().is_empty());
 
     // The live token rotates; after a reopen (no second re-keying) its successor does too.
-    let outcome = store
-        .use_refresh_token(
-            &key,
-            &hash(&token(1)),
-            &hash(&token(2)),
-            &answer(3_000),
-            3_000,
-            1_000_000,
-        )
-        .await
-        .unwrap();
-    assert!(matches!(outcome, RefreshOutcome::Rotated(_)), "{outcome:?}");
+    let rotated = crate::helpers::rotate_family(
+        &store,
+        &key,
+        &token(1),
+        &token(2),
+        3_000,
+        1_000_000,
+        answer(3_000),
+    )
+    .await;
+    assert!(rotated);
     drop(store);
     let store = StateStore::open(&state).unwrap();
-    let outcome = store
-        .use_refresh_token(
-            &key,
-            &hash(&token(2)),
-            &hash(&token(3)),
-            &answer(3_100),
-            3_100,
-            1_000_000,
-        )
-        .await
-        .unwrap();
-    assert!(matches!(outcome, RefreshOutcome::Rotated(_)), "{outcome:?}");
+    let rotated = crate::helpers::rotate_family(
+        &store,
+        &key,
+        &token(2),
+        &token(3),
+        3_100,
+        1_000_000,
+        answer(3_100),
+    )
+    .await;
+    assert!(rotated);
 }
 
 /// SPEC §13 (issue 8, item 6): a consent recorded before consents were bound to scope (the
@@ -694,7 +684,7 @@ async fn a_consent_recorded_before_scopes_covers_no_scope_after_the_upgrade() {
 
     let app = start(dir.path(), None).await;
     for id in ["c1", "c2"] {
-        assert!(app.state.store.has_consent(USER, id).await);
+        assert!(app.state.store.has_consent(USER, id).await.unwrap());
         let none = TestApp::authorize_params(id, REDIRECT);
         assert_eq!(
             app.authorize_as(Some(USER), &none).await.status(),
@@ -740,7 +730,7 @@ async fn a_second_open_of_the_same_state_is_refused() {
     drop(store);
     // Released on drop.
     let store = StateStore::open(&state).unwrap();
-    assert_eq!(store.clients().await.len(), 1);
+    assert_eq!(store.clients().await.unwrap().len(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -763,7 +753,7 @@ async fn concurrent_put_client_calls_are_all_durable() {
     for task in tasks {
         ids.push(task.await.unwrap().expect("put_client is durable"));
     }
-    assert_eq!(store.clients().await.len(), N);
+    assert_eq!(store.clients().await.unwrap().len(), N);
     drop(store);
 
     let (doc, _) = read_state(&state).unwrap();
@@ -775,5 +765,5 @@ async fn concurrent_put_client_calls_are_all_durable() {
 
     // And a store opened on it sees the same.
     let store = StateStore::open(&state).unwrap();
-    assert_eq!(store.clients().await.len(), N);
+    assert_eq!(store.clients().await.unwrap().len(), N);
 }

@@ -1136,7 +1136,7 @@ async fn concurrent_refreshes_of_one_token_follow_the_grace_rule_over_1000_runs(
         current = successors.remove(0);
         history.push(current.clone());
     }
-    let families = app.state.store.families().await;
+    let families = app.state.store.families().await.unwrap();
     assert_eq!(families.len(), 1);
     // The token two generations back is plain reuse: the family dies, the live token too.
     let stale = &history[history.len() - 3];
@@ -1147,7 +1147,7 @@ async fn concurrent_refreshes_of_one_token_follow_the_grace_rule_over_1000_runs(
         "invalid_grant",
     )
     .await;
-    assert!(app.state.store.families().await.is_empty());
+    assert!(app.state.store.families().await.unwrap().is_empty());
     app.stop().await;
 }
 
@@ -1289,7 +1289,7 @@ async fn an_expired_family_fails_even_inside_the_grace_window() {
         assert_oauth_error(app.refresh(&client_id, &second).await, 400, "invalid_grant").await;
     assert!(description.contains("expired"), "{description}");
     assert_oauth_error(app.refresh(&client_id, &first).await, 400, "invalid_grant").await;
-    assert!(app.state.store.families().await.is_empty());
+    assert!(app.state.store.families().await.unwrap().is_empty());
     app.stop().await;
 }
 
@@ -1322,8 +1322,14 @@ async fn refresh_tokens_carry_256_bits_and_only_their_hash_is_kept() {
     assert_eq!(URL_SAFE_NO_PAD.decode(secret).unwrap().len(), 32);
     // The family is filed under a hash of its id: no part of the token is kept in clear.
     let key = mcp_authd::oauth::refresh::family_key(family_id);
-    assert!(app.state.store.family(family_id).await.is_none());
-    let family = app.state.store.family(&key).await.expect("the family");
+    assert!(app.state.store.family(family_id).await.unwrap().is_none());
+    let family = app
+        .state
+        .store
+        .family(&key)
+        .await
+        .unwrap()
+        .expect("the family");
     assert_ne!(family.current_hash, refresh);
     assert!(!family.current_hash.contains(secret));
     assert!(!key.contains(family_id) && !key.contains(secret));

@@ -316,7 +316,7 @@ impl Machine {
                     authorize::validate(self.app(), self.app().config.primary_issuer(), &params)
                         .await
                         .unwrap_or_else(|e| panic!("authorize: {e:?}"));
-                let url = authorize::issue_code(self.app(), &pending, "alice", vec![]);
+                let url = authorize::issue_code(self.app(), &pending, "alice", vec![]).await;
                 let code = crate::helpers::query_of(&url)["code"].clone();
                 self.codes.push(CodeModel {
                     code,
@@ -646,8 +646,14 @@ impl Machine {
             .filter(|f| f.live)
             .map(|f| (refresh::family_key(&f.id), f))
             .collect();
-        let stored: BTreeMap<String, RefreshFamily> =
-            self.app().store.families().await.into_iter().collect();
+        let stored: BTreeMap<String, RefreshFamily> = self
+            .app()
+            .store
+            .families()
+            .await
+            .unwrap()
+            .into_iter()
+            .collect();
         assert_eq!(
             stored.keys().collect::<Vec<_>>(),
             expected.keys().collect::<Vec<_>>(),
@@ -682,7 +688,12 @@ impl Machine {
     /// The invariants that hold between any two steps.
     async fn check(&self) {
         for f in &self.families {
-            let stored = self.app().store.family(&refresh::family_key(&f.id)).await;
+            let stored = self
+                .app()
+                .store
+                .family(&refresh::family_key(&f.id))
+                .await
+                .unwrap();
             if !f.live {
                 // Revoked families yield nothing.
                 assert!(
