@@ -497,13 +497,18 @@ impl StateStore {
 
     /// Reads under the lock, then waits until everything the read could have seen is durable:
     /// a read never reveals a change that could still be lost (a rotation whose journal line
-    /// is not yet on disk must not be handed out again by a grace retry).
+    /// is not yet on disk must not be handed out again by a grace retry). Once a write has
+    /// failed, reads still answer from memory (every change is refused from then on, so
+    /// sign-ins that need no change, such as an authorization, keep working until the
+    /// restart that `/readyz` asks for).
     async fn read<T>(&self, f: impl FnOnce(&Shared) -> T) -> StoreResult<T> {
         let (value, seq) = {
             let shared = self.lock();
             (f(&shared), shared.doc.seq)
         };
-        self.wait(seq).await?;
+        if !self.durable.borrow().has_failed {
+            self.wait(seq).await?;
+        }
         Ok(value)
     }
 
@@ -776,12 +781,9 @@ impl CodeStore for StateStore {
         limits: CodeLimits,
         now: u64,
     ) -> StoreResult<Result<(), CodeLimitReached>> {
-        let mut shared = self.lock();
-        if self.durable.borrow().has_failed {
-            // No code is handed out that could not be redeemed into a durable family.
-            return Err(StoreError::failed_writer());
-        }
-        Ok(shared.codes.insert(code_hash, code, limits, now))
+        // In memory only: a failed writer does not stop authorizations (their redemption is
+        // refused, as it would create a family).
+        Ok(self.lock().codes.insert(code_hash, code, limits, now))
     }
 
     async fn code(&self, code_hash: &str, now: u64) -> StoreResult<Option<CodeState>> {
@@ -795,34 +797,32 @@ impl CodeStore for StateStore {
         family_key: &str,
         family: RefreshFamily,
     ) -> StoreResult<Exchange> {
-        let exchange = self
-            .mutate_if(|shared| {
-                // Checked before the code is spent, so a failed write cannot burn it.
-                if !shared.codes.is_live(code_hash, now) {
-                    return match shared.codes.consume(code_hash, now, family_key) {
-                        Consumed::Before(first) => {
-                            let revoke = Mutation::RevokeFamily {
-                                family_id: first.clone(),
-                            };
-                            (Ok(Exchange::Replayed { family_key: first }), vec![revoke])
-                        }
-                        Consumed::Now | Consumed::Never => (Ok(Exchange::Invalid), Vec::new()),
-                    };
-                }
-                if self.durable.borrow().has_failed {
-                    return (Err(StoreError::failed_writer()), Vec::new());
-                }
-                shared.codes.consume(code_hash, now, family_key);
-                (
-                    Ok(Exchange::Exchanged),
-                    vec![Mutation::PutFamily {
-                        family_id: family_key.to_string(),
-                        family,
-                    }],
-                )
-            })
-            .await?;
-        exchange
+        self.mutate_if(|shared| {
+            // Checked before the code is spent, so a failed write cannot burn it.
+            if !shared.codes.is_live(code_hash, now) {
+                return match shared.codes.consume(code_hash, now, family_key) {
+                    Consumed::Before(first) => {
+                        let revoke = Mutation::RevokeFamily {
+                            family_id: first.clone(),
+                        };
+                        (Ok(Exchange::Replayed { family_key: first }), vec![revoke])
+                    }
+                    Consumed::Now | Consumed::Never => (Ok(Exchange::Invalid), Vec::new()),
+                };
+            }
+            if self.durable.borrow().has_failed {
+                return (Err(StoreError::failed_writer()), Vec::new());
+            }
+            shared.codes.consume(code_hash, now, family_key);
+            (
+                Ok(Exchange::Exchanged),
+                vec![Mutation::PutFamily {
+                    family_id: family_key.to_string(),
+                    family,
+                }],
+            )
+        })
+        .await?
     }
 
     async fn replay_code(&self, code_hash: &str, now: u64) -> StoreResult<Option<String>> {
@@ -976,11 +976,7 @@ impl DenyList for StateStore {
 #[async_trait]
 impl TicketStore for StateStore {
     async fn use_consent_ticket(&self, nonce: &str, exp: u64, now: u64) -> StoreResult<bool> {
-        let mut shared = self.lock();
-        if self.durable.borrow().has_failed {
-            return Err(StoreError::failed_writer());
-        }
-        Ok(shared.tickets.use_once(nonce, exp, now))
+        Ok(self.lock().tickets.use_once(nonce, exp, now))
     }
 }
 
