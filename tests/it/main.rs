@@ -32,6 +32,7 @@ mod rmcp_client;
 mod signing;
 mod state;
 mod state_files;
+mod store_contract;
 mod token;
 mod token_lifecycle;
 mod two_hosts;
