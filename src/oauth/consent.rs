@@ -5,9 +5,6 @@
 //! The ticket holds the whole validated request and the user it was shown to, so the form
 //! needs no other fields and a ticket cannot be replayed by, or for, another user.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize};
@@ -76,21 +73,6 @@ impl ConsentTicket {
     }
 }
 
-/// Remembers which ticket nonces were used until they expire.
-#[derive(Default)]
-pub struct NonceGuard(Mutex<HashMap<String, u64>>);
-
-impl NonceGuard {
-    /// Marks `nonce` used; `false` if it already was.
-    pub fn use_once(&self, nonce: &str, exp: u64, now: u64) -> bool {
-        let mut used = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        if used.len() > 10_000 {
-            used.retain(|_, e| *e > now);
-        }
-        used.insert(nonce.to_string(), exp).is_none()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -147,12 +129,5 @@ mod tests {
         assert!(ConsentTicket::open_with_any(&sealed, [], 1).is_err());
         // Expiry still applies to a ticket signed by a previous key.
         assert!(ConsentTicket::open_with_any(&sealed, keys, 100).is_err());
-    }
-
-    #[test]
-    fn nonces_are_single_use() {
-        let guard = NonceGuard::default();
-        assert!(guard.use_once("n", 10, 0));
-        assert!(!guard.use_once("n", 10, 0));
     }
 }
