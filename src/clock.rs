@@ -4,6 +4,7 @@
 //! lifetimes) reads the clock through [`Clock`], so tests can move time forward instead of
 //! sleeping.
 
+#[cfg(test)]
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -28,10 +29,13 @@ impl Clock for SystemClock {
     }
 }
 
-/// A clock that only moves when told to; for tests.
+/// A clock that only moves when told to; for this crate's unit tests (integration tests bring
+/// their own: any [`Clock`] will do, so none is part of the public API).
+#[cfg(test)]
 #[derive(Debug)]
 pub struct ManualClock(AtomicU64);
 
+#[cfg(test)]
 impl ManualClock {
     /// A clock standing at `now` seconds since the epoch.
     pub fn new(now: u64) -> Self {
@@ -44,6 +48,7 @@ impl ManualClock {
     }
 }
 
+#[cfg(test)]
 impl Clock for ManualClock {
     fn now(&self) -> u64 {
         self.0.load(Ordering::SeqCst)

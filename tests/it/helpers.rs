@@ -11,7 +11,7 @@ use std::sync::Arc;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use mcp_authd::app::AppState;
-use mcp_authd::clock::ManualClock;
+use mcp_authd::clock::Clock;
 use mcp_authd::config::Config;
 use mcp_authd::store::{StateStore, Store};
 use serde_json::{Value, json};
@@ -656,4 +656,27 @@ pub async fn rotate_family<S: Store + ?Sized>(
         )
         .await
         .unwrap()
+}
+
+/// A clock that only moves when told to: tests move time forward instead of sleeping.
+#[derive(Debug)]
+pub struct ManualClock(std::sync::atomic::AtomicU64);
+
+impl ManualClock {
+    /// A clock standing at `now` seconds since the epoch.
+    pub fn new(now: u64) -> Self {
+        Self(std::sync::atomic::AtomicU64::new(now))
+    }
+
+    /// Moves the clock forward by `seconds`.
+    pub fn advance(&self, seconds: u64) {
+        self.0
+            .fetch_add(seconds, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> u64 {
+        self.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
 }

@@ -3,13 +3,14 @@
 
 use std::sync::Arc;
 
+use crate::helpers::ManualClock;
 use axum::Router;
 use axum::middleware::from_fn_with_state;
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use mcp_authd::clock::{Clock as _, ManualClock};
+use mcp_authd::clock::Clock as _;
 use mcp_authd::resource::{
     Authenticator, Identity, IdentitySource, IntrospectionCheck, require_bearer,
 };

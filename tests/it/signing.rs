@@ -11,12 +11,13 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::helpers::ManualClock;
 use axum::Router;
 use axum::extract::State;
 use axum::routing::get;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use mcp_authd::clock::{Clock as _, ManualClock};
+use mcp_authd::clock::Clock as _;
 use mcp_authd::jwt::{AccessTokenClaims, VerifyError, mint_access_token_with_key};
 use mcp_authd::resource::{Authenticator, JwksVerifier};
 use mcp_authd::signing::{PrivateKey, SigningAlgorithm};

@@ -12,8 +12,8 @@
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Arc;
 
+use crate::helpers::ManualClock;
 use mcp_authd::app::AppState;
-use mcp_authd::clock::ManualClock;
 use mcp_authd::config::Config;
 use mcp_authd::oauth::params::Params;
 use mcp_authd::oauth::{authorize, refresh, token as grants};
