@@ -1111,11 +1111,14 @@ pub(crate) fn parse_resource_section(
         ]));
     };
     let mut errors = Vec::new();
-    let resource = raw
-        .resource_url
-        .unwrap_or_else(|| format!("{issuer}/mcp"));
+    let resource = raw.resource_url.unwrap_or_else(|| format!("{issuer}/mcp"));
     let mut issuers = vec![(issuer, resource)];
-    for (i, entry) in raw.additional_issuers.unwrap_or_default().into_iter().enumerate() {
+    for (i, entry) in raw
+        .additional_issuers
+        .unwrap_or_default()
+        .into_iter()
+        .enumerate()
+    {
         match entry.issuer_url {
             Some(url) => {
                 let resource = entry.resource_url.unwrap_or_else(|| format!("{url}/mcp"));

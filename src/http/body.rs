@@ -71,7 +71,10 @@ mod tests {
             assert!(!is_media_type(&with_type(value), FORM), "{value:?}");
         }
         assert!(!is_media_type(&HeaderMap::new(), FORM));
-        assert!(is_media_type(&with_type(b"application/json; charset=utf-8"), JSON));
+        assert!(is_media_type(
+            &with_type(b"application/json; charset=utf-8"),
+            JSON
+        ));
         let refused = require_media_type(&HeaderMap::new(), JSON, || {
             OAuthError::invalid_client_metadata("json only")
         })

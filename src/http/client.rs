@@ -16,9 +16,9 @@ use super::body::{FORM, require_media_type};
 use super::{Shared, paths};
 use crate::app::AppState;
 use crate::config::Issuer;
+use crate::oauth::OAuthError;
 use crate::oauth::client_auth::{self, Credentials};
 use crate::oauth::params::Params;
-use crate::oauth::OAuthError;
 use crate::store::Client;
 
 /// A form posted by a client, with the credentials it presented (not yet checked). No

@@ -44,7 +44,9 @@ pub async fn introspect(
     RequestIssuer(issuer): RequestIssuer,
     posted: ClientForm,
 ) -> Result<Response, OAuthError> {
-    let (form, client) = posted.authenticate(&app, &issuer, paths::INTROSPECT).await?;
+    let (form, client) = posted
+        .authenticate(&app, &issuer, paths::INTROSPECT)
+        .await?;
     let answer = grants::introspect(&app, &client, &form).await?;
     Ok((StatusCode::OK, no_store(), Json(answer)).into_response())
 }

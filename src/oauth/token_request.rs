@@ -278,7 +278,13 @@ mod tests {
                 "{form}"
             );
         }
-        assert!(parse("grant_type=authorization_code&code=a&redirect_uri=r&code_verifier=v", &code_only).is_ok());
+        assert!(
+            parse(
+                "grant_type=authorization_code&code=a&redirect_uri=r&code_verifier=v",
+                &code_only
+            )
+            .is_ok()
+        );
         // An unknown grant stays unsupported for a client that registered few grants.
         assert_eq!(
             refusal("grant_type=password", &code_only).0,

@@ -574,11 +574,9 @@ fn token_check(
         }
         ResourceKeys::Jwks(url) => match JwksVerifier::new(&url, issuer, audience) {
             Ok(v) => {
-                let v = more
-                    .iter()
-                    .fold(v, |v, (issuer, resource)| {
-                        v.with_additional_issuer(issuer, resource)
-                    });
+                let v = more.iter().fold(v, |v, (issuer, resource)| {
+                    v.with_additional_issuer(issuer, resource)
+                });
                 Some(TokenCheck::Remote(v.with_leeway(LEEWAY_SECONDS)))
             }
             Err(e) => {
@@ -794,7 +792,10 @@ mod tests {
             "{errors:?}"
         );
         // The fields only mcp-authd needs are not required here.
-        assert!(parse(serde_json::json!({"issuerUrl": "https://as.example", "jwtSecret": SECRET})).is_ok());
+        assert!(
+            parse(serde_json::json!({"issuerUrl": "https://as.example", "jwtSecret": SECRET}))
+                .is_ok()
+        );
         let errors = parse(serde_json::json!({"issuerUrl": "https://as.example"}))
             .unwrap_err()
             .0;
