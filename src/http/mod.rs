@@ -2,6 +2,8 @@
 //! response; they decide nothing themselves.
 
 pub mod authorize;
+pub mod body;
+pub mod client;
 pub mod conn;
 pub mod error;
 pub mod issuer;

@@ -3,10 +3,11 @@
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 use super::Shared;
+use super::body::{JSON, require_media_type};
 use super::error::no_store;
 use super::issuer::RequestIssuer;
 use crate::oauth::register::{RegistrationRequest, register_dynamic};
@@ -20,19 +21,9 @@ pub async fn register(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, OAuthError> {
-    let is_json = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| {
-            v.split(';')
-                .next()
-                .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"))
-        });
-    if !is_json {
-        return Err(OAuthError::invalid_client_metadata(
-            "the registration request must be application/json",
-        ));
-    }
+    require_media_type(&headers, JSON, || {
+        OAuthError::invalid_client_metadata("the registration request must be application/json")
+    })?;
     let request: RegistrationRequest = serde_json::from_slice(&body).map_err(|e| {
         OAuthError::invalid_client_metadata(format!("the registration request is not valid: {e}"))
     })?;

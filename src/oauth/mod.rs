@@ -18,5 +18,6 @@ pub mod register;
 pub mod resource;
 pub mod scope;
 pub mod token;
+pub mod token_request;
 
 pub use error::{ErrorCode, OAuthError};

@@ -4,6 +4,7 @@ use serde::Serialize;
 
 use super::params::Params;
 use super::scope::Scope;
+use super::token_request::TokenRequest;
 use super::{ErrorCode, OAuthError, pkce, refresh, resource};
 use crate::app::AppState;
 use crate::config::Issuer;
@@ -30,38 +31,48 @@ pub struct TokenResponse {
     pub scope: String,
 }
 
-/// Runs the grant named by `grant_type` for an authenticated client at the token endpoint of
-/// `issuer`, which takes only the codes and refresh tokens issued under it (SPEC §11).
+/// Runs `request` for an authenticated client at the token endpoint of `issuer`, which takes
+/// only the codes and refresh tokens issued under it (SPEC §11). `request` was read for this
+/// client by [`TokenRequest::parse`], which refuses a grant the client may not use.
 pub async fn exchange(
     app: &AppState,
     issuer: &Issuer,
     client: &Client,
-    form: &Params,
+    request: TokenRequest,
 ) -> Result<TokenResponse, OAuthError> {
-    let grant_type = form
-        .non_empty("grant_type")
-        .ok_or_else(|| OAuthError::invalid_request("grant_type is required"))?;
-    if client.is_introspection_only() {
-        return Err(OAuthError::new(
-            ErrorCode::UnauthorizedClient,
-            "this client may only introspect and revoke tokens; it is given none",
-        ));
-    }
-    if !client.grant_types.iter().any(|g| g == grant_type)
-        && matches!(grant_type, "authorization_code" | "refresh_token")
-    {
-        return Err(OAuthError::new(
-            ErrorCode::UnauthorizedClient,
-            "this client did not register that grant type",
-        ));
-    }
-    match grant_type {
-        "authorization_code" => authorization_code(app, issuer, client, form).await,
-        "refresh_token" => refresh_token(app, issuer, client, form).await,
-        _ => Err(OAuthError::new(
-            ErrorCode::UnsupportedGrantType,
-            "grant_type must be authorization_code or refresh_token",
-        )),
+    match request {
+        TokenRequest::AuthorizationCode {
+            code,
+            redirect_uri,
+            code_verifier,
+            resource,
+        } => {
+            authorization_code(
+                app,
+                issuer,
+                client,
+                &code,
+                &redirect_uri,
+                &code_verifier,
+                resource.as_deref(),
+            )
+            .await
+        }
+        TokenRequest::RefreshToken {
+            refresh_token: presented,
+            scope,
+            resource,
+        } => {
+            refresh_token(
+                app,
+                issuer,
+                client,
+                &presented,
+                scope.as_deref(),
+                resource.as_deref(),
+            )
+            .await
+        }
     }
 }
 
@@ -69,19 +80,11 @@ async fn authorization_code(
     app: &AppState,
     issuer: &Issuer,
     client: &Client,
-    form: &Params,
+    code: &str,
+    redirect_uri: &str,
+    verifier: &str,
+    requested_resource: Option<&str>,
 ) -> Result<TokenResponse, OAuthError> {
-    let code = form
-        .non_empty("code")
-        .ok_or_else(|| OAuthError::invalid_request("code is required"))?;
-    let redirect_uri = form
-        .non_empty("redirect_uri")
-        .ok_or_else(|| OAuthError::invalid_request("redirect_uri is required"))?;
-    let verifier = form
-        .non_empty("code_verifier")
-        .ok_or_else(|| OAuthError::invalid_request("code_verifier is required (PKCE)"))?;
-    let requested_resource = form.get("resource");
-
     let code_hash = sha256_b64(code.as_bytes());
     let now = app.now();
     let invalid = || OAuthError::invalid_grant("authorization code is invalid or expired");
@@ -192,11 +195,10 @@ async fn refresh_token(
     app: &AppState,
     issuer: &Issuer,
     client: &Client,
-    form: &Params,
+    presented: &str,
+    requested_scope: Option<&str>,
+    requested_resource: Option<&str>,
 ) -> Result<TokenResponse, OAuthError> {
-    let presented = form
-        .non_empty("refresh_token")
-        .ok_or_else(|| OAuthError::invalid_request("refresh_token is required"))?;
     let invalid = || OAuthError::invalid_grant("refresh token is invalid, expired or revoked");
     let family_id = refresh::family_of(presented).ok_or_else(invalid)?;
     let family_key = refresh::family_key(family_id);
@@ -217,7 +219,7 @@ async fn refresh_token(
         ));
     }
     let granted = Scope::parse(&family.grant.scope);
-    let scope = match form.get("scope") {
+    let scope = match requested_scope {
         Some(raw) => {
             let requested = Scope::parse_bounded(raw)
                 .map_err(OAuthError::invalid_scope)?
@@ -235,10 +237,7 @@ async fn refresh_token(
         }
         None => granted,
     };
-    if form
-        .get("resource")
-        .is_some_and(|r| !resource::matches(r, &family.grant.resource))
-    {
+    if requested_resource.is_some_and(|r| !resource::matches(r, &family.grant.resource)) {
         return Err(OAuthError::invalid_target(
             "resource differs from the original authorization",
         ));

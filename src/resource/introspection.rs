@@ -5,19 +5,33 @@
 //! per token id: an active answer for `cache_seconds` (so a revocation takes effect within that
 //! time), an inactive one until the token would have expired anyway. The client speaks plain
 //! HTTP/1.1: point it at the authorization server's internal address (the same host or
-//! cluster network), not through the public TLS endpoint.
+//! cluster network), not through the public TLS endpoint. Each question is bounded in time
+//! ([`DEFAULT_TIMEOUT`], connection included) and its answer in size ([`MAX_ANSWER_BYTES`]);
+//! past either, there is no answer, and the token is refused with 503 (fail closed).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
+use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use http_body_util::{BodyExt as _, Full};
+use http_body_util::{BodyExt as _, Full, Limited};
 use hyper::body::Bytes;
 use hyper_util::rt::TokioIo;
 
+use super::jwks::AbortOnDrop;
+
 /// How long an "active" answer is trusted by default, in seconds.
 pub const DEFAULT_CACHE_SECONDS: u64 = 30;
+
+/// How long one introspection may take by default, connecting included: an authorization
+/// server on the internal network answers in milliseconds, and every request waiting on it
+/// is held meanwhile.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The largest answer read, in bytes. An answer describes one access token (at most
+/// [`crate::jwt::MAX_TOKEN_LEN`] bytes encoded), so anything larger is not mcp-authd's.
+pub const MAX_ANSWER_BYTES: usize = 64 * 1024;
 
 /// Why introspection could not give an answer.
 #[derive(Debug, thiserror::Error)]
@@ -30,6 +44,7 @@ pub struct IntrospectionCheck {
     path: String,
     authorization: String,
     cache_seconds: u64,
+    timeout: Duration,
     cache: Mutex<HashMap<String, (bool, u64)>>,
 }
 
@@ -38,6 +53,7 @@ impl std::fmt::Debug for IntrospectionCheck {
         f.debug_struct("IntrospectionCheck")
             .field("authority", &self.authority)
             .field("path", &self.path)
+            .field("timeout", &self.timeout)
             .finish_non_exhaustive()
     }
 }
@@ -65,6 +81,7 @@ impl IntrospectionCheck {
             path: url.path().to_string(),
             authorization: format!("Basic {credentials}"),
             cache_seconds: DEFAULT_CACHE_SECONDS,
+            timeout: DEFAULT_TIMEOUT,
             cache: Mutex::new(HashMap::new()),
         })
     }
@@ -72,6 +89,12 @@ impl IntrospectionCheck {
     /// Changes how long an active answer is cached (0 asks every time).
     pub fn with_cache_seconds(mut self, seconds: u64) -> Self {
         self.cache_seconds = seconds;
+        self
+    }
+
+    /// Changes how long one introspection may take, connecting included ([`DEFAULT_TIMEOUT`]).
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
         self
     }
 
@@ -110,7 +133,18 @@ impl IntrospectionCheck {
             .copied()
     }
 
+    /// One question to the endpoint, given up after the timeout.
     async fn ask(&self, token: &str) -> Result<bool, IntrospectionError> {
+        match tokio::time::timeout(self.timeout, self.ask_once(token)).await {
+            Ok(answer) => answer,
+            Err(_) => Err(IntrospectionError(format!(
+                "no answer within {:?}",
+                self.timeout
+            ))),
+        }
+    }
+
+    async fn ask_once(&self, token: &str) -> Result<bool, IntrospectionError> {
         let fail =
             |what: &str, e: &dyn std::fmt::Display| IntrospectionError(format!("{what}: {e}"));
         let stream = tokio::net::TcpStream::connect(&self.authority)
@@ -119,10 +153,11 @@ impl IntrospectionCheck {
         let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
             .map_err(|e| fail("handshake", &e))?;
-        tokio::spawn(async move {
-            // The connection ends when the request is done; its own error is reported there.
+        // Aborted when this question ends or is given up (the timeout drops it), so no
+        // connection to a server that stalls outlives it.
+        let _connection = AbortOnDrop(tokio::spawn(async move {
             let _ = connection.await;
-        });
+        }));
         let body = format!(
             "token={}&token_type_hint=access_token",
             url::form_urlencoded::byte_serialize(token.as_bytes()).collect::<String>()
@@ -141,17 +176,16 @@ impl IntrospectionCheck {
             .await
             .map_err(|e| fail("send", &e))?;
         let status = response.status();
-        let bytes = response
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| fail("read", &e))?
-            .to_bytes();
         if !status.is_success() {
             return Err(IntrospectionError(format!(
                 "the authorization server answered {status}"
             )));
         }
+        let bytes = Limited::new(response.into_body(), MAX_ANSWER_BYTES)
+            .collect()
+            .await
+            .map_err(|e| fail(&format!("read (at most {MAX_ANSWER_BYTES} bytes)"), &e))?
+            .to_bytes();
         let answer: serde_json::Value =
             serde_json::from_slice(&bytes).map_err(|e| fail("parse", &e))?;
         Ok(answer.get("active") == Some(&serde_json::Value::Bool(true)))

@@ -15,6 +15,10 @@
 //!    (the public half of `privateKeyFile`, and `previousPublicKeyFiles`). Each key fixes its
 //!    algorithm.
 //!
+//! `oauthAs` goes through the same typed parse as mcp-authd's own configuration
+//! (`config::parse_resource_section`), so a wrongly typed or misspelt field is an error on both
+//! sides; only the fields listed above are required here.
+//!
 //! Both yield an [`Identity`] with roles and groups, which `serverAuth.toolAccess` rules
 //! ([`acl::ToolAccess`]) then filter `tools/list` and guard `tools/call` with.
 //!
@@ -49,7 +53,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
 use crate::clock::{Clock, SystemClock};
-use crate::config::{ConfigErrors, MIN_SECRET_BYTES, resolve_secret};
+use crate::config::{ConfigErrors, MIN_SECRET_BYTES, Secret, resolve_secret};
 use crate::jwt::{TokenExpectations, Verifier};
 use crate::secrets::{constant_time_eq, sha256_b64};
 use crate::signing::ResourceKeys;
@@ -239,103 +243,28 @@ impl Authenticator {
 
         let mut resources: Vec<ProtectedResource> = Vec::new();
         let mut scopes = Vec::new();
-        let jwt = section.get("oauthAs").and_then(|oauth| {
-            let text_field =
-                |name: &str| oauth.get(name).and_then(|v| v.as_str()).map(str::to_string);
-            let Some(issuer) = text_field("issuerUrl") else {
-                errors.push("serverAuth.oauthAs.issuerUrl is required".into());
-                return None;
-            };
-            let audience = text_field("resourceUrl").unwrap_or_else(|| format!("{issuer}/mcp"));
-            scopes = oauth
-                .get("scopesSupported")
-                .and_then(|v| serde_json::from_value::<Vec<String>>(v.clone()).ok())
-                .unwrap_or_default();
-            let signing = match oauth.get("signing") {
-                None => None,
-                Some(value) => match serde_json::from_value(value.clone()) {
-                    Ok(raw) => Some(raw),
-                    Err(e) => {
-                        errors.push(format!("serverAuth.oauthAs.signing: {e}"));
-                        return None;
-                    }
-                },
-            };
-            resources = std::iter::once((issuer.clone(), audience.clone()))
-                .chain(additional_issuers(oauth, &mut errors))
-                .map(|(issuer, resource)| ProtectedResource {
-                    metadata_url: protected_resource_metadata_url(&resource),
-                    issuer,
-                    resource,
-                })
-                .collect();
-            // Tokens of every issuer are accepted, each for its own resource only.
-            let more: Vec<ProtectedResource> = resources.iter().skip(1).cloned().collect();
-            match crate::signing::load_resource_keys(signing, base_dir, &mut errors) {
-                ResourceKeys::Secret => {}
-                ResourceKeys::Files(keys) => {
-                    let verifier = more.iter().fold(
-                        Verifier::with_public_keys(&issuer, &audience, &keys),
-                        |v, r| v.with_additional_issuer(&r.issuer, &r.resource),
-                    );
-                    return Some(TokenCheck::Local(verifier.with_leeway(LEEWAY_SECONDS)));
+        let jwt = match section.get("oauthAs") {
+            None => None,
+            Some(oauth) => match crate::config::parse_resource_section(oauth, base_dir, &env) {
+                Ok(read) => {
+                    resources = read
+                        .issuers
+                        .iter()
+                        .map(|(issuer, resource)| ProtectedResource {
+                            metadata_url: protected_resource_metadata_url(resource),
+                            issuer: issuer.clone(),
+                            resource: resource.clone(),
+                        })
+                        .collect();
+                    scopes = read.scopes_supported;
+                    token_check(&read.issuers, read.keys, read.secrets, &mut errors)
                 }
-                ResourceKeys::Jwks(url) => {
-                    return match JwksVerifier::new(&url, &issuer, &audience) {
-                        Ok(v) => {
-                            let v = more
-                                .iter()
-                                .fold(v, |v, r| v.with_additional_issuer(&r.issuer, &r.resource));
-                            Some(TokenCheck::Remote(v.with_leeway(LEEWAY_SECONDS)))
-                        }
-                        Err(e) => {
-                            errors.push(e);
-                            None
-                        }
-                    };
-                }
-            }
-            let mut secret_of = |field: &str, value: &str| match resolve_secret(field, value, &env)
-            {
-                Ok(s) if s.len() >= MIN_SECRET_BYTES => Some(s.into_bytes()),
-                Ok(_) => {
-                    errors.push(format!("{field} must be at least 32 bytes"));
+                Err(ConfigErrors(found)) => {
+                    errors.extend(found);
                     None
                 }
-                Err(e) => {
-                    errors.push(e);
-                    None
-                }
-            };
-            let secret = match text_field("jwtSecret") {
-                Some(value) => secret_of("oauthAs.jwtSecret", &value)?,
-                None => {
-                    errors.push("serverAuth.oauthAs.jwtSecret is required".into());
-                    return None;
-                }
-            };
-            let previous: Vec<Vec<u8>> = oauth
-                .get("previousJwtSecrets")
-                .and_then(|v| serde_json::from_value::<Vec<String>>(v.clone()).ok())
-                .unwrap_or_default()
-                .iter()
-                .enumerate()
-                .filter_map(|(i, value)| {
-                    secret_of(&format!("oauthAs.previousJwtSecrets[{i}]"), value)
-                })
-                .collect();
-            let expect = TokenExpectations {
-                issuer,
-                audience,
-                secret,
-                leeway_seconds: LEEWAY_SECONDS,
-            };
-            let verifier = more.iter().fold(
-                Verifier::new(&expect).with_previous_secrets(previous),
-                |v, r| v.with_additional_issuer(&r.issuer, &r.resource),
-            );
-            Some(TokenCheck::Local(verifier))
-        });
+            },
+        };
 
         let mut statics = Vec::new();
         if let Some(bearer) = section.get("bearer") {
@@ -625,35 +554,52 @@ impl Authenticator {
     }
 }
 
-/// The (issuer, resource) pairs of `oauthAs.additionalIssuers` (SPEC §11); the resource
-/// defaults to the issuer + `/mcp`, as mcp-authd's does. mcp-authd validates the URLs; an
-/// entry without an issuer is named in `errors`.
-fn additional_issuers(
-    oauth: &serde_json::Value,
+/// The verifier for the `issuers` (issuer, resource) pairs, the primary first: tokens of
+/// every issuer are accepted, each for its own resource only. Under HS256 `secrets` holds the
+/// current and previous secrets.
+fn token_check(
+    issuers: &[(String, String)],
+    keys: ResourceKeys,
+    secrets: Option<(Secret, Vec<Secret>)>,
     errors: &mut Vec<String>,
-) -> Vec<(String, String)> {
-    const FIELD: &str = "serverAuth.oauthAs.additionalIssuers";
-    let entries = match oauth.get("additionalIssuers") {
-        None => return Vec::new(),
-        Some(serde_json::Value::Array(entries)) => entries,
-        Some(_) => {
-            errors.push(format!("{FIELD}: expected a list"));
-            return Vec::new();
+) -> Option<TokenCheck> {
+    let ((issuer, audience), more) = issuers.split_first()?;
+    match keys {
+        ResourceKeys::Files(keys) => {
+            let verifier = more.iter().fold(
+                Verifier::with_public_keys(issuer, audience, &keys),
+                |v, (issuer, resource)| v.with_additional_issuer(issuer, resource),
+            );
+            Some(TokenCheck::Local(verifier.with_leeway(LEEWAY_SECONDS)))
         }
-    };
-    let mut pairs = Vec::new();
-    for (i, entry) in entries.iter().enumerate() {
-        let Some(issuer) = entry.get("issuerUrl").and_then(|v| v.as_str()) else {
-            errors.push(format!("{FIELD}[{i}].issuerUrl is required"));
-            continue;
-        };
-        let resource = entry
-            .get("resourceUrl")
-            .and_then(|v| v.as_str())
-            .map_or_else(|| format!("{issuer}/mcp"), str::to_string);
-        pairs.push((issuer.to_string(), resource));
+        ResourceKeys::Jwks(url) => match JwksVerifier::new(&url, issuer, audience) {
+            Ok(v) => {
+                let v = more.iter().fold(v, |v, (issuer, resource)| {
+                    v.with_additional_issuer(issuer, resource)
+                });
+                Some(TokenCheck::Remote(v.with_leeway(LEEWAY_SECONDS)))
+            }
+            Err(e) => {
+                errors.push(e);
+                None
+            }
+        },
+        ResourceKeys::Secret => {
+            let (secret, previous) = secrets?;
+            let expect = TokenExpectations {
+                issuer: issuer.clone(),
+                audience: audience.clone(),
+                secret: secret.expose().to_vec(),
+                leeway_seconds: LEEWAY_SECONDS,
+            };
+            let previous = previous.iter().map(|s| s.expose().to_vec());
+            let verifier = more.iter().fold(
+                Verifier::new(&expect).with_previous_secrets(previous),
+                |v, (issuer, resource)| v.with_additional_issuer(issuer, resource),
+            );
+            Some(TokenCheck::Local(verifier))
+        }
     }
-    pairs
 }
 
 /// Strips characters that cannot appear in a quoted-string challenge parameter.
@@ -794,6 +740,66 @@ mod tests {
         );
         let doc = serde_json::json!({"serverAuth": {}});
         assert!(Authenticator::from_servers_json(&doc.to_string(), |_| None).is_err());
+    }
+
+    #[test]
+    fn oauth_as_is_typed_as_for_the_authorization_server() {
+        const PREVIOUS: &str = "fedcba9876543210fedcba9876543210";
+        let parse = |oauth_as: serde_json::Value| {
+            let doc = serde_json::json!({"serverAuth": {"oauthAs": oauth_as}});
+            Authenticator::from_servers_json(&doc.to_string(), |_| None)
+        };
+        // Written as a list, the previous secret still verifies (its key id is accepted).
+        let rotated = parse(serde_json::json!({
+            "issuerUrl": "https://as.example", "jwtSecret": SECRET, "previousJwtSecrets": [PREVIOUS]
+        }))
+        .unwrap();
+        assert_eq!(
+            rotated.key_ids(),
+            [
+                crate::jwt::key_id(SECRET.as_bytes()),
+                crate::jwt::key_id(PREVIOUS.as_bytes())
+            ]
+        );
+        // Written as a string, it used to be dropped without a word, so tokens signed with
+        // it were refused after the rotation; it is named now, as mcp-authd names it.
+        for (oauth_as, error) in [
+            (
+                serde_json::json!({"issuerUrl": "https://as.example", "jwtSecret": SECRET, "previousJwtSecrets": PREVIOUS}),
+                "oauthAs.previousJwtSecrets: expected a list",
+            ),
+            (
+                serde_json::json!({"issuerUrl": "https://as.example", "jwtSecret": SECRET, "scopesSupported": "mcp:tools"}),
+                "oauthAs.scopesSupported: expected a list",
+            ),
+            (
+                serde_json::json!({"issuerUrl": 7, "jwtSecret": SECRET}),
+                "oauthAs.issuerUrl: expected a string",
+            ),
+        ] {
+            let errors = parse(oauth_as.clone()).unwrap_err().0;
+            assert_eq!(errors, [error.to_string()], "{oauth_as}");
+        }
+        // A misspelt field is not ignored either.
+        let errors = parse(serde_json::json!({
+            "issuerUrl": "https://as.example", "jwtSecret": SECRET, "previousJwtSecret": [PREVIOUS]
+        }))
+        .unwrap_err()
+        .0;
+        assert_eq!(errors.len(), 1);
+        assert!(
+            errors[0].starts_with("oauthAs: unknown field `previousJwtSecret`"),
+            "{errors:?}"
+        );
+        // The fields only mcp-authd needs are not required here.
+        assert!(
+            parse(serde_json::json!({"issuerUrl": "https://as.example", "jwtSecret": SECRET}))
+                .is_ok()
+        );
+        let errors = parse(serde_json::json!({"issuerUrl": "https://as.example"}))
+            .unwrap_err()
+            .0;
+        assert_eq!(errors, ["serverAuth.oauthAs.jwtSecret is required"]);
     }
 
     #[test]

@@ -627,6 +627,106 @@ async fn an_unreachable_introspection_endpoint_fails_closed() {
     app.stop().await;
 }
 
+/// An introspection endpoint on loopback that reads each request, writes `answer` (possibly
+/// nothing, or a response cut short) and then holds the connection open without a word more.
+async fn stalling_introspection(answer: Vec<u8>) -> String {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/oauth/introspect", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let answer = answer.clone();
+            tokio::spawn(async move {
+                let mut request = [0u8; 16 * 1024];
+                let _ = socket.read(&mut request).await;
+                let _ = socket.write_all(&answer).await;
+                tokio::time::sleep(std::time::Duration::from_secs(3600)).await;
+                drop(socket);
+            });
+        }
+    });
+    url
+}
+
+/// An introspection endpoint that stalls, or answers more than anyone should read, leaves
+/// the resource server waiting for at most its timeout and reading at most its cap; the token
+/// is then refused with 503, never taken as active.
+#[tokio::test]
+async fn a_slow_or_oversized_introspection_answer_fails_closed() {
+    let (app, _dir) = TestApp::spawn().await;
+    let (_, tokens) = app.signed_in_client().await;
+    let access = tokens["access_token"].as_str().unwrap();
+    let claims = decode_claims(access);
+    let (jti, exp) = (
+        claims["jti"].as_str().unwrap(),
+        claims["exp"].as_u64().unwrap(),
+    );
+    let now = app.clock.now();
+    // "active": true first, so a reader without a cap would take it for an answer.
+    let huge = format!(
+        r#"{{"active": true, "padding": "{}"}}"#,
+        "x".repeat(mcp_authd::resource::introspection::MAX_ANSWER_BYTES)
+    );
+    let full_huge = format!(
+        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{huge}",
+        huge.len()
+    );
+    let chunked_huge = format!(
+        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n{:x}\r\n{huge}\r\n",
+        huge.len()
+    );
+    let timeout = std::time::Duration::from_millis(300);
+    for (what, answer, error) in [
+        ("no answer at all", Vec::new(), "no answer within"),
+        (
+            "a head and half a body",
+            b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 40\r\n\r\n{\"active\": true".to_vec(),
+            "no answer within",
+        ),
+        ("a body over the cap", full_huge.into_bytes(), "at most 65536 bytes"),
+        (
+            "a chunked body over the cap, never ended",
+            chunked_huge.into_bytes(),
+            "at most 65536 bytes",
+        ),
+    ] {
+        let url = stalling_introspection(answer).await;
+        let check = || {
+            IntrospectionCheck::new(&url, "id", "secret")
+                .unwrap()
+                .with_cache_seconds(0)
+                .with_timeout(timeout)
+        };
+        let started = std::time::Instant::now();
+        let outcome = tokio::time::timeout(
+            std::time::Duration::from_secs(20),
+            check().is_active(access, jti, exp, now),
+        )
+        .await
+        .expect("the introspection timeout ends the wait");
+        let error_text = outcome.unwrap_err().to_string();
+        assert!(error_text.contains(error), "{what}: {error_text}");
+        assert!(started.elapsed() < std::time::Duration::from_secs(10), "{what}");
+
+        let (rs, _task) = protected(
+            authenticator(default_oauth_as(&app)).with_introspection(check()),
+        )
+        .await;
+        let response = tokio::time::timeout(
+            std::time::Duration::from_secs(20),
+            get_tools(&app.http, &rs, Some(access)),
+        )
+        .await
+        .expect("the introspection timeout ends the wait");
+        assert_eq!(response.status(), 503, "{what}");
+        assert!(
+            challenge_of(&response).starts_with("Bearer resource_metadata="),
+            "{what}"
+        );
+    }
+    app.stop().await;
+}
+
 #[tokio::test]
 async fn key_rotation_keeps_tokens_valid_until_they_expire() {
     const NEW_SECRET: &str = "the-next-secret-the-next-secret-0123456789";

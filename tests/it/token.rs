@@ -867,6 +867,68 @@ async fn missing_grant_type_is_invalid_request_and_others_are_unsupported() {
     app.stop().await;
 }
 
+/// A grant the client did not register is refused as such before anything the grant needs is
+/// looked at; a grant it did register names each missing parameter, in order.
+#[tokio::test]
+async fn an_unregistered_grant_is_refused_before_its_parameters() {
+    let (app, _dir) = TestApp::spawn().await;
+    let response = app
+        .register_raw(json!({
+            "client_name": "No refresh", "redirect_uris": [REDIRECT],
+            "token_endpoint_auth_method": "none", "grant_types": ["authorization_code"]
+        }))
+        .await;
+    assert_eq!(response.status(), 201);
+    let registered: Value = response.json().await.unwrap();
+    assert_eq!(registered["grant_types"], json!(["authorization_code"]));
+    let client_id = registered["client_id"].as_str().unwrap();
+    for form in [
+        vec![("grant_type", "refresh_token"), ("client_id", client_id)],
+        vec![
+            ("grant_type", "refresh_token"),
+            ("client_id", client_id),
+            ("refresh_token", "a.b"),
+        ],
+    ] {
+        let why = assert_oauth_error(
+            post_token(&app, None, &form).await,
+            400,
+            "unauthorized_client",
+        )
+        .await;
+        assert_eq!(
+            why, "this client did not register that grant type",
+            "{form:?}"
+        );
+    }
+    let code = app.code_for(client_id, REDIRECT).await;
+    let verifier = ("code_verifier", VERIFIER);
+    for (form, missing) in [
+        (vec![], "code is required"),
+        (vec![("code", code.as_str())], "redirect_uri is required"),
+        (
+            vec![("code", code.as_str()), ("redirect_uri", REDIRECT)],
+            "code_verifier is required (PKCE)",
+        ),
+        (
+            vec![("code", ""), ("redirect_uri", REDIRECT), verifier],
+            "code is required",
+        ),
+    ] {
+        let mut form = form;
+        form.extend([
+            ("grant_type", "authorization_code"),
+            ("client_id", client_id),
+        ]);
+        let why =
+            assert_oauth_error(post_token(&app, None, &form).await, 400, "invalid_request").await;
+        assert_eq!(why, missing, "{form:?}");
+    }
+    // None of that spent the code.
+    assert_tokens(app.exchange(client_id, &code, REDIRECT).await).await;
+    app.stop().await;
+}
+
 #[tokio::test]
 async fn json_body_is_invalid_request() {
     let (app, _dir) = TestApp::spawn().await;

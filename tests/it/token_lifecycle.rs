@@ -16,6 +16,7 @@ use crate::helpers::ManualClock;
 use mcp_authd::app::AppState;
 use mcp_authd::config::Config;
 use mcp_authd::oauth::params::Params;
+use mcp_authd::oauth::token_request::TokenRequest;
 use mcp_authd::oauth::{authorize, refresh, token as grants};
 use mcp_authd::store::file::read_state;
 use mcp_authd::store::{Client, RefreshFamily, StateStore, Store};
@@ -348,17 +349,17 @@ impl Machine {
                 } else {
                     VERIFIER
                 };
-                let request = form(&[
-                    ("grant_type", "authorization_code"),
-                    ("code", &c.code),
-                    ("redirect_uri", REDIRECT),
-                    ("code_verifier", verifier),
-                ]);
+                let request = TokenRequest::AuthorizationCode {
+                    code: c.code.clone(),
+                    redirect_uri: REDIRECT.to_string(),
+                    code_verifier: verifier.to_string(),
+                    resource: None,
+                };
                 let result = grants::exchange(
                     self.app(),
                     self.app().config.primary_issuer(),
                     &self.clients[client],
-                    &request,
+                    request,
                 )
                 .await;
                 let now = self.now();
@@ -423,15 +424,16 @@ impl Machine {
                     Some(i) => f.tokens[i].clone(),
                     None => format!("{}.{}", f.id, "A".repeat(43)),
                 };
-                let request = form(&[
-                    ("grant_type", "refresh_token"),
-                    ("refresh_token", &presented),
-                ]);
+                let request = TokenRequest::RefreshToken {
+                    refresh_token: presented.clone(),
+                    scope: None,
+                    resource: None,
+                };
                 let result = grants::exchange(
                     self.app(),
                     self.app().config.primary_issuer(),
                     &self.clients[f.client],
-                    &request,
+                    request,
                 )
                 .await;
                 let now = self.now();
