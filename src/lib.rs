@@ -12,7 +12,6 @@
 
 pub mod admin;
 pub mod app;
-pub mod cimd;
 pub mod cli;
 pub mod clock;
 pub mod config;
@@ -23,6 +22,7 @@ pub mod http;
 pub mod jwt;
 pub mod logging;
 pub mod metrics;
+pub mod model;
 pub mod oauth;
 pub mod proxy_trust;
 pub mod reload;
