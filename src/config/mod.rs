@@ -3,8 +3,8 @@
 //! Only `serverAuth.oauthAs` is read; other top-level keys belong to the MCP server that shares
 //! the file. Every problem is collected, so `check` and `serve` print one line per fix.
 //!
-//! Two passes: [`raw`] reads the section as written (naming every wrongly typed field),
-//! [`validate`] checks it field group by field group and builds the one typed [`Config`].
+//! Two passes: `raw` reads the section as written (naming every wrongly typed field),
+//! `validate` checks it field group by field group and builds the one typed [`Config`].
 //! Configuration sits beside the store, above [`crate::model`] only: it uses the model's
 //! grammars (redirect URI patterns) and the signing primitives, never the protocol rules.
 
