@@ -7,12 +7,12 @@
 //! verify the access tokens with [`verify_access_token`], a [`Verifier`], or
 //! [`resource::JwksVerifier`].
 //!
-//! Modules, in reading order: [`config`] (boot-time validation), [`oauth`] (protocol rules),
-//! [`store`] (state behind traits), [`http`] (routes and handlers), [`jwt`] (tokens).
+//! Modules, in reading order from the bottom layer up (ARCHITECTURE.md): [`model`] (records
+//! and shared grammars), [`config`] (boot-time validation), [`store`] (state behind traits),
+//! [`oauth`] (protocol rules), [`http`] (routes and handlers); [`jwt`] (tokens) below them all.
 
 pub mod admin;
 pub mod app;
-pub mod cimd;
 pub mod cli;
 pub mod clock;
 pub mod config;
@@ -23,6 +23,7 @@ pub mod http;
 pub mod jwt;
 pub mod logging;
 pub mod metrics;
+pub mod model;
 pub mod oauth;
 pub mod proxy_trust;
 pub mod reload;

@@ -1,19 +1,13 @@
-//! Prometheus metrics (SPEC §15), served by `serve --metrics-listen ADDR` at `GET /metrics` on
-//! that address only, never on the public listener.
+//! Prometheus metrics (SPEC §15): the series, and the named events the rest of the code
+//! records. Served by `serve --metrics-listen ADDR` at `GET /metrics` on that address only,
+//! never on the public listener (the router and the request middleware are `http::metrics`).
 //!
 //! Labels are route patterns, status codes, grant types and outcomes: small fixed sets. No
 //! user, client or token value is ever a label (it would leak identities to whoever scrapes,
 //! and every new value would be a new series).
 
-use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant};
+use std::sync::OnceLock;
 
-use axum::Router;
-use axum::extract::{MatchedPath, Request, State};
-use axum::http::{StatusCode, header};
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
@@ -163,7 +157,7 @@ impl Metrics {
     }
 
     /// Records one finished request under its route pattern.
-    fn observe(&self, route: String, status: u16, seconds: f64) {
+    pub fn observe(&self, route: String, status: u16, seconds: f64) {
         counter!(HTTP_REQUESTS, "route" => route.clone(), "status" => status.to_string())
             .increment(1);
         histogram!(HTTP_DURATION, "route" => route).record(seconds);
@@ -192,55 +186,9 @@ impl Metrics {
         self.handle.run_upkeep();
         self.handle.render()
     }
-}
 
-/// Middleware on the public router: counts every request under its matched route pattern
-/// (`unmatched` when no route matched, so a scan of random paths adds no series).
-pub async fn track(State(metrics): State<Arc<Metrics>>, request: Request, next: Next) -> Response {
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
-    let started = Instant::now();
-    let response = next.run(request).await;
-    metrics.observe(
-        route,
-        response.status().as_u16(),
-        started.elapsed().as_secs_f64(),
-    );
-    response
-}
-
-/// How often histogram buffers are folded in when nobody scrapes.
-const UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
-
-/// The `/metrics` router for the metrics listener; also starts the recorder's upkeep task
-/// (call inside the runtime).
-pub fn router(metrics: Arc<Metrics>, store: Arc<dyn Store>) -> Router {
-    let handle = metrics.handle;
-    tokio::spawn(async move {
-        let mut every = tokio::time::interval(UPKEEP_INTERVAL);
-        loop {
-            every.tick().await;
-            handle.run_upkeep();
-        }
-    });
-    Router::new().route(
-        "/metrics",
-        get(move || {
-            let metrics = metrics.clone();
-            let store = store.clone();
-            async move {
-                (
-                    StatusCode::OK,
-                    [(
-                        header::CONTENT_TYPE,
-                        "text/plain; version=0.0.4; charset=utf-8",
-                    )],
-                    metrics.render(store.as_ref()).await,
-                )
-                    .into_response()
-            }
-        }),
-    )
+    /// Folds the recorder's histogram buffers in; run now and then when nobody scrapes.
+    pub fn run_upkeep(&self) {
+        self.handle.run_upkeep();
+    }
 }

@@ -5,7 +5,7 @@
 
 use std::net::IpAddr;
 
-use axum::http::{HeaderMap, HeaderName};
+use ::http::{HeaderMap, HeaderName};
 use ipnet::{IpNet, Ipv4Net};
 
 /// The widest IPv4 network `trustedSourceCidrs` accepts (10.0.0.0/8 is the largest private one).
@@ -126,7 +126,7 @@ pub fn request_authority<'a>(
     forwarded
         .or_else(|| {
             headers
-                .get(axum::http::header::HOST)
+                .get(::http::header::HOST)
                 .and_then(|value| value.to_str().ok())
         })
         .or(uri_authority)
@@ -282,7 +282,7 @@ pub fn is_invisible(c: char) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use axum::http::HeaderValue;
+    use ::http::HeaderValue;
 
     fn sources(entries: &[&str]) -> TrustedSources {
         let entries: Vec<String> = entries.iter().map(|s| s.to_string()).collect();

@@ -104,7 +104,7 @@ pub(super) fn serve(
         if let Some(address) = metrics_listen {
             let metrics = tokio::net::TcpListener::bind(address).await?;
             tracing::info!("metrics at http://{}/metrics", metrics.local_addr()?);
-            let app = crate::metrics::router(state.metrics.clone(), state.store.clone());
+            let app = crate::http::metrics::router(state.metrics.clone(), state.store.clone());
             tokio::spawn(async move {
                 if let Err(e) = axum::serve(metrics, app).await {
                     tracing::error!("the metrics listener failed: {e}");

@@ -8,6 +8,7 @@ pub mod conn;
 pub mod error;
 pub mod issuer;
 pub mod metadata;
+pub mod metrics;
 pub mod pages;
 pub mod rate_limit;
 pub mod register;
@@ -22,7 +23,7 @@ use axum::routing::{MethodRouter, get, post};
 use axum::{Extension, Router};
 use tower_http::cors::{Any, CorsLayer};
 
-use crate::app::AppState;
+use crate::oauth::Server;
 use rate_limit::{Endpoint, RateLimiter};
 
 /// Request bodies above this many bytes are refused with 413.
@@ -53,7 +54,7 @@ pub mod paths {
 }
 
 /// Shared state as handlers receive it.
-pub type Shared = Arc<AppState>;
+pub type Shared = Arc<Server>;
 
 /// Every route, in one place. The endpoints live under each issuer's path (SPEC §11: one
 /// set of routes per distinct path, marked with its [`issuer::Mount`]); the root aliases
@@ -64,7 +65,7 @@ pub fn router(state: Shared) -> Router {
 }
 
 /// The rate limiter for `state`'s configuration, with empty buckets.
-fn new_limiter(state: &AppState) -> RateLimiter {
+fn new_limiter(state: &Server) -> RateLimiter {
     RateLimiter::new(
         state.config.rate_limits,
         state.config.trusted_sources.clone(),
@@ -213,10 +214,7 @@ fn router_with(state: Shared, limiter: Arc<RateLimiter>) -> Router {
         .route("/readyz", get(metadata::readyz))
         .route("/healthz", get(metadata::readyz))
         // After routing, so that the route pattern (never the raw path) is the label.
-        .route_layer(from_fn_with_state(
-            state.metrics.clone(),
-            crate::metrics::track,
-        ))
+        .route_layer(from_fn_with_state(state.metrics.clone(), metrics::track))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
 }
@@ -266,7 +264,7 @@ impl LiveApp {
         self.current_parts().state
     }
 
-    /// Switches to `config`: a state from [`AppState::reconfigured`] (sharing the stores and
+    /// Switches to `config`: a state from [`Server::reconfigured`] (sharing the stores and
     /// everything else that outlives a configuration), a rate limiter that keeps the running
     /// one's buckets, and a router built from both. Requests that start afterwards, on new
     /// and on open connections alike, use them. Returns the new state.
@@ -342,7 +340,7 @@ pub async fn serve_live(
 
 /// Removes the dynamically registered clients older than `unusedClientTtlSeconds` that no
 /// user approved and that hold no refresh token (never pre-provisioned clients); how many.
-pub async fn collect_unused_clients(app: &AppState) -> usize {
+pub async fn collect_unused_clients(app: &Server) -> usize {
     let ttl = app.config.unused_client_ttl;
     if ttl == 0 {
         return 0;
@@ -362,7 +360,7 @@ pub async fn collect_unused_clients(app: &AppState) -> usize {
 /// Deletes what expired (codes, consent tickets, refresh families, deny-list entries) by the
 /// server's clock; how many records went. Safe on every replica at once: each record is
 /// deleted by whichever gets there first.
-pub async fn prune_expired(app: &AppState) -> usize {
+pub async fn prune_expired(app: &Server) -> usize {
     match app.store.prune_expired(app.now()).await {
         Ok(pruned) => pruned,
         // The store is then unhealthy and /readyz says so; nothing else to do here.

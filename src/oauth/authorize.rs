@@ -8,8 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::params::Params;
 use super::scope::Scope;
-use super::{ErrorCode, OAuthError, pkce, redirect, resource};
-use crate::app::AppState;
+use super::{ErrorCode, OAuthError, Server, pkce, redirect, resource};
 use crate::config::{ConsentMode, Issuer};
 use crate::secrets::{random_token, sha256_b64};
 use crate::store::{Client, CodeGrant, CodeLimitReached, Grant, Registration, StoreError};
@@ -93,7 +92,7 @@ impl From<StoreError> for AuthorizeError {
 /// Validates an authorization request made to `issuer` and returns the client with the
 /// pending authorization.
 pub async fn validate(
-    app: &AppState,
+    app: &Server,
     issuer: &Issuer,
     params: &Params,
 ) -> Result<(Client, PendingAuthorization), AuthorizeError> {
@@ -203,8 +202,8 @@ pub async fn validate(
 
 /// The client named by an authorization request: a registered one, or the client a metadata
 /// document describes (SPEC §12). Unknown, invalid or unreachable → an error page naming why.
-async fn find_client(app: &AppState, client_id: &str) -> Result<Client, AuthorizeError> {
-    if crate::cimd::is_document_client(&app.config, client_id) {
+async fn find_client(app: &Server, client_id: &str) -> Result<Client, AuthorizeError> {
+    if super::documents::is_document_client(&app.config, client_id) {
         return match app
             .documents
             .document(&app.config, client_id, app.now())
@@ -255,7 +254,7 @@ pub fn needs_consent(
 /// instead: the client and redirect URI are valid by then, so the answer goes to the client
 /// (SPEC §16).
 pub async fn issue_code(
-    app: &AppState,
+    app: &Server,
     pending: &PendingAuthorization,
     sub: &str,
     groups: Vec<String>,

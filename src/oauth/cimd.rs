@@ -2,9 +2,9 @@
 //! 2025-11-25; SPEC §12): which `client_id`s are document URLs, and what makes a document
 //! valid.
 //!
-//! Pure functions: fetching is [`crate::fetch`], caching and auditing [`crate::cimd`]. Every
-//! refusal is a sentence naming the rule, safe to show on the error page and to log (values
-//! quoted from the document are made printable and capped).
+//! Pure functions: fetching is [`crate::fetch`], caching and auditing [`super::documents`].
+//! Every refusal is a sentence naming the rule, safe to show on the error page and to log
+//! (values quoted from the document are made printable and capped).
 
 use jsonwebtoken::Algorithm;
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, JwkSet, PublicKeyUse};
@@ -15,6 +15,7 @@ use super::error::printable;
 use super::redirect::{self, MAX_REDIRECT_URIS, RedirectPattern};
 use super::register::sanitize_client_name;
 use super::scope::Scope;
+use crate::config::HostPattern;
 
 /// The longest `client_id` URL accepted, in bytes.
 pub const MAX_CLIENT_ID_URL_LEN: usize = 2048;
@@ -101,60 +102,6 @@ fn check_https_url(raw: &str, what: &str) -> Result<Url, Refusal> {
         )));
     }
     Ok(url)
-}
-
-/// An `allowedHosts` entry: a host name, or `*.example.com` for every subdomain of
-/// `example.com` (not `example.com` itself).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum HostPattern {
-    /// This host only.
-    Exact(String),
-    /// Any host ending in this suffix (which starts with a dot).
-    Subdomains(String),
-}
-
-impl HostPattern {
-    /// Parses an entry; the error says what is wrong with it.
-    pub fn parse(raw: &str) -> Result<Self, String> {
-        let lower = raw.to_ascii_lowercase();
-        let (name, wildcard) = match lower.strip_prefix("*.") {
-            Some(rest) => (rest, true),
-            None => (lower.as_str(), false),
-        };
-        let is_host_name = !name.is_empty()
-            && name.split('.').all(|label| {
-                !label.is_empty()
-                    && label.len() <= 63
-                    && label
-                        .bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b == b'-')
-            });
-        if !is_host_name {
-            return Err(format!(
-                "{raw:?} is not a host name or *.domain (no scheme, port or path)"
-            ));
-        }
-        if wildcard && !name.contains('.') {
-            return Err(format!(
-                "{raw:?} would allow every host under a top-level domain"
-            ));
-        }
-        Ok(if wildcard {
-            Self::Subdomains(format!(".{name}"))
-        } else {
-            Self::Exact(name.to_string())
-        })
-    }
-
-    /// Whether `host` (lower case, as the URL parser gives it) is allowed.
-    pub fn matches(&self, host: &str) -> bool {
-        match self {
-            Self::Exact(name) => host == name,
-            Self::Subdomains(suffix) => {
-                host.len() > suffix.len() && host.ends_with(suffix.as_str())
-            }
-        }
-    }
 }
 
 /// Whether `url`'s host may serve documents under `allowed` (empty: any public host).
@@ -493,30 +440,6 @@ mod tests {
             assert!(check_client_id_url(bad).is_err(), "{bad}");
         }
         assert!(check_client_id_url(&format!("https://a.example/{}", "x".repeat(3000))).is_err());
-    }
-
-    #[test]
-    fn host_patterns() {
-        let exact = HostPattern::parse("Claude.AI").unwrap();
-        assert!(exact.matches("claude.ai"));
-        assert!(!exact.matches("evil-claude.ai"));
-        let wildcard = HostPattern::parse("*.example.com").unwrap();
-        assert!(wildcard.matches("a.example.com"));
-        assert!(wildcard.matches("a.b.example.com"));
-        assert!(!wildcard.matches("example.com"));
-        assert!(!wildcard.matches("badexample.com"));
-        for bad in [
-            "",
-            "*",
-            "*.com",
-            "https://claude.ai",
-            "claude.ai:443",
-            "claude.ai/x",
-            "a..b",
-            "*.*.example.com",
-        ] {
-            assert!(HostPattern::parse(bad).is_err(), "{bad}");
-        }
     }
 
     #[test]

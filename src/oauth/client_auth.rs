@@ -9,10 +9,10 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 
 use super::OAuthError;
+use super::Server as AppState;
 use super::assertion::{self, JWT_BEARER_ASSERTION};
+use super::documents::is_document_client;
 use super::params::Params;
-use crate::app::AppState;
-use crate::cimd::is_document_client;
 use crate::oauth::cimd::ClientDocument;
 use crate::secrets::{constant_time_eq, sha256_b64};
 use crate::store::{AuthMethod, Client};
@@ -222,7 +222,7 @@ async fn verify_assertion(
         audiences,
         now,
     };
-    let keys_error = |e: crate::cimd::DocumentError| {
+    let keys_error = |e: super::documents::DocumentError| {
         OAuthError::invalid_client(format!("the client's keys cannot be used: {e}"))
     };
     let keys = match app.documents.keys(document, now, false).await {

@@ -45,13 +45,9 @@ pub fn family_of(token: &str) -> Option<&str> {
     (family.len() == 22 && secret.len() == 43 && is_b64(family) && is_b64(secret)).then_some(family)
 }
 
-/// The key a family is stored under, and the `sid` claim of the access tokens issued from it:
-/// the SHA-256 of the family id. The family id is half of every refresh token of the family,
-/// so it is never stored or put in an access token in clear; the key names the sign-in
-/// without giving anyone the means to present (or, by a wrong secret, revoke) its tokens.
-pub fn family_key(family_id: &str) -> String {
-    sha256_b64(family_id.as_bytes())
-}
+/// The key a family is stored under (the SHA-256 of its family id), defined with the records
+/// because the state document re-keys old files with it.
+pub use crate::model::family_key;
 
 /// The stored form of a token.
 pub fn hash(token: &str) -> String {

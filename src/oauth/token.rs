@@ -5,8 +5,7 @@ use serde::Serialize;
 use super::params::Params;
 use super::scope::Scope;
 use super::token_request::TokenRequest;
-use super::{ErrorCode, OAuthError, pkce, refresh, resource};
-use crate::app::AppState;
+use super::{ErrorCode, OAuthError, Server, pkce, refresh, resource};
 use crate::config::Issuer;
 use crate::jwt::{AccessTokenClaims, MintError};
 use crate::secrets::{constant_time_eq, random_token, sha256_b64};
@@ -35,7 +34,7 @@ pub struct TokenResponse {
 /// only the codes and refresh tokens issued under it (SPEC §11). `request` was read for this
 /// client by [`TokenRequest::parse`], which refuses a grant the client may not use.
 pub async fn exchange(
-    app: &AppState,
+    app: &Server,
     issuer: &Issuer,
     client: &Client,
     request: TokenRequest,
@@ -77,7 +76,7 @@ pub async fn exchange(
 }
 
 async fn authorization_code(
-    app: &AppState,
+    app: &Server,
     issuer: &Issuer,
     client: &Client,
     code: &str,
@@ -192,7 +191,7 @@ async fn authorization_code(
 const ROTATION_ATTEMPTS: usize = 4;
 
 async fn refresh_token(
-    app: &AppState,
+    app: &Server,
     issuer: &Issuer,
     client: &Client,
     presented: &str,
@@ -341,7 +340,7 @@ async fn refresh_token(
 /// `jti`, and `refresh_token`. Everything else in the token comes from the grant and the
 /// configuration, so the same inputs sign the same bytes.
 fn respond(
-    app: &AppState,
+    app: &Server,
     issuer: &Issuer,
     grant: &Grant,
     family_key: &str,
@@ -387,7 +386,7 @@ fn respond(
 /// Revokes a token presented by its own client (RFC 7009 §2.1): a refresh token's whole
 /// family, or an access token, which goes on the deny-list until it expires. Unknown tokens and
 /// other clients' tokens are ignored: the answer is the same, so revocation reveals nothing.
-pub async fn revoke(app: &AppState, client: &Client, form: &Params) -> Result<(), OAuthError> {
+pub async fn revoke(app: &Server, client: &Client, form: &Params) -> Result<(), OAuthError> {
     let token = form
         .get("token")
         .ok_or_else(|| OAuthError::invalid_request("token is required"))?;
@@ -418,7 +417,7 @@ pub async fn revoke(app: &AppState, client: &Client, form: &Params) -> Result<()
 /// self-registered client, secret or not, is anyone on the internet and would learn every
 /// user's `sub`, scope and sign-in liveness. An inactive token yields only `{"active": false}`.
 pub async fn introspect(
-    app: &AppState,
+    app: &Server,
     client: &Client,
     form: &Params,
 ) -> Result<serde_json::Value, OAuthError> {

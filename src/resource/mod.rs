@@ -379,7 +379,7 @@ impl Authenticator {
             .and_then(|authority| {
                 self.resources
                     .iter()
-                    .find(|r| crate::oauth::issuer::url_serves(&r.resource, authority))
+                    .find(|r| crate::config::issuer::url_serves(&r.resource, authority))
             })
             .or_else(|| self.resources.first())
     }

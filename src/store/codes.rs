@@ -13,42 +13,11 @@
 
 use std::collections::{HashMap, VecDeque};
 
-use super::Grant;
 use super::traits::CodeState;
+use crate::model::{CodeGrant, CodeLimitReached, CodeLimits};
 
 /// How long a tombstone outlives its code, in seconds, so late replays are still recognised.
 pub const TOMBSTONE_SECONDS: u64 = 600;
-
-/// What an authorization code stands for.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CodeGrant {
-    /// The authorization.
-    pub grant: Grant,
-    /// The redirect URI exactly as sent to `/authorize`.
-    pub redirect_uri: String,
-    /// The S256 PKCE challenge.
-    pub code_challenge: String,
-    /// When the code stops working.
-    pub expires_at: u64,
-}
-
-/// Which bound on outstanding codes refused a new one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CodeLimitReached {
-    /// The user already holds [`CodeLimits::per_user`] outstanding codes.
-    PerUser,
-    /// The server already holds [`CodeLimits::total`] outstanding codes.
-    Total,
-}
-
-/// Bounds on outstanding (unredeemed, unexpired) codes; 0 means no bound.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct CodeLimits {
-    /// `maxPendingCodesPerUser`.
-    pub per_user: usize,
-    /// `maxPendingCodes`.
-    pub total: usize,
-}
 
 enum Entry {
     Live(CodeGrant),
@@ -250,6 +219,7 @@ impl Inner {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::Grant;
 
     fn code() -> CodeGrant {
         CodeGrant {

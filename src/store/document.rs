@@ -9,11 +9,11 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use super::{Client, Consent, RefreshFamily, Registration, unique_keys};
-use crate::oauth::scope::Scope;
+use crate::model::{Scope, family_key};
 
 /// The state file format version this build writes.
 ///
-/// Version 2 keys refresh-token families by [`crate::oauth::refresh::family_key`] (a hash of
+/// Version 2 keys refresh-token families by [`family_key`] (a hash of
 /// the family id) where version 1 used the family id itself, half of every refresh token in
 /// clear. Version 1 files are still read: [`StateDocument::upgrade`] re-keys them.
 pub const STATE_VERSION: u32 = 2;
@@ -42,7 +42,7 @@ pub struct StateDocument {
     /// consent was bound to scope hold the time alone; see [`Consent`].)
     #[serde(default, deserialize_with = "unique_keys::nested")]
     pub consents: BTreeMap<String, BTreeMap<String, Consent>>,
-    /// Refresh-token families by family key (see [`crate::oauth::refresh::family_key`]).
+    /// Refresh-token families by family key (see [`family_key`]).
     /// Shared, so that the copy a compaction takes under the lock costs a reference count
     /// per family rather than a deep copy (about 150 ms at 100 000 families); a change to a
     /// family the copy still holds copies that family first ([`Arc::make_mut`]).
@@ -189,7 +189,7 @@ impl StateDocument {
         // 1 → 2: family ids become family keys.
         self.refresh_tokens = std::mem::take(&mut self.refresh_tokens)
             .into_iter()
-            .map(|(id, family)| (crate::oauth::refresh::family_key(&id), family))
+            .map(|(id, family)| (family_key(&id), family))
             .collect();
         self.version = STATE_VERSION;
         true

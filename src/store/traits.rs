@@ -215,7 +215,7 @@ pub struct Rotation {
 }
 
 /// Chains of refresh tokens (families), named by their key
-/// ([`crate::oauth::refresh::family_key`]), never by the id inside their tokens.
+/// ([`crate::model::family_key`]), never by the id inside their tokens.
 #[async_trait]
 pub trait FamilyStore: Send + Sync {
     /// The family with this key.

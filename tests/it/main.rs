@@ -21,6 +21,7 @@ mod example_server;
 mod flow;
 mod helpers;
 mod identity_headers;
+mod layering;
 mod limits;
 mod operations;
 mod process;
