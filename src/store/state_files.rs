@@ -9,7 +9,7 @@
 use std::fs::{File, OpenOptions};
 use std::path::Path;
 
-use super::file::StateError;
+use super::file::error::StateError;
 
 /// The effective uid of this process: the owner every state file must have, and the only peer
 /// the admin socket serves.
