@@ -113,6 +113,10 @@ struct Args {
     /// Leave every process on every CPU.
     #[arg(long)]
     no_pin: bool,
+    /// Measure only this server (`authd` or `null`), e.g. while a profiler watches it; the
+    /// other's columns and the ratios are then `NaN`.
+    #[arg(long, value_enum)]
+    only: Option<Only>,
     /// Print every repeat's figures too (lines starting with `run`).
     #[arg(long)]
     verbose: bool,
@@ -137,6 +141,12 @@ struct Args {
     /// that changes state; a tmpfs (`/dev/shm`) takes it out of the measurement.
     #[arg(long, value_name = "DIR")]
     tmpdir: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Only {
+    Authd,
+    Null,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -285,7 +295,10 @@ async fn run(args: &Args, cpus: &Cpus, watchdog: &Arc<Watchdog>) -> Result<(), E
     let authd = Authd::start(&binary, args, cpus, watchdog, None).await?;
     let (fixture, mut authd_tokens, canned) = authd.setup(args.connections).await?;
     let fixture = Arc::new(fixture);
-    let null = NullServer::start(&canned, args, cpus, watchdog).await?;
+    let null = match args.only {
+        Some(Only::Authd) => None,
+        _ => Some(NullServer::start(&canned, args, cpus, watchdog).await?),
+    };
     let mut null_tokens = authd_tokens.clone();
     println!();
     print_header();
@@ -297,15 +310,25 @@ async fn run(args: &Args, cpus: &Cpus, watchdog: &Arc<Watchdog>) -> Result<(), E
     let mut results: Vec<Vec<(Sample, Sample)>> = vec![Vec::new(); args.phases.len()];
     for repeat in 0..args.repeats {
         for (index, phase) in args.phases.iter().copied().enumerate() {
+            let mut on_null = async || match &null {
+                Some(null) if args.only != Some(Only::Authd) => {
+                    run_phase(phase, &fixture, &mut null_tokens, null, plan).await
+                }
+                _ => Ok(Sample::none()),
+            };
+            let mut on_authd = async || {
+                if args.only == Some(Only::Null) {
+                    return Ok(Sample::none());
+                }
+                run_phase(phase, &fixture, &mut authd_tokens, &authd, plan).await
+            };
             // Alternate the order, so a change in the machine's load falls on both.
             let (n, a) = if repeat % 2 == 0 {
-                let n = run_phase(phase, &fixture, &mut null_tokens, &null, plan).await?;
-                let a = run_phase(phase, &fixture, &mut authd_tokens, &authd, plan).await?;
-                (n, a)
+                let n = on_null().await?;
+                (n, on_authd().await?)
             } else {
-                let a = run_phase(phase, &fixture, &mut authd_tokens, &authd, plan).await?;
-                let n = run_phase(phase, &fixture, &mut null_tokens, &null, plan).await?;
-                (n, a)
+                let a = on_authd().await?;
+                (on_null().await?, a)
             };
             if args.verbose {
                 print_row(
@@ -368,9 +391,11 @@ fn fsync_latency(args: &Args) -> Result<f64, Error> {
     Ok(median(times))
 }
 
-/// `--callgrind`: instructions per operation of mcp-authd, phase by phase. Each phase takes
-/// two server lifetimes that differ only in `--requests` operations, so boot, setup and
-/// first-use costs cancel out.
+/// `--callgrind`: instructions per operation, phase by phase, of mcp-authd and of the null
+/// server. Each phase takes two lifetimes of each server that differ only in `--requests`
+/// operations, so boot, setup and first-use costs cancel out. SHA-256 is shown apart:
+/// valgrind hides the CPU's SHA instructions, so `sha2` runs its portable rounds there, about
+/// ten times the instructions it needs on a CPU with SHA extensions.
 async fn callgrind(
     args: &Args,
     cpus: &Cpus,
@@ -385,33 +410,59 @@ async fn callgrind(
         cpus.describe()
     );
     println!();
-    println!("{:<16} {:>12} {:>10}", "phase", "authd_Ir/op", "requests");
+    println!(
+        "{:<16} {:>12} {:>12} {:>12} {:>7}",
+        "phase", "null_Ir/op", "authd_Ir/op", "sha256_Ir/op", "ratio"
+    );
     let out = temp_dir(args, "mcp-authd-bench-callgrind.")?;
+    let valgrind = |file: &Path| {
+        vec![
+            "valgrind".to_string(),
+            "--tool=callgrind".into(),
+            format!("--callgrind-out-file={}", file.display()),
+        ]
+    };
     for phase in args.phases.iter().copied() {
-        let mut totals = Vec::new();
+        let mut authd_totals = Vec::new();
+        let mut null_totals = Vec::new();
         for measured in [0, args.requests] {
-            let file = out.path().join(format!("callgrind.out.{}.{measured}", phase.name()));
-            let wrapper = vec![
-                "valgrind".to_string(),
-                "--tool=callgrind".into(),
-                format!("--callgrind-out-file={}", file.display()),
-            ];
-            let authd = Authd::start(binary, args, cpus, watchdog, Some(&wrapper)).await?;
-            let (fixture, mut tokens, _) = authd.setup(args.connections).await?;
             let plan = Plan::Counted {
                 warmup: args.warmup_requests,
                 measure: measured,
             };
-            let sample = run_phase(phase, &Arc::new(fixture), &mut tokens, &authd, plan).await?;
-            if sample.errors > 0 {
-                return Err(format!("{} failed {} time(s) under valgrind", phase.name(), sample.errors).into());
-            }
+            let name = format!("{}.{measured}", phase.name());
+            let file = out.path().join(format!("callgrind.out.authd.{name}"));
+            let authd = Authd::start(binary, args, cpus, watchdog, Some(&valgrind(&file))).await?;
+            let (fixture, mut tokens, canned) = authd.setup(args.connections).await?;
+            let fixture = Arc::new(fixture);
+            let mut null_tokens = tokens.clone();
+            let sample = run_phase(phase, &fixture, &mut tokens, &authd, plan).await?;
             // The profile is written when the server exits.
             authd.stop(false);
-            totals.push(callgrind_total(&file)?);
+            if sample.errors > 0 {
+                return Err(format!("{name} failed {} time(s) under valgrind", sample.errors).into());
+            }
+            authd_totals.push(callgrind_costs(&file)?);
+
+            let file = out.path().join(format!("callgrind.out.null.{name}"));
+            let null = NullServer::start_wrapped(&canned, args, cpus, watchdog, Some(&valgrind(&file))).await?;
+            run_phase(phase, &fixture, &mut null_tokens, &null, plan).await?;
+            drop(null);
+            null_totals.push(callgrind_costs(&file)?);
         }
-        let per_op = (totals[1] as f64 - totals[0] as f64) / args.requests.max(1) as f64;
-        println!("{:<16} {:>12.0} {:>10}", phase.name(), per_op, args.requests);
+        let per_op = |t: &[(u64, u64)], f: fn(&(u64, u64)) -> u64| {
+            (f(&t[1]) as f64 - f(&t[0]) as f64) / args.requests.max(1) as f64
+        };
+        let null = per_op(&null_totals, |t| t.0);
+        let authd = per_op(&authd_totals, |t| t.0);
+        println!(
+            "{:<16} {:>12.0} {:>12.0} {:>12.0} {:>7.2}",
+            phase.name(),
+            null,
+            authd,
+            per_op(&authd_totals, |t| t.1),
+            ratio(null, authd)
+        );
     }
     if args.keep {
         println!("kept        {}", out.keep().display());
@@ -419,15 +470,56 @@ async fn callgrind(
     Ok(())
 }
 
-/// The instruction count (`Ir`) of a callgrind profile.
-fn callgrind_total(file: &Path) -> Result<u64, Error> {
+/// The instruction count (`Ir`) of a callgrind profile, and the part spent in SHA-256's
+/// compression function (its own cost, not what it calls).
+fn callgrind_costs(file: &Path) -> Result<(u64, u64), Error> {
     let text = std::fs::read_to_string(file)
         .map_err(|e| format!("no callgrind profile at {} ({e})", file.display()))?;
-    text.lines()
+    let total = text
+        .lines()
         .find_map(|l| l.strip_prefix("summary:").or_else(|| l.strip_prefix("totals:")))
         .and_then(|v| v.split_whitespace().next())
         .and_then(|v| v.parse().ok())
-        .ok_or_else(|| format!("no totals in {}", file.display()).into())
+        .ok_or_else(|| format!("no totals in {}", file.display()))?;
+    // Names are compressed: `fn=(12) name` the first time, `fn=(12)` after. A cost line after
+    // `calls=` is the callee's inclusive cost, not the current function's own.
+    let mut names: BTreeMap<String, String> = BTreeMap::new();
+    let mut is_sha = false;
+    let mut skip_next = false;
+    let mut sha = 0u64;
+    for line in text.lines() {
+        // A callee (`cfn=`) may be the first to name a function.
+        let (is_fn, rest) = match (line.strip_prefix("fn="), line.strip_prefix("cfn=")) {
+            (Some(rest), _) => (true, Some(rest)),
+            (None, Some(rest)) => (false, Some(rest)),
+            _ => (false, None),
+        };
+        if let Some(rest) = rest {
+            let (id, name) = match rest.split_once(") ") {
+                Some((id, name)) => (format!("{id})"), name.to_string()),
+                None => (rest.to_string(), String::new()),
+            };
+            let name = if name.is_empty() {
+                names.get(&id).cloned().unwrap_or_default()
+            } else {
+                names.insert(id, name.clone());
+                name
+            };
+            if is_fn {
+                is_sha = name.contains("sha256") && name.contains("compress");
+            }
+        } else if line.starts_with("calls=") {
+            skip_next = true;
+        } else if line.starts_with(|c: char| c.is_ascii_digit() || c == '+' || c == '-' || c == '*') {
+            if std::mem::take(&mut skip_next) {
+                continue;
+            }
+            if is_sha && let Some(ir) = line.split_whitespace().nth(1).and_then(|v| v.parse::<u64>().ok()) {
+                sha += ir;
+            }
+        }
+    }
+    Ok((total, sha))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1018,6 +1110,7 @@ impl Server for Authd {
 struct NullServer {
     process: Process,
     addr: SocketAddr,
+    slow: bool,
     _dir: tempfile::TempDir,
 }
 
@@ -1028,28 +1121,42 @@ impl NullServer {
         cpus: &Cpus,
         watchdog: &Arc<Watchdog>,
     ) -> Result<Self, Error> {
+        Self::start_wrapped(canned, args, cpus, watchdog, None).await
+    }
+
+    /// Started under `wrapper` (a profiler's command line), if given.
+    async fn start_wrapped(
+        canned: &BTreeMap<NullKey, Canned>,
+        args: &Args,
+        cpus: &Cpus,
+        watchdog: &Arc<Watchdog>,
+        wrapper: Option<&[String]>,
+    ) -> Result<Self, Error> {
         let dir = temp_dir(args, "mcp-authd-bench-null.")?;
         let answers = dir.path().join("answers.json");
         std::fs::write(&answers, serde_json::to_vec(&canned.iter().collect::<Vec<_>>())?)?;
         let addr: SocketAddr = ([127, 0, 0, 1], free_port()?).into();
         let log = dir.path().join("null.log");
-        let program = vec![
+        let mut program: Vec<String> = wrapper.map(<[String]>::to_vec).unwrap_or_default();
+        program.extend([
             std::env::current_exe()?.display().to_string(),
             "__null-server".into(),
             addr.to_string(),
             answers.display().to_string(),
-        ];
+        ]);
         let mut command = cpus.command(&program);
         command
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log)?);
-        let mut process =
-            Process::spawn("the null server", command, Duration::from_secs(5), watchdog)?;
-        wait_listening(&mut process, addr, Duration::from_secs(30), &log).await?;
+        let slow = wrapper.is_some();
+        let limit = Duration::from_secs(if slow { 300 } else { 30 });
+        let mut process = Process::spawn("the null server", command, limit, watchdog)?;
+        wait_listening(&mut process, addr, limit, &log).await?;
         Ok(Self {
             process,
             addr,
+            slow,
             _dir: dir,
         })
     }
@@ -1063,7 +1170,7 @@ impl Server for NullServer {
         self.process.cpu_seconds()
     }
     fn request_timeout(&self) -> Duration {
-        Duration::from_secs(10)
+        Duration::from_secs(if self.slow { 120 } else { 10 })
     }
 }
 
@@ -1156,8 +1263,14 @@ mod null_server {
             .build()?;
         runtime.block_on(async move {
             let listener = tokio::net::TcpListener::bind(addr).await?;
+            // SIGTERM ends it cleanly, so that a profiler it runs under writes its profile.
+            let mut terminate =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
             loop {
-                let (stream, _) = listener.accept().await?;
+                let (stream, _) = tokio::select! {
+                    accepted = listener.accept() => accepted?,
+                    _ = terminate.recv() => return Ok(()),
+                };
                 let prepared = prepared.clone();
                 tokio::spawn(async move {
                     let service = hyper::service::service_fn(move |request: Request<hyper::body::Incoming>| {
@@ -1505,6 +1618,19 @@ struct Sample {
     p99_ms: f64,
     cpu_us: f64,
     errors: u64,
+}
+
+impl Sample {
+    /// The figures of a server that was not measured.
+    fn none() -> Self {
+        Self {
+            rate: f64::NAN,
+            p50_ms: f64::NAN,
+            p99_ms: f64::NAN,
+            cpu_us: f64::NAN,
+            errors: 0,
+        }
+    }
 }
 
 /// What one connection measured.
