@@ -5,7 +5,8 @@
 //! user, client or token value is ever a label (it would leak identities to whoever scrapes,
 //! and every new value would be a new series).
 
-use std::sync::{Arc, OnceLock};
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock, RwLock};
 use std::time::{Duration, Instant};
 
 use axum::Router;
@@ -14,7 +15,10 @@ use axum::http::{StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
+use metrics::{
+    Counter, Histogram, counter, describe_counter, describe_gauge, describe_histogram, gauge,
+    histogram,
+};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 use crate::store::{Registration, Store};
@@ -109,6 +113,49 @@ fn describe() {
     }
 }
 
+/// Handles of the series that change on every request, looked up once: a `counter!` with
+/// labels builds its key, hashes it and searches the recorder's registry each time (the route
+/// label and the status text were also allocated on every request).
+struct Series {
+    tokens_issued: [(&'static str, Counter); 2],
+    authorize: [(&'static str, Counter); 4],
+    registrations: [(&'static str, Counter); 3],
+    /// Per route pattern: the duration histogram and the request counter of each status seen.
+    routes: RwLock<HashMap<String, RouteSeries>>,
+}
+
+struct RouteSeries {
+    duration: Histogram,
+    by_status: Vec<(u16, Counter)>,
+}
+
+/// Route patterns kept in [`Series::routes`] at most; the router has a few dozen, so this is
+/// only a bound, should some label ever come from outside the route table.
+const MAX_CACHED_ROUTES: usize = 256;
+
+/// The cached handles, registered with the recorder [`handle`] installs (handles taken before
+/// a recorder exists would record nothing).
+fn series() -> &'static Series {
+    static SERIES: OnceLock<Series> = OnceLock::new();
+    SERIES.get_or_init(|| {
+        handle();
+        Series {
+            tokens_issued: ["authorization_code", "refresh_token"]
+                .map(|g| (g, counter!(TOKENS_ISSUED, "grant_type" => g))),
+            authorize: ["code", "consent_page", "denied", "error"]
+                .map(|r| (r, counter!(AUTHORIZE, "result" => r))),
+            registrations: ["created", "rejected", "full"]
+                .map(|r| (r, counter!(REGISTRATIONS, "result" => r))),
+            routes: RwLock::new(HashMap::new()),
+        }
+    })
+}
+
+/// The cached counter for `value`, if it is one of `known`.
+fn known<'a>(known: &'a [(&'static str, Counter)], value: &str) -> Option<&'a Counter> {
+    known.iter().find(|(v, _)| *v == value).map(|(_, c)| c)
+}
+
 /// The server's metrics. The values live in the process-wide recorder; this handle is what
 /// the rest of the code calls, so that call sites name events, not series.
 pub struct Metrics {
@@ -129,17 +176,26 @@ impl Metrics {
 
     /// An access token was issued (`authorization_code`, `refresh_token`).
     pub fn token_issued(&self, grant_type: &'static str) {
-        counter!(TOKENS_ISSUED, "grant_type" => grant_type).increment(1);
+        match known(&series().tokens_issued, grant_type) {
+            Some(c) => c.increment(1),
+            None => counter!(TOKENS_ISSUED, "grant_type" => grant_type).increment(1),
+        }
     }
 
     /// An authorization request ended: `code`, `consent_page`, `denied` or `error`.
     pub fn authorize_result(&self, result: &'static str) {
-        counter!(AUTHORIZE, "result" => result).increment(1);
+        match known(&series().authorize, result) {
+            Some(c) => c.increment(1),
+            None => counter!(AUTHORIZE, "result" => result).increment(1),
+        }
     }
 
     /// A registration ended: `created`, `rejected` or `full`.
     pub fn registration_result(&self, result: &'static str) {
-        counter!(REGISTRATIONS, "result" => result).increment(1);
+        match known(&series().registrations, result) {
+            Some(c) => c.increment(1),
+            None => counter!(REGISTRATIONS, "result" => result).increment(1),
+        }
     }
 
     /// Refresh-token reuse was detected.
@@ -163,10 +219,37 @@ impl Metrics {
     }
 
     /// Records one finished request under its route pattern.
-    fn observe(&self, route: String, status: u16, seconds: f64) {
-        counter!(HTTP_REQUESTS, "route" => route.clone(), "status" => status.to_string())
-            .increment(1);
-        histogram!(HTTP_DURATION, "route" => route).record(seconds);
+    fn observe(&self, route: &str, status: u16, seconds: f64) {
+        let routes = &series().routes;
+        {
+            let cached = routes.read().unwrap_or_else(|e| e.into_inner());
+            if let Some(series) = cached.get(route)
+                && let Some((_, requests)) = series.by_status.iter().find(|(s, _)| *s == status)
+            {
+                requests.increment(1);
+                series.duration.record(seconds);
+                return;
+            }
+        }
+        // A route or status not seen yet: register its series (once).
+        let requests =
+            counter!(HTTP_REQUESTS, "route" => route.to_string(), "status" => status.to_string());
+        requests.increment(1);
+        let mut cached = routes.write().unwrap_or_else(|e| e.into_inner());
+        if cached.len() >= MAX_CACHED_ROUTES && !cached.contains_key(route) {
+            histogram!(HTTP_DURATION, "route" => route.to_string()).record(seconds);
+            return;
+        }
+        let series = cached
+            .entry(route.to_string())
+            .or_insert_with(|| RouteSeries {
+                duration: histogram!(HTTP_DURATION, "route" => route.to_string()),
+                by_status: Vec::new(),
+            });
+        series.duration.record(seconds);
+        if !series.by_status.iter().any(|(s, _)| *s == status) {
+            series.by_status.push((status, requests));
+        }
     }
 
     /// The Prometheus text exposition (format 0.0.4), with the gauges read from `store` now.
@@ -187,14 +270,12 @@ impl Metrics {
 /// Middleware on the public router: counts every request under its matched route pattern
 /// (`unmatched` when no route matched, so a scan of random paths adds no series).
 pub async fn track(State(metrics): State<Arc<Metrics>>, request: Request, next: Next) -> Response {
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
+    // A clone of the matched path shares its text (no allocation per request).
+    let route = request.extensions().get::<MatchedPath>().cloned();
     let started = Instant::now();
     let response = next.run(request).await;
     metrics.observe(
-        route,
+        route.as_ref().map_or("unmatched", MatchedPath::as_str),
         response.status().as_u16(),
         started.elapsed().as_secs_f64(),
     );

@@ -212,8 +212,8 @@ async fn refresh_token(
     // grace window gets the rotation's answer byte for byte (SPEC §17): the successor by its
     // keyed derivation, the access token by a `jti` derived the same way and the times and
     // scope the rotation recorded.
-    let successor = refresh::successor(presented, family_id, &app.keys.refresh_successor);
-    let jti = refresh::access_token_id(presented, &app.keys.access_token_id);
+    let successor = refresh::successor_with(presented, family_id, &app.keys.refresh_successor_mac);
+    let jti = refresh::access_token_id_with(presented, &app.keys.access_token_id_mac);
     let now = app.now();
     let rotation = RotationAnswer {
         iat: now,
