@@ -136,6 +136,10 @@ struct Args {
     /// Keep the temporary directories (configuration, state, logs) and print where.
     #[arg(long)]
     keep: bool,
+    /// mcp-authd's `maxDynamicClients` (0: no cap, the default here, since the register phase
+    /// adds tens of thousands of clients; a cap above that measures what counting costs).
+    #[arg(long, default_value_t = 0)]
+    max_dynamic_clients: usize,
     /// Where the temporary directories go, mcp-authd's state included (default: the system's
     /// temporary directory, `TMPDIR`). Its file system's fsync latency bounds every phase
     /// that changes state; a tmpfs (`/dev/shm`) takes it out of the measurement.
@@ -942,7 +946,7 @@ impl Authd {
                 // One client address and one user make every request: no limit may interfere.
                 "rateLimits": {"registerPerMinute": 0, "registerGlobalPerMinute": 0,
                                "tokenPerMinute": 0, "authorizePerMinute": 0},
-                "maxDynamicClients": 0,
+                "maxDynamicClients": args.max_dynamic_clients,
                 "maxPendingCodesPerUser": 0,
                 "maxPendingCodes": 0
             }}

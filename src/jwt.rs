@@ -468,8 +468,6 @@ pub(crate) fn parse_header(token: &str) -> Result<Header, VerifyError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use base64::Engine as _;
-    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
     const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";
 
