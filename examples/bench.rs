@@ -304,6 +304,15 @@ async fn run(args: &Args, cpus: &Cpus, watchdog: &Arc<Watchdog>) -> Result<(), E
         _ => Some(NullServer::start(&canned, args, cpus, watchdog).await?),
     };
     let mut null_tokens = authd_tokens.clone();
+    println!(
+        "servers     authd pid {} on {}, null {}",
+        authd.process.pid,
+        authd.addr,
+        match &null {
+            Some(n) => format!("pid {} on {}", n.process.pid, n.addr),
+            None => "not started (--only authd)".into(),
+        }
+    );
     println!();
     print_header();
 
@@ -359,7 +368,11 @@ async fn run(args: &Args, cpus: &Cpus, watchdog: &Arc<Watchdog>) -> Result<(), E
         eprintln!(
             "bench: {errors} operation(s) failed; the server's log is {}{}",
             authd.log_path().display(),
-            if args.keep { "" } else { " (pass --keep to keep it)" }
+            if args.keep {
+                ""
+            } else {
+                " (pass --keep to keep it)"
+            }
         );
     }
     drop(null);
@@ -444,12 +457,16 @@ async fn callgrind(
             // The profile is written when the server exits.
             authd.stop(false);
             if sample.errors > 0 {
-                return Err(format!("{name} failed {} time(s) under valgrind", sample.errors).into());
+                return Err(
+                    format!("{name} failed {} time(s) under valgrind", sample.errors).into(),
+                );
             }
             authd_totals.push(callgrind_costs(&file)?);
 
             let file = out.path().join(format!("callgrind.out.null.{name}"));
-            let null = NullServer::start_wrapped(&canned, args, cpus, watchdog, Some(&valgrind(&file))).await?;
+            let null =
+                NullServer::start_wrapped(&canned, args, cpus, watchdog, Some(&valgrind(&file)))
+                    .await?;
             run_phase(phase, &fixture, &mut null_tokens, &null, plan).await?;
             drop(null);
             null_totals.push(callgrind_costs(&file)?);
@@ -481,7 +498,10 @@ fn callgrind_costs(file: &Path) -> Result<(u64, u64), Error> {
         .map_err(|e| format!("no callgrind profile at {} ({e})", file.display()))?;
     let total = text
         .lines()
-        .find_map(|l| l.strip_prefix("summary:").or_else(|| l.strip_prefix("totals:")))
+        .find_map(|l| {
+            l.strip_prefix("summary:")
+                .or_else(|| l.strip_prefix("totals:"))
+        })
         .and_then(|v| v.split_whitespace().next())
         .and_then(|v| v.parse().ok())
         .ok_or_else(|| format!("no totals in {}", file.display()))?;
@@ -514,11 +534,17 @@ fn callgrind_costs(file: &Path) -> Result<(u64, u64), Error> {
             }
         } else if line.starts_with("calls=") {
             skip_next = true;
-        } else if line.starts_with(|c: char| c.is_ascii_digit() || c == '+' || c == '-' || c == '*') {
+        } else if line.starts_with(|c: char| c.is_ascii_digit() || c == '+' || c == '-' || c == '*')
+        {
             if std::mem::take(&mut skip_next) {
                 continue;
             }
-            if is_sha && let Some(ir) = line.split_whitespace().nth(1).and_then(|v| v.parse::<u64>().ok()) {
+            if is_sha
+                && let Some(ir) = line
+                    .split_whitespace()
+                    .nth(1)
+                    .and_then(|v| v.parse::<u64>().ok())
+            {
                 sha += ir;
             }
         }
@@ -563,7 +589,10 @@ fn print_row(label: &str, samples: &[(Sample, Sample)]) {
         median_of(&|(n, a)| ratio(a.p99_ms, n.p99_ms)),
         median_of(&|(n, _)| n.cpu_us),
         median_of(&|(_, a)| a.cpu_us),
-        samples.iter().map(|(n, a)| n.errors + a.errors).sum::<u64>(),
+        samples
+            .iter()
+            .map(|(n, a)| n.errors + a.errors)
+            .sum::<u64>(),
     );
 }
 
@@ -630,7 +659,9 @@ impl Cpus {
 
     fn describe(&self) -> String {
         match self {
-            Cpus::Pinned { server, driver } => format!("servers on cpu {server}, driver on cpu {driver}"),
+            Cpus::Pinned { server, driver } => {
+                format!("servers on cpu {server}, driver on cpu {driver}")
+            }
             Cpus::Unpinned(why) => format!("unpinned ({why})"),
         }
     }
@@ -788,7 +819,9 @@ impl Process {
 
     /// Whether it has exited already (then with what).
     fn exited(&mut self) -> Option<std::process::ExitStatus> {
-        self.child.as_mut().and_then(|c| c.try_wait().ok().flatten())
+        self.child
+            .as_mut()
+            .and_then(|c| c.try_wait().ok().flatten())
     }
 
     /// User plus system CPU time so far, in seconds (every thread).
@@ -1138,7 +1171,10 @@ impl NullServer {
     ) -> Result<Self, Error> {
         let dir = temp_dir(args, "mcp-authd-bench-null.")?;
         let answers = dir.path().join("answers.json");
-        std::fs::write(&answers, serde_json::to_vec(&canned.iter().collect::<Vec<_>>())?)?;
+        std::fs::write(
+            &answers,
+            serde_json::to_vec(&canned.iter().collect::<Vec<_>>())?,
+        )?;
         let addr: SocketAddr = ([127, 0, 0, 1], free_port()?).into();
         let log = dir.path().join("null.log");
         let mut program: Vec<String> = wrapper.map(<[String]>::to_vec).unwrap_or_default();
@@ -1199,14 +1235,24 @@ struct Canned {
 
 impl From<&Answer> for Canned {
     fn from(answer: &Answer) -> Self {
-        let skip = [header::DATE, header::CONTENT_LENGTH, header::CONNECTION, header::TRANSFER_ENCODING];
+        let skip = [
+            header::DATE,
+            header::CONTENT_LENGTH,
+            header::CONNECTION,
+            header::TRANSFER_ENCODING,
+        ];
         Self {
             status: answer.status.as_u16(),
             headers: answer
                 .headers
                 .iter()
                 .filter(|(name, _)| !skip.contains(name))
-                .map(|(n, v)| (n.to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+                .map(|(n, v)| {
+                    (
+                        n.to_string(),
+                        String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                    )
+                })
                 .collect(),
             body: String::from_utf8_lossy(&answer.body).into_owned(),
         }
@@ -1277,10 +1323,12 @@ mod null_server {
                 };
                 let prepared = prepared.clone();
                 tokio::spawn(async move {
-                    let service = hyper::service::service_fn(move |request: Request<hyper::body::Incoming>| {
-                        let prepared = prepared.clone();
-                        async move { Ok::<_, Infallible>(answer(&prepared, request).await) }
-                    });
+                    let service = hyper::service::service_fn(
+                        move |request: Request<hyper::body::Incoming>| {
+                            let prepared = prepared.clone();
+                            async move { Ok::<_, Infallible>(answer(&prepared, request).await) }
+                        },
+                    );
                     let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                         .http1_only()
                         .serve_connection(TokioIo::new(stream), service)
@@ -1468,9 +1516,7 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 /// The code in a redirect's query.
 fn code_of(location: &str) -> Option<&str> {
     let query = location.split_once('?')?.1;
-    query
-        .split('&')
-        .find_map(|pair| pair.strip_prefix("code="))
+    query.split('&').find_map(|pair| pair.strip_prefix("code="))
 }
 
 fn register_request() -> Req {

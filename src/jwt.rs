@@ -175,7 +175,7 @@ fn mint(
 #[derive(Clone)]
 pub enum TokenSigner {
     /// HS256 with this secret (see [`TokenSigner::hs256`]).
-    Hs256(Hs256Key),
+    Hs256(Arc<Hs256Key>),
     /// EdDSA or ES256 with this key.
     Key(Arc<PrivateKey>),
 }
@@ -192,7 +192,7 @@ impl std::fmt::Debug for TokenSigner {
 impl TokenSigner {
     /// HS256 with `secret` (`jwtSecret`).
     pub fn hs256(secret: &[u8]) -> Self {
-        Self::Hs256(Hs256Key::new(secret))
+        Self::Hs256(Arc::new(Hs256Key::new(secret)))
     }
 
     /// Signs `claims` as an access token.

@@ -159,7 +159,10 @@ mod tests {
         assert_eq!(access_token_id_with(&token, &prepared), jti);
         assert_eq!(
             next,
-            format!("{family_id}.{}", crate::secrets::hmac_b64(b"k", token.as_bytes()))
+            format!(
+                "{family_id}.{}",
+                crate::secrets::hmac_b64(b"k", token.as_bytes())
+            )
         );
     }
 

@@ -8,6 +8,7 @@
 mod admin_socket;
 mod attacks;
 mod authorize;
+mod bench;
 mod cimd;
 mod cli;
 mod clients;
