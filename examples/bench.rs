@@ -277,6 +277,14 @@ async fn run(args: &Args, cpus: &Cpus, watchdog: &Arc<Watchdog>) -> Result<(), E
     );
     println!("binary      {} ({version})", binary.display());
     if args.callgrind {
+        let has_valgrind = Command::new("valgrind")
+            .arg("--version")
+            .stdout(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !has_valgrind {
+            return Err("--callgrind needs valgrind (Debian: apt-get install valgrind)".into());
+        }
         return callgrind(args, cpus, watchdog, &binary).await;
     }
     println!(
