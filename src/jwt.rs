@@ -10,6 +10,8 @@
 
 use std::sync::Arc;
 
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
@@ -77,12 +79,65 @@ pub enum MintError {
 /// verifier accepts ([`MAX_TOKEN_LEN`]) is refused here rather than handed out: nobody could
 /// use it, and it could not even be revoked.
 pub fn mint_access_token(claims: &AccessTokenClaims, secret: &[u8]) -> Result<String, MintError> {
-    mint(
-        claims,
-        Algorithm::HS256,
-        key_id(secret),
-        &EncodingKey::from_secret(secret),
-    )
+    Hs256Key::new(secret).mint(claims)
+}
+
+/// An HS256 signing secret prepared for minting: its `kid`, the token header that names it
+/// (already JSON and base64url), and the HMAC key schedule, computed once instead of on every
+/// token. Tokens are byte for byte what `jsonwebtoken::encode` makes of the same header and
+/// claims (`typ`, `alg`, `kid`; the header serialised the same way).
+#[derive(Clone)]
+pub struct Hs256Key {
+    kid: String,
+    /// `base64url(header JSON) + "."`.
+    header: String,
+    mac: crate::secrets::HmacKey,
+}
+
+impl std::fmt::Debug for Hs256Key {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hs256Key").field("kid", &self.kid).finish()
+    }
+}
+
+impl Hs256Key {
+    /// Prepares `secret`.
+    pub fn new(secret: &[u8]) -> Self {
+        let kid = key_id(secret);
+        let mut header = Header::new(Algorithm::HS256);
+        header.typ = Some(ACCESS_TOKEN_TYP.to_string());
+        header.kid = Some(kid.clone());
+        // A header of strings always serialises.
+        let json = serde_json::to_vec(&header).unwrap_or_default();
+        let mut encoded = URL_SAFE_NO_PAD.encode(json);
+        encoded.push('.');
+        Self {
+            kid,
+            header: encoded,
+            mac: crate::secrets::HmacKey::new(secret),
+        }
+    }
+
+    /// The `kid` of the tokens it signs.
+    pub fn key_id(&self) -> &str {
+        &self.kid
+    }
+
+    /// Signs `claims` (see [`mint_access_token`]).
+    pub fn mint(&self, claims: &AccessTokenClaims) -> Result<String, MintError> {
+        let json = serde_json::to_vec(claims).map_err(jsonwebtoken::errors::Error::from)?;
+        // header.claims.signature, each part base64url: 4/3 of the JSON, 43 for the MAC.
+        let mut token = String::with_capacity(self.header.len() + json.len() * 4 / 3 + 48);
+        token.push_str(&self.header);
+        URL_SAFE_NO_PAD.encode_string(&json, &mut token);
+        let signature = self.mac.sign(token.as_bytes());
+        token.push('.');
+        URL_SAFE_NO_PAD.encode_string(signature, &mut token);
+        if token.len() > MAX_TOKEN_LEN {
+            return Err(MintError::TooLarge(token.len()));
+        }
+        Ok(token)
+    }
 }
 
 /// Signs `claims` as an `at+jwt` with an EdDSA or ES256 key; the `kid` is the key's RFC 7638
@@ -119,8 +174,8 @@ fn mint(
 /// `oauthAs.signing.privateKeyFile`.
 #[derive(Clone)]
 pub enum TokenSigner {
-    /// HS256 with this secret.
-    Hs256(Vec<u8>),
+    /// HS256 with this secret (see [`TokenSigner::hs256`]).
+    Hs256(Arc<Hs256Key>),
     /// EdDSA or ES256 with this key.
     Key(Arc<PrivateKey>),
 }
@@ -135,10 +190,15 @@ impl std::fmt::Debug for TokenSigner {
 }
 
 impl TokenSigner {
+    /// HS256 with `secret` (`jwtSecret`).
+    pub fn hs256(secret: &[u8]) -> Self {
+        Self::Hs256(Arc::new(Hs256Key::new(secret)))
+    }
+
     /// Signs `claims` as an access token.
     pub fn mint(&self, claims: &AccessTokenClaims) -> Result<String, MintError> {
         match self {
-            Self::Hs256(secret) => mint_access_token(claims, secret),
+            Self::Hs256(key) => key.mint(claims),
             Self::Key(key) => mint_access_token_with_key(claims, key),
         }
     }
@@ -154,7 +214,7 @@ impl TokenSigner {
     /// The `kid` its tokens carry.
     pub fn key_id(&self) -> String {
         match self {
-            Self::Hs256(secret) => key_id(secret),
+            Self::Hs256(key) => key.key_id().to_string(),
             Self::Key(key) => key.public_key().kid().to_string(),
         }
     }
@@ -438,8 +498,6 @@ pub(crate) fn parse_header(token: &str) -> Result<Header, VerifyError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use base64::Engine as _;
-    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
     const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";
 
@@ -518,6 +576,29 @@ mod tests {
             Verifier::new(&expect()).verify(&token_of(internal.0, internal.1)),
             Err(VerifyError::Issuer)
         );
+    }
+
+    #[test]
+    fn the_prepared_hs256_key_mints_what_jsonwebtoken_would() {
+        // The grace window hands out a rotation's token again byte for byte (SPEC §17), also
+        // across an upgrade from a build that minted with `jsonwebtoken::encode`.
+        let mut header = Header::new(Algorithm::HS256);
+        header.typ = Some(ACCESS_TOKEN_TYP.to_string());
+        header.kid = Some(key_id(SECRET));
+        let key = Hs256Key::new(SECRET);
+        for mut c in [claims(), claims()] {
+            let reference =
+                jsonwebtoken::encode(&header, &c, &EncodingKey::from_secret(SECRET)).unwrap();
+            assert_eq!(key.mint(&c).unwrap(), reference);
+            c.sid = Some("a-sign-in".into());
+            c.groups = vec!["\"quoted\" \u{e9}".into(); 3];
+            let reference =
+                jsonwebtoken::encode(&header, &c, &EncodingKey::from_secret(SECRET)).unwrap();
+            assert_eq!(key.mint(&c).unwrap(), reference);
+            assert_eq!(TokenSigner::hs256(SECRET).mint(&c).unwrap(), reference);
+        }
+        assert_eq!(key.key_id(), key_id(SECRET));
+        assert!(!format!("{key:?}").contains("0123456789abcdef"));
     }
 
     #[test]

@@ -33,11 +33,39 @@ pub fn hmac_b64(key: &[u8], input: &[u8]) -> String {
 
 /// HMAC-SHA256 of `input` under `key`.
 pub fn hmac_raw(key: &[u8], input: &[u8]) -> [u8; 32] {
-    // HMAC accepts keys of any length (long keys are hashed first), so this cannot fail.
-    #[allow(clippy::expect_used)]
-    let mut mac = HmacSha256::new_from_slice(key).expect("HMAC accepts any key length");
-    mac.update(input);
-    mac.finalize().into_bytes().into()
+    HmacKey::new(key).sign(input)
+}
+
+/// An HMAC-SHA256 key whose key schedule (the inner and outer padded key, two SHA-256 blocks)
+/// is computed once: a key used on every request then hashes only the message.
+#[derive(Clone)]
+pub struct HmacKey(HmacSha256);
+
+impl HmacKey {
+    /// Prepares `key` (any length; long keys are hashed first, as HMAC says).
+    pub fn new(key: &[u8]) -> Self {
+        // HMAC accepts keys of any length, so this cannot fail.
+        #[allow(clippy::expect_used)]
+        Self(HmacSha256::new_from_slice(key).expect("HMAC accepts any key length"))
+    }
+
+    /// HMAC-SHA256 of `input`.
+    pub fn sign(&self, input: &[u8]) -> [u8; 32] {
+        let mut mac = self.0.clone();
+        mac.update(input);
+        mac.finalize().into_bytes().into()
+    }
+
+    /// HMAC-SHA256 of `input`, base64url without padding.
+    pub fn sign_b64(&self, input: &[u8]) -> String {
+        URL_SAFE_NO_PAD.encode(self.sign(input))
+    }
+}
+
+impl std::fmt::Debug for HmacKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("HmacKey(<redacted>)")
+    }
 }
 
 /// Constant-time equality of two byte strings (length is not secret).
@@ -58,16 +86,24 @@ pub struct Keys {
     /// Derives the `jti` of a rotation's access token from the refresh token it consumed, so
     /// a grace-window retry gets the same access token (SPEC §17).
     pub access_token_id: [u8; 32],
+    /// [`Self::refresh_successor`], prepared: every refresh derives with it.
+    pub refresh_successor_mac: HmacKey,
+    /// [`Self::access_token_id`], prepared: every refresh derives with it.
+    pub access_token_id_mac: HmacKey,
 }
 
 impl Keys {
     /// Derives every purpose key from the configured secret.
     pub fn derive(jwt_secret: &[u8]) -> Self {
+        let refresh_successor = hmac_raw(jwt_secret, b"mcp-authd/v1/refresh-successor");
+        let access_token_id = hmac_raw(jwt_secret, b"mcp-authd/v1/access-token-id");
         Self {
             jwt: jwt_secret.to_vec(),
-            refresh_successor: hmac_raw(jwt_secret, b"mcp-authd/v1/refresh-successor"),
+            refresh_successor,
             consent: hmac_raw(jwt_secret, b"mcp-authd/v1/consent-ticket"),
-            access_token_id: hmac_raw(jwt_secret, b"mcp-authd/v1/access-token-id"),
+            access_token_id,
+            refresh_successor_mac: HmacKey::new(&refresh_successor),
+            access_token_id_mac: HmacKey::new(&access_token_id),
         }
     }
 }
@@ -97,6 +133,30 @@ mod tests {
         assert_ne!(keys.access_token_id, keys.refresh_successor);
         assert_ne!(keys.access_token_id, keys.consent);
         assert_ne!(keys.refresh_successor.as_slice(), keys.jwt.as_slice());
+    }
+
+    #[test]
+    fn a_prepared_key_signs_like_the_one_shot_hmac_however_often_it_is_used() {
+        let key = HmacKey::new(b"a key");
+        for input in [&b""[..], b"message", &[7u8; 200]] {
+            assert_eq!(key.sign(input), hmac_raw(b"a key", input));
+            assert_eq!(key.sign(input), key.sign(input));
+            assert_eq!(key.sign_b64(input), hmac_b64(b"a key", input));
+        }
+        // RFC 4231 test case 2.
+        let expected = "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843";
+        let mac = HmacKey::new(b"Jefe").sign(b"what do ya want for nothing?");
+        let hex: String = mac.iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(hex, expected);
+        let keys = Keys::derive(&[7u8; 32]);
+        assert_eq!(
+            keys.refresh_successor_mac.sign(b"t"),
+            hmac_raw(&keys.refresh_successor, b"t")
+        );
+        assert_eq!(
+            keys.access_token_id_mac.sign(b"t"),
+            hmac_raw(&keys.access_token_id, b"t")
+        );
     }
 
     #[test]

@@ -381,7 +381,7 @@ impl Config {
     pub fn signer(&self) -> crate::jwt::TokenSigner {
         match &self.signing.private_key {
             Some(key) => crate::jwt::TokenSigner::Key(key.clone()),
-            None => crate::jwt::TokenSigner::Hs256(self.jwt_secret.expose().to_vec()),
+            None => crate::jwt::TokenSigner::hs256(self.jwt_secret.expose()),
         }
     }
 

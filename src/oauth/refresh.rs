@@ -6,7 +6,10 @@
 //! from `jwtSecret`. That derivation is what lets a client that lost a response present the
 //! old token again and receive the same successor, while only hashes are stored.
 
-use crate::secrets::{constant_time_eq, hmac_b64, random_token, sha256_b64};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+use crate::secrets::{HmacKey, constant_time_eq, random_token, sha256_b64};
 use crate::store::{RefreshFamily, RotationAnswer};
 
 /// How long, in seconds, a rotated token may be presented again while its successor is unused.
@@ -21,7 +24,16 @@ pub fn new_family_token() -> (String, String) {
 
 /// The successor of `token` in its family.
 pub fn successor(token: &str, family_id: &str, key: &[u8]) -> String {
-    format!("{family_id}.{}", hmac_b64(key, token.as_bytes()))
+    successor_with(token, family_id, &HmacKey::new(key))
+}
+
+/// [`successor`] with a prepared key (the refresh path's, [`crate::secrets::Keys`]).
+pub fn successor_with(token: &str, family_id: &str, key: &HmacKey) -> String {
+    let mut next = String::with_capacity(family_id.len() + 44);
+    next.push_str(family_id);
+    next.push('.');
+    URL_SAFE_NO_PAD.encode_string(key.sign(token.as_bytes()), &mut next);
+    next
 }
 
 /// The `jti` of the access token answering the rotation of `token` (SPEC §17): a keyed hash
@@ -30,7 +42,12 @@ pub fn successor(token: &str, family_id: &str, key: &[u8]) -> String {
 /// stays unique (each token is consumed by one rotation) and unguessable without the key.
 /// 128 bits, the length of a random `jti`.
 pub fn access_token_id(token: &str, key: &[u8]) -> String {
-    let mut id = hmac_b64(key, token.as_bytes());
+    access_token_id_with(token, &HmacKey::new(key))
+}
+
+/// [`access_token_id`] with a prepared key.
+pub fn access_token_id_with(token: &str, key: &HmacKey) -> String {
+    let mut id = key.sign_b64(token.as_bytes());
     id.truncate(22);
     id
 }
@@ -149,6 +166,17 @@ mod tests {
         assert_eq!(jti.len(), 22);
         assert_ne!(jti, access_token_id(&next, b"k"));
         assert_ne!(jti, access_token_id(&token, b"other key"));
+        // The prepared keys derive the same values, byte for byte.
+        let prepared = HmacKey::new(b"k");
+        assert_eq!(successor_with(&token, &family_id, &prepared), next);
+        assert_eq!(access_token_id_with(&token, &prepared), jti);
+        assert_eq!(
+            next,
+            format!(
+                "{family_id}.{}",
+                crate::secrets::hmac_b64(b"k", token.as_bytes())
+            )
+        );
     }
 
     #[test]

@@ -258,7 +258,7 @@ async fn refresh_token(
         match refresh::decide(&family, &presented_hash, now) {
             refresh::RefreshDecision::Rotate => {
                 let successor =
-                    refresh::successor(presented, family_id, &app.keys.refresh_successor);
+                    refresh::successor_with(presented, family_id, &app.keys.refresh_successor_mac);
                 let rotated = app
                     .store
                     .rotate_family(
@@ -274,7 +274,8 @@ async fn refresh_token(
                     )
                     .await?;
                 if rotated {
-                    let jti = refresh::access_token_id(presented, &app.keys.access_token_id);
+                    let jti =
+                        refresh::access_token_id_with(presented, &app.keys.access_token_id_mac);
                     let grant = &family.grant;
                     let response =
                         respond(app, issuer, grant, &family_key, &rotation, jti, successor)?;

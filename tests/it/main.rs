@@ -8,6 +8,7 @@
 mod admin_commands;
 mod admin_socket;
 mod authorize;
+mod bench;
 mod cimd;
 mod cli;
 mod clients;

@@ -25,7 +25,7 @@ impl ClientStore for StateStore {
     ) -> StoreResult<DynamicAdmission> {
         self.mutate_if(|shared| {
             let mut evicted = None;
-            if max_dynamic != 0 && shared.doc.dynamic_client_count() >= max_dynamic {
+            if shared.doc.dynamic_clients_reach(max_dynamic) {
                 let older_than = client
                     .client_id_issued_at
                     .saturating_sub(EVICTABLE_AFTER_SECONDS);
