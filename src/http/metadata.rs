@@ -1,9 +1,13 @@
 //! Discovery documents (RFC 8414, RFC 9728) and the health check.
 
-use axum::Json;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
 use serde_json::{Value, json};
 
 use super::issuer::RequestIssuer;
@@ -69,20 +73,61 @@ pub fn protected_resource_document(config: &Config, issuer: &Issuer) -> Value {
     })
 }
 
+/// Both discovery documents of every issuer, serialised once per configuration: they depend
+/// on the configuration alone, and building and serialising a `Value` was two thirds of a
+/// metadata request's work (docs/performance.md). The router is rebuilt on reload, and this
+/// with it.
+#[derive(Debug, Default)]
+pub struct RenderedDocuments {
+    /// Issuer URL → (authorization server metadata, protected resource metadata).
+    by_issuer: HashMap<String, (Bytes, Bytes)>,
+}
+
+impl RenderedDocuments {
+    /// The documents of every issuer of `config`.
+    pub fn new(config: &Config) -> Self {
+        let render = |document: Value| Bytes::from(document.to_string());
+        let by_issuer = config
+            .issuers()
+            .map(|issuer| {
+                let documents = (
+                    render(authorization_server_document(config, issuer)),
+                    render(protected_resource_document(config, issuer)),
+                );
+                (issuer.url.clone(), documents)
+            })
+            .collect();
+        Self { by_issuer }
+    }
+}
+
+/// A JSON answer of bytes already serialised, as `Json` would send them.
+fn json_bytes(body: Bytes) -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
 /// `GET /.well-known/oauth-authorization-server` (and its aliases), for the request's issuer.
 pub async fn authorization_server(
     State(app): State<Shared>,
+    Extension(rendered): Extension<Arc<RenderedDocuments>>,
     RequestIssuer(issuer): RequestIssuer,
-) -> Json<Value> {
-    Json(authorization_server_document(&app.config, &issuer))
+) -> Response {
+    match rendered.by_issuer.get(&issuer.url) {
+        Some((document, _)) => json_bytes(document.clone()),
+        None => Json(authorization_server_document(&app.config, &issuer)).into_response(),
+    }
 }
 
 /// `GET /.well-known/oauth-protected-resource[/<path>]`, for the request's issuer.
 pub async fn protected_resource(
     State(app): State<Shared>,
+    Extension(rendered): Extension<Arc<RenderedDocuments>>,
     RequestIssuer(issuer): RequestIssuer,
-) -> Json<Value> {
-    Json(protected_resource_document(&app.config, &issuer))
+) -> Response {
+    match rendered.by_issuer.get(&issuer.url) {
+        Some((_, document)) => json_bytes(document.clone()),
+        None => Json(protected_resource_document(&app.config, &issuer)).into_response(),
+    }
 }
 
 /// How long a client may cache the key set. Verifiers refetch on an unknown `kid` anyway, so

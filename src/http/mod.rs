@@ -216,6 +216,9 @@ fn router_with(state: Shared, limiter: Arc<RateLimiter>) -> Router {
         // After routing, so that the route pattern (never the raw path) is the label.
         .route_layer(from_fn_with_state(state.metrics.clone(), metrics::track))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(Extension(Arc::new(metadata::RenderedDocuments::new(
+            &state.config,
+        ))))
         .with_state(state)
 }
 
