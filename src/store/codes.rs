@@ -131,11 +131,6 @@ impl CodeTable {
         }
     }
 
-    /// Whether [`Self::consume`] would find the code live at `now`.
-    pub fn is_live(&self, code_hash: &str, now: u64) -> bool {
-        matches!(self.inner.entries.get(code_hash), Some(Entry::Live(code)) if code.expires_at > now)
-    }
-
     /// Spends a live code, recording `family_key` as what it produced.
     pub fn consume(&mut self, code_hash: &str, now: u64, family_key: &str) -> Consumed {
         let inner = &mut self.inner;
@@ -259,7 +254,6 @@ mod tests {
                 family_key: "fam".into()
             })
         );
-        assert!(!table.is_live("h", 11));
     }
 
     fn code_of(sub: &str, expires_at: u64) -> CodeGrant {

@@ -27,7 +27,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
-use super::codes::{CodeTable, Consumed};
+use super::codes::CodeTable;
 use super::document::{OLDEST_READABLE_VERSION, STATE_VERSION};
 use super::state_files::{self, dir_of};
 use super::tickets::UsedTickets;

@@ -207,17 +207,18 @@ impl CodeStore for StateStore {
         family: RefreshFamily,
     ) -> StoreResult<Exchange> {
         self.mutate_if(|shared| {
-            // Checked before the code is spent, so a failed write cannot burn it.
-            if !shared.codes.is_live(code_hash, now) {
-                return match shared.codes.consume(code_hash, now, family_key) {
-                    Consumed::Before(first) => {
-                        let revoke = Mutation::RevokeFamily {
-                            family_id: first.clone(),
-                        };
-                        (Ok(Exchange::Replayed { family_key: first }), vec![revoke])
-                    }
-                    Consumed::Now | Consumed::Never => (Ok(Exchange::Invalid), Vec::new()),
-                };
+            // Judged before the code is spent, so a failed write cannot burn it.
+            match shared.codes.get(code_hash, now) {
+                Some(CodeState::Live(_)) => {}
+                Some(CodeState::Spent {
+                    family_key: first, ..
+                }) => {
+                    let revoke = Mutation::RevokeFamily {
+                        family_id: first.clone(),
+                    };
+                    return (Ok(Exchange::Replayed { family_key: first }), vec![revoke]);
+                }
+                None => return (Ok(Exchange::Invalid), Vec::new()),
             }
             if self.durable.borrow().has_failed {
                 return (Err(StoreError::failed_writer()), Vec::new());
